@@ -1,0 +1,55 @@
+// Choosing and initialising the tfjs compute backend. tfjs-node ("tensorflow") is optional: it is
+// loaded dynamically when asked for (or by `auto`) and never required; wasm is the default.
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core's Node bundle registers no op gradients; the @tensorflow/tfjs bundle registers all of
+// them (and the cpu backend) into tfjs's global registries, which every tfjs package shares.
+import '@tensorflow/tfjs';
+import { BackendError, UsageError } from '../errors.js';
+import { registerWasmTrainingKernels } from './wasm-kernels.js';
+
+export const BACKEND_CHOICES = ['auto', 'wasm', 'tensorflow', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+export type BackendName = Exclude<BackendChoice, 'auto'>;
+
+export function parseBackend(value: string): BackendChoice {
+  if ((BACKEND_CHOICES as readonly string[]).includes(value)) return value as BackendChoice;
+  throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')} (got '${value}')`);
+}
+
+async function tryTensorflow(): Promise<boolean> {
+  try {
+    // A variable specifier keeps TypeScript from requiring the optional package at build time.
+    const name = '@tensorflow/tfjs-node';
+    await import(name);
+    return tf.findBackend('tensorflow') !== null;
+  } catch {
+    return false;
+  }
+}
+
+/** Loads and activates the backend; returns the name of the one that runs. */
+export async function initBackend(choice: BackendChoice): Promise<BackendName> {
+  let name: BackendName;
+  if (choice === 'auto') {
+    name = (await tryTensorflow()) ? 'tensorflow' : 'wasm';
+  } else if (choice === 'tensorflow') {
+    if (!(await tryTensorflow())) {
+      throw new BackendError(
+        'the tensorflow backend needs @tensorflow/tfjs-node, which is not installed or does not load here; ' +
+          'use --backend wasm (the default), or install tfjs-node where its native library can be downloaded',
+      );
+    }
+    name = 'tensorflow';
+  } else {
+    name = choice;
+  }
+  if (name === 'wasm') {
+    await import('@tensorflow/tfjs-backend-wasm');
+    registerWasmTrainingKernels();
+  } else if (name === 'cpu') {
+    await import('@tensorflow/tfjs-backend-cpu');
+  }
+  if (!(await tf.setBackend(name))) throw new BackendError(`the ${name} backend failed to initialise`);
+  await tf.ready();
+  return name;
+}

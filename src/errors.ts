@@ -1,0 +1,45 @@
+// Errors a user can cause or fix. Each has a stable code (listed in the README) and an exit code;
+// the CLI prints `error <code>: <message>` and never a stack trace for these.
+
+export const EXIT_USAGE = 2;
+export const EXIT_CHECKPOINT = 3;
+export const EXIT_BACKEND = 4;
+
+export class LenetError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  constructor(code: string, message: string, exitCode: number) {
+    super(message);
+    this.name = 'LenetError';
+    this.code = code;
+    this.exitCode = exitCode;
+  }
+}
+
+/** A command-line flag or value the user gave is not acceptable. */
+export class UsageError extends LenetError {
+  constructor(message: string) {
+    super('LENET_ERR_USAGE', message, EXIT_USAGE);
+  }
+}
+
+/** An MNIST file is missing, truncated or not an IDX file of the expected kind. */
+export class DataError extends LenetError {
+  constructor(message: string) {
+    super('LENET_ERR_DATA', message, EXIT_USAGE);
+  }
+}
+
+/** A checkpoint is missing, partial, corrupt or belongs to a different run configuration. */
+export class CheckpointError extends LenetError {
+  constructor(message: string) {
+    super('LENET_ERR_CHECKPOINT', message, EXIT_CHECKPOINT);
+  }
+}
+
+/** The requested compute backend cannot be loaded on this machine. */
+export class BackendError extends LenetError {
+  constructor(message: string) {
+    super('LENET_ERR_BACKEND', message, EXIT_BACKEND);
+  }
+}
