@@ -170,6 +170,9 @@ export function loadCheckpoint(path: string, spec: ModelSpec): LoadedCheckpoint 
   if (state.format !== CHECKPOINT_FORMAT_VERSION) {
     throw new CheckpointError(`${path}: checkpoint format ${state.format} is not supported (expected ${CHECKPOINT_FORMAT_VERSION})`);
   }
+  if (state.config?.arch !== undefined && state.config.arch !== spec.arch) {
+    throw new CheckpointError(`${path} holds an --arch ${String(state.config.arch)} model, not ${spec.arch}; pass the same --arch`);
+  }
   readVerified(path, MODEL_FILE, state.files?.[MODEL_FILE]);
   const weightsBin = readVerified(path, WEIGHTS_FILE, state.files?.[WEIGHTS_FILE]);
   const optimizerBin = readVerified(path, OPTIMIZER_FILE, state.files?.[OPTIMIZER_FILE]);

@@ -10,7 +10,8 @@ export function parseFlags(argv: string[], options: NonNullable<ParseArgsConfig[
     const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals });
     return { flags: values as Flags, positionals };
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.replace(/\. To specify.*$/s, '')}; see --help`);
+    const message = (err as Error).message.replace(/\s*\n\s*/g, ' ').replace(/\.$/, '');
+    throw new UsageError(`${message}; see --help`);
   }
 }
 
@@ -32,12 +33,13 @@ export function optionalIntFlag(flags: Flags, name: string, min: number): number
   return str(flags, name) === undefined ? undefined : intFlag(flags, name, 0, min);
 }
 
-export function numberFlag(flags: Flags, name: string, fallback: number, min: number, max: number): number {
+/** A number in (0, max]: learning rates, decay factors. */
+export function positiveNumberFlag(flags: Flags, name: string, fallback: number, max: number): number {
   const v = str(flags, name);
   if (v === undefined) return fallback;
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number (got '${v}')`);
-  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max} (got ${n})`);
+  if (n <= 0 || n > max) throw new UsageError(`--${name} must be greater than 0 and at most ${max} (got ${n})`);
   return n;
 }
 

@@ -20,7 +20,7 @@ import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { OPTIMIZERS } from '../coordinator/optimizer.js';
 import { train } from '../coordinator/trainer.js';
-import { choiceFlag, intFlag, numberFlag, optionalIntFlag, parseFlags, runMain, stringFlag } from './args.js';
+import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, runMain, stringFlag } from './args.js';
 
 const USAGE = `Usage: lenet-coord <command> [options]
 
@@ -114,8 +114,8 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     batchSize,
     microbatch,
     optimizer: choiceFlag(flags, 'optimizer', OPTIMIZERS, 'adam'),
-    lr: numberFlag(flags, 'lr', DEFAULT_LEARNING_RATE, Number.MIN_VALUE, 10),
-    lrDecay: numberFlag(flags, 'lr-decay', DEFAULT_LR_DECAY, Number.MIN_VALUE, 1),
+    lr: positiveNumberFlag(flags, 'lr', DEFAULT_LEARNING_RATE, 10),
+    lrDecay: positiveNumberFlag(flags, 'lr-decay', DEFAULT_LR_DECAY, 1),
     warmupSteps: intFlag(flags, 'warmup-steps', DEFAULT_WARMUP_STEPS, 0),
     seed: intFlag(flags, 'seed', DEFAULT_SEED, 0, 0xffffffff),
     distort: flags.distort === true,

@@ -38,7 +38,7 @@ export class Sgd implements Optimizer {
   }
 }
 
-/** Adam as in tfjs and Keras: bias correction folded into the step size, epsilon outside the sqrt. */
+/** Adam as tfjs's AdamOptimizer computes it: w -= lr * m_hat / (sqrt(v_hat) + epsilon). */
 export class Adam implements Optimizer {
   readonly name = 'adam';
   private t = 0;
@@ -57,13 +57,14 @@ export class Adam implements Optimizer {
 
   apply(weights: Float32Array, grad: Float32Array, lr: number): void {
     this.t++;
-    const stepSize = (lr * Math.sqrt(1 - Math.pow(ADAM_BETA2, this.t))) / (1 - Math.pow(ADAM_BETA1, this.t));
+    const correction1 = 1 - Math.pow(ADAM_BETA1, this.t);
+    const correction2 = 1 - Math.pow(ADAM_BETA2, this.t);
     const { m, v } = this;
     for (let i = 0; i < weights.length; i++) {
       const g = grad[i];
       m[i] = ADAM_BETA1 * m[i] + (1 - ADAM_BETA1) * g;
       v[i] = ADAM_BETA2 * v[i] + (1 - ADAM_BETA2) * g * g;
-      weights[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) + ADAM_EPSILON);
+      weights[i] -= (lr * (m[i] / correction1)) / (Math.sqrt(v[i] / correction2) + ADAM_EPSILON);
     }
   }
 

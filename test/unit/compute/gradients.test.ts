@@ -1,0 +1,71 @@
+// One microbatch's gradient: same function on wasm and cpu, no tensor growth across steps.
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../../src/backend/select.js';
+import { GradientComputer } from '../../../src/compute/gradients.js';
+import { loadMnist, type Mnist } from '../../../src/data/mnist.js';
+import { modelSpec, type ArchName } from '../../../src/model/architectures.js';
+import { initWeights } from '../../../src/model/weights.js';
+
+let mnist: Mnist;
+beforeAll(async () => {
+  mnist = loadMnist({ trainLimit: 256, testLimit: 64 });
+  await initBackend('cpu');
+  await initBackend('wasm');
+});
+
+const input = { samples: Array.from({ length: 16 }, (_, i) => i * 3), positions: Array.from({ length: 16 }, (_, i) => i), epoch: 0 };
+
+function gradientOn(backend: string, arch: ArchName): { grad: Float32Array; loss: number } {
+  tf.setBackend(backend);
+  const spec = modelSpec(arch);
+  const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, false);
+  computer.setWeights(initWeights(spec, 1), 0);
+  const grad = new Float32Array(spec.size);
+  const loss = computer.microbatchGradient(input, grad);
+  computer.dispose();
+  return { grad, loss };
+}
+
+describe('GradientComputer', () => {
+  for (const arch of ['lenet5', 'keras'] as const) {
+    it(`computes the same ${arch} gradient on wasm as on the cpu backend`, () => {
+      const cpu = gradientOn('cpu', arch);
+      const wasm = gradientOn('wasm', arch);
+      expect(Math.abs(wasm.loss - cpu.loss) / cpu.loss).toBeLessThan(1e-5);
+      let diff = 0;
+      let scale = 0;
+      for (let i = 0; i < cpu.grad.length; i++) {
+        diff = Math.max(diff, Math.abs(cpu.grad[i] - wasm.grad[i]));
+        scale = Math.max(scale, Math.abs(cpu.grad[i]));
+      }
+      expect(scale).toBeGreaterThan(0);
+      expect(diff / scale).toBeLessThan(1e-5);
+    });
+  }
+
+  it('is bit-for-bit repeatable on wasm', () => {
+    expect(gradientOn('wasm', 'lenet5').grad).toEqual(gradientOn('wasm', 'lenet5').grad);
+  });
+
+  it('does not grow the number of tensors across steps', () => {
+    tf.setBackend('wasm');
+    const spec = modelSpec('lenet5');
+    const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, true);
+    const weights = initWeights(spec, 2);
+    const grad = new Float32Array(spec.size);
+    computer.setWeights(weights, 0);
+    computer.microbatchGradient(input, grad);
+    const tensors = tf.memory().numTensors;
+    const dataIds = tf.engine().backend.numDataIds();
+    for (let step = 1; step <= 5; step++) {
+      weights[0] += 0.01;
+      computer.setWeights(weights, step);
+      computer.microbatchGradient(input, grad);
+      computer.evaluate(mnist.test.images, mnist.test.labels, 0, 64);
+    }
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(tf.engine().backend.numDataIds()).toBe(dataIds);
+    computer.dispose();
+  });
+});

@@ -1,0 +1,64 @@
+// Our flat-array Adam against tfjs's own AdamOptimizer with the same hyper-parameters.
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON } from '../../../src/constants.js';
+import { Adam, Sgd, createOptimizer } from '../../../src/coordinator/optimizer.js';
+import { learningRate } from '../../../src/coordinator/schedule.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('Adam', () => {
+  it('follows tf.train.adam to a few float32 ulp over 20 steps', () => {
+    const n = 50;
+    const w0 = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+    const grads = Array.from({ length: 20 }, (_, s) => Float32Array.from({ length: n }, (_, i) => Math.cos(i * 3 + s) * 0.1));
+    const ours = new Adam(n);
+    const w = w0.slice();
+    for (const g of grads) ours.apply(w, g, 0.01);
+
+    const v = tf.variable(tf.tensor1d(w0));
+    const opt = tf.train.adam(0.01, ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON);
+    for (const g of grads) opt.applyGradients([{ name: v.name, tensor: tf.tensor1d(g) }]);
+    const ref = v.dataSync();
+    // tfjs rounds every intermediate to float32, we only the stored values: a few ulp per step.
+    for (let i = 0; i < n; i++) expect(Math.abs(w[i] - ref[i])).toBeLessThan(5e-6);
+  });
+
+  it('resumes from its state exactly', () => {
+    const g = Float32Array.from({ length: 8 }, (_, i) => i - 3.5);
+    const a = new Adam(8);
+    const wa = new Float32Array(8);
+    for (let s = 0; s < 6; s++) a.apply(wa, g, 0.1);
+    const b = new Adam(8);
+    const wb = new Float32Array(8);
+    for (let s = 0; s < 3; s++) b.apply(wb, g, 0.1);
+    const c = createOptimizer('adam', 8, structuredClone(b.state()));
+    for (let s = 0; s < 3; s++) c.apply(wb, g, 0.1);
+    expect(wb).toEqual(wa);
+  });
+
+  it('refuses the state of another optimizer', () => {
+    expect(() => createOptimizer('sgd', 8, new Adam(8).state())).toThrow(/--optimizer adam/);
+  });
+});
+
+describe('Sgd', () => {
+  it('steps against the gradient', () => {
+    const w = Float32Array.from([1, 2]);
+    new Sgd().apply(w, Float32Array.from([1, -1]), 0.5);
+    expect(Array.from(w)).toEqual([0.5, 2.5]);
+  });
+});
+
+describe('learningRate', () => {
+  const c = { lr: 1, decayPerEpoch: 0.5, warmupSteps: 10, stepsPerEpoch: 100 };
+  it('warms up linearly, then decays per epoch independent of the run length', () => {
+    expect(learningRate(c, 0)).toBeCloseTo(0.1 * 0.5 ** 0);
+    expect(learningRate(c, 9)).toBeCloseTo(0.5 ** 0.09);
+    expect(learningRate(c, 100)).toBeCloseTo(0.5);
+    expect(learningRate(c, 300)).toBeCloseTo(0.125);
+  });
+});
