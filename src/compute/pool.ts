@@ -22,6 +22,11 @@ export class ComputePool {
     });
   }
 
+  /** Resolves once every thread has initialised its backend. */
+  async ready(): Promise<void> {
+    await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run({ type: 'ready' })));
+  }
+
   gradients(task: GradientTask): Promise<GradientReply> {
     return this.piscina.run(task) as Promise<GradientReply>;
   }

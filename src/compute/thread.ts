@@ -55,6 +55,8 @@ export default async function run(task: ThreadTask): Promise<ThreadReply> {
       return onGradientTask(computer, task);
     case 'eval':
       return onEvalTask(computer, task);
+    case 'ready':
+      return { type: 'ready', backend: init.backend };
     default: {
       const never: never = task;
       throw new Error(`unknown thread task ${JSON.stringify(never)}`);

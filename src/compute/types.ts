@@ -65,5 +65,15 @@ export interface EvalReply {
   confusion: number[];
 }
 
-export type ThreadTask = GradientTask | EvalTask;
-export type ThreadReply = GradientReply | EvalReply;
+/** Initialise the thread's backend now (so that start-up cost stays out of step timings). */
+export interface ReadyTask {
+  type: 'ready';
+}
+
+export interface ReadyReply {
+  type: 'ready';
+  backend: string;
+}
+
+export type ThreadTask = GradientTask | EvalTask | ReadyTask;
+export type ThreadReply = GradientReply | EvalReply | ReadyReply;

@@ -174,6 +174,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     slabCount: slab.count,
     slabSlots: slab.slots,
   });
+  await pool.ready();
   const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
   const runRecord: RunRecord = {
     type: 'run',
