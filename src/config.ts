@@ -36,6 +36,16 @@ export interface TrainConfig {
   metricsOut?: string;
   /** No progress output (epoch lines are still printed). */
   quiet: boolean;
+  /** WebSocket endpoint for remote workers. */
+  host: string;
+  /** undefined: DEFAULT_PORT, or any free port when that one is taken. */
+  port?: number;
+  /** Hold the first step until this many remote workers have joined. */
+  waitWorkers: number;
+  /** Shared secret for worker authentication (HMAC challenge-response); undefined = none. */
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** The settings that must be equal for --resume to continue a run exactly. */

@@ -45,3 +45,21 @@ export const MAX_THREADS = 256;
 export const CHECKPOINT_PREFIX = 'ckpt-';
 export const CHECKPOINT_STATE_FILE = 'state.json';
 export const CHECKPOINT_FORMAT_VERSION = 1;
+
+// ---- remote workers (WebSocket protocol) ----
+export const DEFAULT_PORT = 7070;
+export const DEFAULT_HOST_NO_TOKEN = '127.0.0.1';
+export const DEFAULT_HOST_WITH_TOKEN = '0.0.0.0';
+/** Largest WebSocket frame accepted (ws maxPayload): one weights or gradient tensor plus pixels, with room. */
+export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+/** A peer silent for this long is considered gone. */
+export const HEARTBEAT_TIMEOUT_MS = 20_000;
+/** Time a connecting worker has to answer the challenge. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Worker reconnect backoff: first delay, growth factor, cap. */
+export const RECONNECT_INITIAL_MS = 250;
+export const RECONNECT_FACTOR = 2;
+export const RECONNECT_MAX_MS = 5_000;
+export const DEFAULT_CONNECT_TIMEOUT_S = 60;
+export const AUTH_NONCE_BYTES = 32;

@@ -29,8 +29,8 @@ export function intFlag(flags: Flags, name: string, fallback: number, min: numbe
   return n;
 }
 
-export function optionalIntFlag(flags: Flags, name: string, min: number): number | undefined {
-  return str(flags, name) === undefined ? undefined : intFlag(flags, name, 0, min);
+export function optionalIntFlag(flags: Flags, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  return str(flags, name) === undefined ? undefined : intFlag(flags, name, 0, min, max);
 }
 
 /** A number in (0, max]: learning rates, decay factors. */

@@ -1,6 +1,7 @@
 // `lenet-coord`: the coordinator's command line.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
 import type { TrainConfig } from '../config.js';
 import {
   DEFAULT_BATCH_SIZE,
@@ -9,6 +10,9 @@ import {
   DEFAULT_LEARNING_RATE,
   DEFAULT_LR_DECAY,
   DEFAULT_MICROBATCH,
+  DEFAULT_PORT,
+  DEFAULT_HOST_NO_TOKEN,
+  DEFAULT_HOST_WITH_TOKEN,
   DEFAULT_SEED,
   DEFAULT_WARMUP_STEPS,
   MAX_MICROBATCH,
@@ -22,6 +26,10 @@ import { OPTIMIZERS } from '../coordinator/optimizer.js';
 import { train } from '../coordinator/trainer.js';
 import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, runMain, stringFlag } from './args.js';
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 const USAGE = `Usage: lenet-coord <command> [options]
 
 Commands:
@@ -32,8 +40,9 @@ Run 'lenet-coord <command> --help' for the options of a command.
 
 const START_USAGE = `Usage: lenet-coord start [options]
 
-Trains a model on MNIST with synchronous data parallelism over local threads. The weights after
-every step are bit-for-bit the same for any --threads, for the same seed and batch settings.
+Trains a model on MNIST with synchronous data parallelism over local threads and remote workers
+(lenet-worker join). The weights after every step are bit-for-bit the same for any --threads and
+any number of workers, for the same seed and batch settings.
 
 Model:
   --arch lenet5|keras        lenet5: the 1998 topology (60,806 params); keras: the TF2 tutorial
@@ -45,7 +54,7 @@ Training:
   --epochs N                 train until N epochs are complete              [${DEFAULT_EPOCHS}]
   --batch-size N             global batch (samples per optimizer step)      [${DEFAULT_BATCH_SIZE}]
   --microbatch N             samples per microbatch (unit of work)          [${DEFAULT_MICROBATCH}]
-  --threads N                local compute threads                          [cores: ${availableParallelism()}]
+  --threads N                local compute threads; 0 = only coordinate     [cores: ${availableParallelism()}]
   --optimizer adam|sgd                                                      [adam]
   --lr X                     peak learning rate                             [${DEFAULT_LEARNING_RATE}]
   --lr-decay X               learning-rate multiplier per epoch             [${DEFAULT_LR_DECAY}]
@@ -62,6 +71,14 @@ Checkpoints and output:
   --fresh                    delete the checkpoints in --checkpoint-dir and start over
   --metrics-out FILE         JSON lines: one "run" record, then one "epoch" record per epoch
   --quiet                    no progress bar or progress lines
+Remote workers:
+  --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
+  --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
+  --wait-workers K           hold the first step until K remote workers have joined  [0]
+  --token T                  shared secret workers must prove (or env LENET_TOKEN)
+  --allow-no-token           listen on a non-loopback --host without a token
+  --tls-cert FILE, --tls-key FILE
+                             serve wss:// (TLS) instead of ws://
   -h, --help                 show this help
 
 Exit codes: 0 done, 2 bad arguments or data, 3 checkpoint problem, 4 backend unavailable, 1 bug.
@@ -89,6 +106,13 @@ const START_OPTIONS = {
   fresh: { type: 'boolean' },
   'metrics-out': { type: 'string' },
   quiet: { type: 'boolean' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'wait-workers': { type: 'string' },
+  token: { type: 'string' },
+  'allow-no-token': { type: 'boolean' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -103,13 +127,24 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     throw new UsageError(`--batch-size / --microbatch gives ${Math.ceil(batchSize / microbatch)} microbatches per step; the limit is ${MAX_MICROBATCHES_PER_STEP}: raise --microbatch`);
   }
   if (flags.resume && flags.fresh) throw new UsageError('--resume and --fresh contradict each other; pick one');
+  const token = stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined);
+  const host = stringFlag(flags, 'host') ?? (token === undefined ? DEFAULT_HOST_NO_TOKEN : DEFAULT_HOST_WITH_TOKEN);
+  if (token === undefined && !isLoopback(host) && flags['allow-no-token'] !== true) {
+    throw new UsageError(`listening on ${host} without a token lets anyone reach the run; pass --token (or LENET_TOKEN), or --allow-no-token to accept that`);
+  }
+  const tlsCert = stringFlag(flags, 'tls-cert');
+  const tlsKey = stringFlag(flags, 'tls-key');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  for (const f of [tlsCert, tlsKey]) if (f !== undefined && !existsSync(f)) throw new UsageError(`${f}: file not found`);
+  const threads = intFlag(flags, 'threads', availableParallelism(), 0, MAX_THREADS);
+  const waitWorkers = intFlag(flags, 'wait-workers', 0, 0, 10_000);
   const dataDir = stringFlag(flags, 'data-dir');
   const metricsOut = stringFlag(flags, 'metrics-out');
   return {
     arch: choiceFlag(flags, 'arch', ARCHS, 'lenet5'),
     activation: choiceFlag(flags, 'activation', ACTIVATIONS, 'relu'),
     backend: choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'),
-    threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
+    threads,
     epochs: intFlag(flags, 'epochs', DEFAULT_EPOCHS, 1),
     batchSize,
     microbatch,
@@ -127,6 +162,12 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     fresh: flags.fresh === true,
     metricsOut: metricsOut === undefined ? undefined : resolve(metricsOut),
     quiet: flags.quiet === true,
+    host,
+    port: optionalIntFlag(flags, 'port', 0, 65535),
+    waitWorkers,
+    token,
+    tlsCert,
+    tlsKey,
   };
 }
 

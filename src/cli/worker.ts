@@ -1,22 +1,84 @@
-// `lenet-worker`: a remote gradient worker. The WebSocket protocol arrives with issue #3; until
-// then this command only explains itself.
+// `lenet-worker`: the remote worker's command line.
+import { availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { DEFAULT_CONNECT_TIMEOUT_S, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
-import { runMain } from './args.js';
+import { BACKEND_CHOICES } from '../backend/select.js';
+import { RemoteWorkerProcess } from '../worker/remote.js';
+import { choiceFlag, intFlag, parseFlags, runMain, stringFlag } from './args.js';
 
-const USAGE = `Usage: lenet-worker join <ws://HOST:PORT> [options]
+const USAGE = `Usage: lenet-worker join <ws://HOST:PORT | wss://HOST:PORT> [options]
 
-Joins a running coordinator as a remote gradient worker.
-Not available yet: remote workers arrive with the WebSocket protocol (issue #3). Today,
-'lenet-coord start --threads N' trains on all local cores.
+Joins a running coordinator (lenet-coord start) as a remote gradient worker. The worker computes
+the microbatches it is given with its own threads and returns their sums, pre-summed only along
+the coordinator's fixed reduction tree, so the run's weights stay bit-for-bit the same.
+
+Options:
+  --threads N              compute threads                                [cores: ${availableParallelism()}]
+  --backend auto|wasm|tensorflow|cpu   must match the coordinator's       [auto]
+  --data-dir DIR           local MNIST copy; without one (or with different data) the
+                           coordinator sends the pixels it assigns        [embedded copy]
+  --token T                shared secret (or env LENET_TOKEN)
+  --connect-timeout S      keep retrying a coordinator that is not up yet, or that went
+                           away, for S seconds                            [${DEFAULT_CONNECT_TIMEOUT_S}]
+  --ca FILE                CA certificate to trust for wss://
+  --name NAME              label in the coordinator's logs                [host name]
+  -h, --help               show this help
+
+Exit codes: 0 the run completed, 2 bad arguments, 5 rejected by the coordinator (wrong token,
+protocol version or backend), 6 no coordinator reachable within --connect-timeout, 1 bug.
 `;
 
+const OPTIONS = {
+  threads: { type: 'string' },
+  backend: { type: 'string' },
+  'data-dir': { type: 'string' },
+  token: { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  ca: { type: 'string' },
+  name: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 async function main(argv: string[]): Promise<number> {
-  const [command] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || argv.includes('--help')) {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
-  throw new UsageError(`'lenet-worker ${command}' is not available yet: remote workers arrive with the WebSocket protocol; see lenet-worker --help`);
+  if (command !== 'join') throw new UsageError(`unknown command '${command}'; usage: lenet-worker join <ws-url> (see --help)`);
+  const { flags, positionals } = parseFlags(rest, OPTIONS, true);
+  if (flags.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError('give exactly one coordinator URL, e.g. lenet-worker join ws://10.0.0.5:7070');
+  const url = positionals[0];
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`'${url}' is not a URL; expected ws://HOST:PORT or wss://HOST:PORT`);
+  }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new UsageError(`'${url}' must start with ws:// or wss://`);
+  const ca = stringFlag(flags, 'ca');
+  if (ca !== undefined && !existsSync(ca)) throw new UsageError(`--ca ${ca}: file not found`);
+  const dataDir = stringFlag(flags, 'data-dir');
+  const worker = new RemoteWorkerProcess({
+    url,
+    threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
+    backend: choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'),
+    dataDir: dataDir === undefined ? undefined : resolve(dataDir),
+    token: stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined),
+    connectTimeoutS: intFlag(flags, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT_S, 0, 7 * 24 * 3600),
+    ca,
+    name: stringFlag(flags, 'name'),
+    log: (line) => process.stdout.write(line + '\n'),
+  });
+  const code = await worker.run();
+  process.stdout.write('worker: run complete\n');
+  return code;
 }
 
 runMain(() => main(process.argv.slice(2)));

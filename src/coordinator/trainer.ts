@@ -1,23 +1,29 @@
-// The training loop, top to bottom: load data -> build model -> (resume) -> for each epoch:
-// for each step: plan microbatches -> assign to threads -> reduce in fixed order -> optimizer
-// -> publish weights; then evaluate -> checkpoint -> record.
+// The training loop, top to bottom: load data -> build model -> (resume) -> start participants
+// -> for each epoch: for each step: plan microbatches -> assign ranges -> reduce in fixed order
+// -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
 import { existsSync, rmSync } from 'node:fs';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
-import { EVAL_CHUNK_SAMPLES } from '../constants.js';
-import { CheckpointError, UsageError } from '../errors.js';
+import { CheckpointError, LenetError, UsageError } from '../errors.js';
+import { DEFAULT_PORT } from '../constants.js';
 import { initBackend, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { batchRange, epochPermutation, microbatchCount, stepsPerEpoch, type BatchPlan } from '../data/sampler.js';
 import { modelSpec, type ModelSpec } from '../model/architectures.js';
 import { initWeights, weightsSha256 } from '../model/weights.js';
-import { createSharedSlab, reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
+import { createSharedSlab, reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { splitProportional } from '../reduce/partition.js';
 import { ComputePool } from '../compute/pool.js';
 import { listCheckpoints, loadNewestCheckpoint, saveCheckpoint, type Progress } from '../checkpoint/store.js';
 import { MetricsRecorder, type EpochRecord, type RunRecord } from '../metrics/recorder.js';
 import { Progress as ProgressView } from '../metrics/progress.js';
+import { encode } from '../protocol/codec.js';
+import { CLOSE_NORMAL } from '../protocol/errors.js';
 import { createOptimizer, type Optimizer } from './optimizer.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
-import { splitEvenly } from './assign.js';
+import { evaluate } from './evaluate.js';
+import { LocalParticipant, Membership, type Participant, type StepWork } from './participants.js';
+import { RemoteWorker } from './remote-worker.js';
+import { CoordinatorServer } from './server.js';
 
 export interface TrainResult {
   epochs: EpochRecord[];
@@ -27,75 +33,68 @@ export interface TrainResult {
 
 export type Log = (line: string) => void;
 
+/** Training produced a non-finite loss or gradient: the model has diverged. */
+export class DivergedError extends LenetError {
+  constructor(step: number) {
+    super('LENET_ERR_DIVERGED', `the loss became non-finite at step ${step}; lower --lr (or raise --batch-size) and start again`, 1);
+  }
+}
+
 interface StepContext {
-  config: TrainConfig;
   plan: BatchPlan;
-  pool: ComputePool;
+  membership: Membership;
+  url: string;
   slab: Slab;
   weights: Float32Array;
   meanGrad: Float32Array;
   optimizer: Optimizer;
   schedule: ScheduleConfig;
+  log: Log;
+}
+
+/** Computes one range on `p`; if `p` fails, logs it and hands the same range to another participant. */
+async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<TreeNode[]> {
+  try {
+    return (await p.compute(work, lo, hi)).nodes;
+  } catch (err) {
+    ctx.membership.remove(p);
+    ctx.log(`${p.id} failed during step ${work.globalStep} (${(err as Error).message}); reassigning microbatches [${lo},${hi})`);
+    return runRange(ctx, await ctx.membership.replacement(ctx.url), work, lo, hi);
+  }
 }
 
 /** Runs one synchronous step; returns the batch's loss sum and sample count. */
 async function trainStep(ctx: StepContext, perm: Uint32Array, epoch: number, step: number, globalStep: number): Promise<{ lossSum: number; count: number }> {
   const { start, count } = batchRange(ctx.plan, step);
-  const m = ctx.plan.microbatch;
   const n = microbatchCount(ctx.plan, count);
-  const ranges = splitEvenly(n, ctx.pool.threads);
-  const replies = await Promise.all(
-    ranges.map(([lo, hi]) => {
-      const from = start + lo * m;
-      const to = start + Math.min(hi * m, count);
-      const sizes: number[] = [];
-      for (let j = lo; j < hi; j++) sizes.push(Math.min(m, count - j * m));
-      const positions = new Uint32Array(to - from);
-      for (let i = 0; i < positions.length; i++) positions[i] = from + i;
-      return ctx.pool.gradients({
-        type: 'gradients',
-        weightsVersion: globalStep,
-        epoch,
-        microbatches: n,
-        lo,
-        hi,
-        samples: perm.slice(from, to),
-        positions,
-        sizes,
-      });
-    }),
-  );
-  const ready = new Set(replies.flatMap((r) => r.nodes.map(([lo, hi]) => `${lo}:${hi}`)));
+  const work: StepWork = { globalStep, epoch, microbatches: n, microbatch: ctx.plan.microbatch, perm, start, count };
+  let members = ctx.membership.forStep();
+  if (members.length === 0) {
+    await ctx.membership.waitFor(0, ctx.url);
+    members = ctx.membership.forStep();
+  }
+  const ranges = splitProportional(n, members.map((p) => p.threads));
+  const nodeLists = await Promise.all(ranges.map((r, i) => (r ? runRange(ctx, members[i], work, r[0], r[1]) : [])));
+  const ready = new Set(nodeLists.flat().map(([lo, hi]) => `${lo}:${hi}`));
   reduceInPlace(ctx.slab, 0, n, (lo, hi) => ready.has(`${lo}:${hi}`));
-  // Gradient semantics: threads return sums over examples; the update uses the batch mean.
+  // Gradient semantics: participants return sums over examples; the update uses the batch mean.
   const sum = ctx.slab.grads;
   const total = ctx.slab.count[0];
-  for (let i = 0; i < ctx.meanGrad.length; i++) ctx.meanGrad[i] = sum[i] / total;
+  let finite = Number.isFinite(ctx.slab.loss[0]);
+  for (let i = 0; i < ctx.meanGrad.length; i++) {
+    const g = sum[i] / total;
+    if (!Number.isFinite(g)) finite = false;
+    ctx.meanGrad[i] = g;
+  }
+  if (!finite) throw new DivergedError(globalStep);
   ctx.optimizer.apply(ctx.weights, ctx.meanGrad, learningRate(ctx.schedule, globalStep));
   return { lossSum: ctx.slab.loss[0], count: total };
-}
-
-async function evaluate(pool: ComputePool, version: number, testCount: number): Promise<{ accuracy: number; loss: number; confusion: number[] }> {
-  const tasks = [];
-  for (let from = 0; from < testCount; from += EVAL_CHUNK_SAMPLES) {
-    tasks.push(pool.evaluate({ type: 'eval', weightsVersion: version, from, to: Math.min(testCount, from + EVAL_CHUNK_SAMPLES) }));
-  }
-  const replies = await Promise.all(tasks);
-  let correct = 0;
-  let loss = 0;
-  const confusion = new Array<number>(100).fill(0);
-  for (const r of replies) {
-    correct += r.correct;
-    loss += r.lossSum;
-    r.confusion.forEach((c, i) => (confusion[i] += c));
-  }
-  return { accuracy: correct / testCount, loss: loss / testCount, confusion };
 }
 
 function describeConfig(config: TrainConfig, spec: ModelSpec, data: Mnist, backend: BackendName, plan: BatchPlan): string[] {
   const steps = stepsPerEpoch(plan);
   return [
-    `lenet-dist: arch ${spec.arch} (${spec.activation}), ${spec.size.toLocaleString('en-US')} trainable parameters, backend ${backend}, ${config.threads} thread(s)`,
+    `lenet-dist: arch ${spec.arch} (${spec.activation}), ${spec.size.toLocaleString('en-US')} trainable parameters, backend ${backend}, ${config.threads} local thread(s)`,
     `data: ${data.train.count} train / ${data.test.count} test samples from ${data.dir} (sha256 ${data.sha256.slice(0, 16)}...)`,
     `batch: global ${plan.batchSize} = up to ${Math.ceil(plan.batchSize / plan.microbatch)} microbatches of ${plan.microbatch}; ${steps} steps per epoch; ${config.epochs} epochs`,
     `optimizer: ${config.optimizer} lr ${config.lr} (warm-up ${config.warmupSteps} steps, x${config.lrDecay} per epoch), seed ${config.seed}, distortions ${config.distort ? 'on' : 'off'}`,
@@ -115,6 +114,13 @@ function checkResumable(saved: Record<string, unknown>, config: TrainConfig, tra
   }
 }
 
+/** Settings saved with checkpoints: the resume keys, never secrets. */
+function savedSettings(config: TrainConfig, data: Mnist): Record<string, unknown> {
+  const saved: Record<string, unknown> = { trainSamples: data.train.count, datasetSha256: data.sha256, epochs: config.epochs };
+  for (const key of RESUME_KEYS) saved[key] = config[key];
+  return saved;
+}
+
 export async function train(config: TrainConfig, log: Log): Promise<TrainResult> {
   const started = performance.now();
   const data = loadMnist({ dataDir: config.dataDir, trainLimit: config.trainLimit, testLimit: config.testLimit });
@@ -123,7 +129,6 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   const backend = await initBackend(config.backend);
   const plan: BatchPlan = { batchSize: config.batchSize, microbatch: config.microbatch, samples: data.train.count };
   const steps = stepsPerEpoch(plan);
-  const savedConfig = { ...config, trainSamples: data.train.count, datasetSha256: data.sha256 };
 
   // Start or resume.
   const weights = new Float32Array(new SharedArrayBuffer(4 * spec.size));
@@ -156,63 +161,133 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   }
   for (const line of describeConfig(config, spec, data, backend, plan)) log(line);
 
-  const maxMicrobatches = Math.ceil(config.batchSize / config.microbatch);
-  const slab = createSharedSlab(spec.size, maxMicrobatches);
-  const pool = new ComputePool(config.threads, {
-    arch: spec.arch,
-    activation: spec.activation,
-    backend,
-    seed: config.seed,
-    distort: config.distort,
-    trainImages: data.train.images,
-    trainLabels: data.train.labels,
-    testImages: data.test.images,
-    testLabels: data.test.labels,
-    weights,
-    slabGrads: slab.grads,
-    slabLoss: slab.loss,
-    slabCount: slab.count,
-    slabSlots: slab.slots,
-  });
-  await pool.ready();
-  const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
-  const runRecord: RunRecord = {
-    type: 'run',
-    arch: spec.arch,
-    activation: spec.activation,
-    params: spec.size,
-    backend,
-    threads: config.threads,
-    globalBatch: config.batchSize,
-    microbatch: config.microbatch,
-    optimizer: config.optimizer,
-    lr: config.lr,
-    seed: config.seed,
-    distort: config.distort,
-    epochs: config.epochs,
-    stepsPerEpoch: steps,
-    trainSamples: data.train.count,
-    testSamples: data.test.count,
-    datasetSha256: data.sha256,
-    resumedFrom: resumed ? { epoch: progress.epoch, step: progress.step } : null,
+  // Participants: local threads, then remote workers as they join.
+  const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
+  const membership = new Membership(log);
+  let pool: ComputePool | undefined;
+  if (config.threads > 0) {
+    pool = new ComputePool(config.threads, {
+      arch: spec.arch,
+      activation: spec.activation,
+      backend,
+      seed: config.seed,
+      distort: config.distort,
+      trainImages: data.train.images,
+      trainLabels: data.train.labels,
+      testImages: data.test.images,
+      testLabels: data.test.labels,
+      weights,
+      slabGrads: slab.grads,
+      slabLoss: slab.loss,
+      slabCount: slab.count,
+      slabSlots: slab.slots,
+    });
+    await pool.ready();
+    membership.add(new LocalParticipant(pool, slab));
+  }
+  let framed: { version: number; frame: Uint8Array } = { version: -1, frame: new Uint8Array(0) };
+  const weightsFrame = (version: number): Uint8Array => {
+    if (framed.version !== version) framed = { version, frame: encode({ type: 'weights', version, values: weights }) };
+    return framed.frame;
   };
-  recorder.write(runRecord);
+  const remotes = new Set<RemoteWorker>();
+  const server = new CoordinatorServer({
+    host: config.host,
+    port: config.port ?? DEFAULT_PORT,
+    token: config.token,
+    tlsCert: config.tlsCert,
+    tlsKey: config.tlsKey,
+    backend,
+    config: {
+      arch: spec.arch,
+      activation: spec.activation,
+      seed: config.seed,
+      distort: config.distort,
+      batchSize: config.batchSize,
+      microbatch: config.microbatch,
+      trainSamples: data.train.count,
+      datasetSha256: data.sha256,
+      paramCount: spec.size,
+      gradDType: 'float32',
+    },
+    log,
+    onWorker: (ws, hello, info) => {
+      const worker = new RemoteWorker(ws, {
+        workerId: info.workerId,
+        name: hello.name,
+        address: info.address,
+        threads: hello.threads,
+        sendPixels: info.sendPixels,
+        gradDType: 'float32',
+        slab,
+        data,
+        weightsFrame,
+        log,
+        onClose: (w, reason) => {
+          remotes.delete(w);
+          membership.remove(w);
+          log(`${w.describe()} left: ${reason}`);
+        },
+      });
+      remotes.add(worker);
+      membership.add(worker);
+      log(`${worker.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`);
+    },
+  });
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (err) {
+    if (config.port !== undefined) throw err;
+    url = await server.listen(0);
+    log(`port ${DEFAULT_PORT} is taken; listening on a free port instead (pass --port to choose)`);
+  }
+  log(`listening for workers on ${url}${config.token === undefined ? ' (no token: loopback only unless --allow-no-token)' : ' (token required)'}`);
 
+  const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
+  const view = new ProgressView(process.stderr, !config.quiet);
   const ctx: StepContext = {
-    config,
     plan,
-    pool,
+    membership,
+    url,
     slab,
     weights,
     meanGrad: new Float32Array(spec.size),
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
+    log: (line) => {
+      view.clear();
+      log(line);
+    },
   };
-  const view = new ProgressView(process.stderr, !config.quiet);
   let checkpoint: string | undefined;
   try {
+    await membership.waitFor(config.waitWorkers, url);
+    const runRecord: RunRecord = {
+      type: 'run',
+      arch: spec.arch,
+      activation: spec.activation,
+      params: spec.size,
+      backend,
+      threads: config.threads,
+      remoteWorkers: membership.remoteCount(),
+      globalBatch: config.batchSize,
+      microbatch: config.microbatch,
+      optimizer: config.optimizer,
+      lr: config.lr,
+      seed: config.seed,
+      distort: config.distort,
+      epochs: config.epochs,
+      stepsPerEpoch: steps,
+      trainSamples: data.train.count,
+      testSamples: data.test.count,
+      datasetSha256: data.sha256,
+      resumedFrom: resumed ? { epoch: progress.epoch, step: progress.step } : null,
+    };
+    recorder.write(runRecord);
     for (let epoch = progress.epoch; epoch < config.epochs; epoch++) {
       const perm = epochPermutation(config.seed, epoch, data.train.count);
+      membership.resetCounters();
       let trainMs = 0;
       let lossSum = 0;
       let seen = 0;
@@ -226,7 +301,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         view.update({ epoch: epoch + 1, epochs: config.epochs, done: batchRange(plan, step).start + r.count, total: data.train.count, samplesPerSecond: (seen / trainMs) * 1000, loss: lossSum / seen });
       }
       view.clear();
-      const ev = await evaluate(pool, progress.globalStep, data.test.count);
+      const ev = await evaluate(pool, spec, data, weights, progress.globalStep);
       progress = { epoch: epoch + 1, step: 0, globalStep: progress.globalStep };
       const digest = weightsSha256(weights);
       const record: EpochRecord = {
@@ -240,9 +315,11 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         elapsedSeconds: elapsedBefore + (performance.now() - started) / 1000,
         globalStep: progress.globalStep,
         weightsSha256: digest,
+        remoteWorkers: membership.remoteCount(),
+        participants: [...membership.seen.values()].map((p) => ({ id: p.id, kind: p.kind, name: p.name, threads: p.threads, microbatches: p.microbatchesDone })),
       };
       history = [...history, record];
-      checkpoint = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedConfig, metrics: history });
+      checkpoint = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
       recorder.write(record);
       log(
         `epoch ${record.epoch}/${config.epochs}: train loss ${record.trainLoss.toFixed(4)}, test accuracy ${(record.testAccuracy * 100).toFixed(2)}%, ` +
@@ -251,7 +328,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     }
   } finally {
     view.clear();
-    await pool.close();
+    for (const w of [...remotes]) w.close(CLOSE_NORMAL, 'run complete', { runComplete: true });
+    await server.close();
+    await pool?.close();
   }
   return { epochs: history, weightsSha256: weightsSha256(weights), checkpoint };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { coverNodes, createSharedSlab, reduceInPlace, slot, splitPoint } from '../../../src/reduce/ordered-sum.js';
-import { splitEvenly } from '../../../src/coordinator/assign.js';
+import { splitEvenly } from '../../../src/reduce/partition.js';
 
 describe('reduction tree', () => {
   it('splits at the largest power of two below the width', () => {

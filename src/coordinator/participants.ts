@@ -1,0 +1,139 @@
+// Everyone who computes gradients, behind one interface: the coordinator's own thread pool and
+// each remote worker. Membership changes (joins, departures) take effect between steps; a
+// participant that fails during a step has its range recomputed by another one.
+import type { ComputePool } from '../compute/pool.js';
+import { computeRange, type RangeResult } from '../compute/range.js';
+import type { Slab } from '../reduce/ordered-sum.js';
+
+/** What every participant needs to know about the current step. */
+export interface StepWork {
+  globalStep: number;
+  epoch: number;
+  /** Microbatches in the step (leaves of its reduction tree). */
+  microbatches: number;
+  microbatch: number;
+  /** The epoch's permutation and where this step's batch begins in it. */
+  perm: Uint32Array;
+  start: number;
+  count: number;
+}
+
+export interface Participant {
+  readonly id: string;
+  readonly kind: 'local' | 'remote';
+  readonly name: string;
+  readonly threads: number;
+  /** Microbatches computed since the counter was last reset (per epoch). */
+  microbatchesDone: number;
+  /**
+   * Computes microbatches [lo,hi) of the step and leaves the sums of the range's maximal subtrees
+   * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
+   */
+  compute(work: StepWork, lo: number, hi: number): Promise<RangeResult>;
+}
+
+/** The sample indices, epoch positions and microbatch sizes of leaves [lo,hi) of a step. */
+export function rangeInputs(work: StepWork, lo: number, hi: number): { samples: Uint32Array; positions: Uint32Array; sizes: number[] } {
+  const from = work.start + lo * work.microbatch;
+  const to = work.start + Math.min(hi * work.microbatch, work.count);
+  const sizes: number[] = [];
+  for (let j = lo; j < hi; j++) sizes.push(Math.min(work.microbatch, work.count - j * work.microbatch));
+  const positions = new Uint32Array(to - from);
+  for (let i = 0; i < positions.length; i++) positions[i] = from + i;
+  return { samples: work.perm.slice(from, to), positions, sizes };
+}
+
+export class LocalParticipant implements Participant {
+  readonly id = 'local';
+  readonly kind = 'local';
+  readonly name = 'coordinator threads';
+  microbatchesDone = 0;
+
+  constructor(
+    private readonly pool: ComputePool,
+    private readonly slab: Slab,
+  ) {}
+
+  get threads(): number {
+    return this.pool.threads;
+  }
+
+  async compute(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
+    const result = await computeRange(this.pool, this.slab, {
+      weightsVersion: work.globalStep,
+      epoch: work.epoch,
+      microbatches: work.microbatches,
+      lo,
+      hi,
+      ...rangeInputs(work, lo, hi),
+    });
+    this.microbatchesDone += hi - lo;
+    return result;
+  }
+}
+
+/**
+ * Who takes part. Joins are queued and become members at the next step boundary; failures
+ * remove a member at once. `waitFor` blocks the trainer until enough remote workers are in.
+ */
+export class Membership {
+  private members: Participant[] = [];
+  private joining: Participant[] = [];
+  private waiters: (() => void)[] = [];
+  /** Per-participant counters that survive departures, for the epoch record. */
+  readonly seen = new Map<string, Participant>();
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  add(p: Participant): void {
+    this.joining.push(p);
+    this.seen.set(p.id, p);
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  remove(p: Participant): void {
+    this.members = this.members.filter((m) => m !== p);
+    this.joining = this.joining.filter((m) => m !== p);
+  }
+
+  /** Members for the next step: everyone who joined since the last call takes part from now on. */
+  forStep(): Participant[] {
+    if (this.joining.length > 0) {
+      this.members.push(...this.joining);
+      this.joining = [];
+    }
+    return [...this.members];
+  }
+
+  remoteCount(): number {
+    return [...this.members, ...this.joining].filter((p) => p.kind === 'remote').length;
+  }
+
+  /** Resolves once at least `remotes` remote workers (and at least one participant) are in. */
+  async waitFor(remotes: number, url: string): Promise<void> {
+    let announced = false;
+    while (this.remoteCount() < remotes || this.members.length + this.joining.length === 0) {
+      if (!announced) {
+        const need = Math.max(remotes - this.remoteCount(), 1);
+        this.log(`waiting for ${need} more worker(s) to join at ${url} (lenet-worker join ${url})`);
+        announced = true;
+      }
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** A participant to take over a failed one's range: the local pool first, else any member. */
+  async replacement(url: string): Promise<Participant> {
+    for (;;) {
+      const all = this.forStep();
+      const local = all.find((p) => p.kind === 'local');
+      if (local) return local;
+      if (all.length > 0) return all[0];
+      await this.waitFor(0, url);
+    }
+  }
+
+  resetCounters(): void {
+    for (const p of this.seen.values()) p.microbatchesDone = 0;
+  }
+}

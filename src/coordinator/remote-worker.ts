@@ -1,0 +1,240 @@
+// The coordinator's side of one connected, authenticated remote worker.
+//
+// Lifecycle (the handshake before ACTIVE lives in server.ts):
+//
+//   ACTIVE --(assignment sent)--> BUSY --(every subtree of the range received)--> ACTIVE
+//     |                            |
+//     +---- close / heartbeat timeout / protocol violation ----> CLOSED (a pending range is
+//                                                               rejected and reassigned)
+import type { WebSocket } from 'ws';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../constants.js';
+import type { Mnist } from '../data/mnist.js';
+import { decode, encode } from '../protocol/codec.js';
+import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, ProtocolError } from '../protocol/errors.js';
+import type { GradDType, Message, ResultMessage } from '../protocol/messages.js';
+import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import type { RangeResult } from '../compute/range.js';
+import { rangeInputs, type Participant, type StepWork } from './participants.js';
+
+export enum RemoteState {
+  ACTIVE = 'active',
+  BUSY = 'busy',
+  CLOSED = 'closed',
+}
+
+interface Pending {
+  step: number;
+  expected: Map<string, { node: TreeNode; examples: number }>;
+  received: Set<string>;
+  started: number;
+  resolve: (r: RangeResult) => void;
+  reject: (e: Error) => void;
+}
+
+export interface RemoteWorkerOptions {
+  workerId: number;
+  name: string;
+  address: string;
+  threads: number;
+  sendPixels: boolean;
+  gradDType: GradDType;
+  slab: Slab;
+  data: Mnist;
+  /** Latest weights, encoded once per version and shared by all workers. */
+  weightsFrame: (version: number) => Uint8Array;
+  log: (line: string) => void;
+  onClose: (worker: RemoteWorker, reason: string) => void;
+}
+
+export class RemoteWorker implements Participant {
+  readonly kind = 'remote';
+  readonly id: string;
+  readonly name: string;
+  readonly threads: number;
+  microbatchesDone = 0;
+  state = RemoteState.ACTIVE;
+  lastSeenMs = Date.now();
+  private sentVersion = -1;
+  private pending: Pending | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly opts: RemoteWorkerOptions,
+  ) {
+    this.id = `worker-${opts.workerId}`;
+    this.name = `${opts.name || 'worker'}@${opts.address}`;
+    this.threads = opts.threads;
+    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.on('close', (code, reason) => this.onSocketClose(code, reason.toString()));
+    ws.on('error', (err) => this.close(CLOSE_BAD_MESSAGE, `socket error: ${err.message}`));
+    this.heartbeat = setInterval(() => this.onHeartbeatTimer(), HEARTBEAT_INTERVAL_MS);
+  }
+
+  describe(): string {
+    return `${this.id} (${this.name}, ${this.threads} thread${this.threads === 1 ? '' : 's'})`;
+  }
+
+  /** Ranges are computed one at a time: a second range (a reassignment) waits for the first. */
+  compute(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
+    const run = this.queue.then(() => this.computeNow(work, lo, hi));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private computeNow(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
+    if (this.state !== RemoteState.ACTIVE) return Promise.reject(new Error(`${this.id} is ${this.state}`));
+    const inputs = rangeInputs(work, lo, hi);
+    const expected = new Map<string, { node: TreeNode; examples: number }>();
+    for (const node of coverNodes(work.microbatches, lo, hi)) {
+      let examples = 0;
+      for (let j = node[0]; j < node[1]; j++) examples += inputs.sizes[j - lo];
+      expected.set(`${node[0]}:${node[1]}`, { node, examples });
+    }
+    let pixels = new Uint8Array(0);
+    let labels = new Uint8Array(0);
+    if (this.opts.sendPixels) {
+      pixels = new Uint8Array(inputs.samples.length * IMAGE_PIXELS);
+      labels = new Uint8Array(inputs.samples.length);
+      const { images, labels: all } = this.opts.data.train;
+      inputs.samples.forEach((s, i) => {
+        pixels.set(images.subarray(s * IMAGE_PIXELS, (s + 1) * IMAGE_PIXELS), i * IMAGE_PIXELS);
+        labels[i] = all[s];
+      });
+    }
+    return new Promise<RangeResult>((resolve, reject) => {
+      this.pending = { step: work.globalStep, expected, received: new Set(), started: performance.now(), resolve, reject };
+      this.state = RemoteState.BUSY;
+      if (this.sentVersion !== work.globalStep) {
+        this.send(this.opts.weightsFrame(work.globalStep));
+        this.sentVersion = work.globalStep;
+      }
+      this.send(
+        encode({
+          type: 'assignment',
+          step: work.globalStep,
+          weightsVersion: work.globalStep,
+          epoch: work.epoch,
+          microbatches: work.microbatches,
+          lo,
+          hi,
+          ...inputs,
+          pixels,
+          labels,
+        }),
+      );
+    });
+  }
+
+  /** Ends the connection; a pending range is rejected so the trainer reassigns it. */
+  close(code: number, reason: string, goodbye?: { runComplete: boolean }): void {
+    if (this.state === RemoteState.CLOSED) return;
+    if (goodbye) this.send(encode({ type: 'goodbye', reason, runComplete: goodbye.runComplete }));
+    this.ws.close(code, reason.slice(0, 120));
+    this.finish(reason);
+  }
+
+  private send(frame: Uint8Array): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true });
+  }
+
+  private finish(reason: string): void {
+    if (this.state === RemoteState.CLOSED) return;
+    this.state = RemoteState.CLOSED;
+    clearInterval(this.heartbeat);
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.reject(new Error(`${this.id} left during step ${pending.step}: ${reason}`));
+    this.opts.onClose(this, reason);
+  }
+
+  private onSocketClose(code: number, reason: string): void {
+    this.finish(`connection closed (${code}${reason ? `: ${reason}` : ''})`);
+  }
+
+  private onHeartbeatTimer(): void {
+    if (Date.now() - this.lastSeenMs > HEARTBEAT_TIMEOUT_MS) {
+      this.close(CLOSE_HEARTBEAT_TIMEOUT, `no message for ${HEARTBEAT_TIMEOUT_MS} ms`);
+      return;
+    }
+    this.send(encode({ type: 'heartbeat', sentAtMs: Date.now() }));
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    this.lastSeenMs = Date.now();
+    let msg: Message;
+    try {
+      if (!isBinary) throw new ProtocolError('LENET_ERR_BAD_FRAME', 'text frame; the protocol is binary');
+      msg = decode(data);
+    } catch (err) {
+      const e = err as ProtocolError;
+      this.close(e.closeCode ?? CLOSE_BAD_MESSAGE, `${e.code ?? 'error'}: ${e.message}`);
+      return;
+    }
+    switch (msg.type) {
+      case 'result':
+        this.onResult(msg);
+        return;
+      case 'heartbeat':
+        return;
+      case 'goodbye':
+        this.close(CLOSE_NORMAL, `worker said goodbye${msg.reason ? `: ${msg.reason}` : ''}`);
+        return;
+      case 'challenge':
+      case 'hello':
+      case 'welcome':
+      case 'reject':
+      case 'weights':
+      case 'assignment':
+        this.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type} message from a worker`);
+        return;
+      default: {
+        const never: never = msg;
+        this.close(CLOSE_BAD_MESSAGE, `unknown message ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Validates a subtree sum and writes it into the slab; resolves the step when all have come. */
+  private onResult(msg: ResultMessage): void {
+    const p = this.pending;
+    if (!p || msg.step !== p.step) return; // late result for a step already done or reassigned: ignored
+    const key = `${msg.lo}:${msg.hi}`;
+    const want = p.expected.get(key);
+    if (!want) {
+      this.close(CLOSE_BAD_MESSAGE, `result for subtree [${msg.lo},${msg.hi}) that was not assigned`);
+      return;
+    }
+    if (p.received.has(key)) return; // duplicate: the first valid result won
+    if (msg.gradient.length !== this.opts.slab.width) {
+      this.close(CLOSE_BAD_MESSAGE, `gradient has ${msg.gradient.length} values, the model has ${this.opts.slab.width}`);
+      return;
+    }
+    if (msg.examples !== want.examples) {
+      this.close(CLOSE_BAD_MESSAGE, `result for [${msg.lo},${msg.hi}) sums ${msg.examples} examples, expected ${want.examples}`);
+      return;
+    }
+    if (!Number.isFinite(msg.lossSum) || !allFinite(msg.gradient)) {
+      this.close(CLOSE_BAD_MESSAGE, `non-finite values in the result for [${msg.lo},${msg.hi})`);
+      return;
+    }
+    const slab = this.opts.slab;
+    slot(slab, msg.lo).set(msg.gradient);
+    slab.loss[msg.lo] = msg.lossSum;
+    slab.count[msg.lo] = msg.examples;
+    p.received.add(key);
+    if (p.received.size === p.expected.size) {
+      this.pending = undefined;
+      this.state = RemoteState.ACTIVE;
+      const nodes = [...p.expected.values()].map((e) => e.node);
+      this.microbatchesDone += nodes.reduce((a, [lo, hi]) => a + hi - lo, 0);
+      p.resolve({ nodes, computeMs: performance.now() - p.started });
+    }
+  }
+}
+
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+}

@@ -1,0 +1,156 @@
+// The coordinator's WebSocket endpoint: accepts connections, runs the handshake, and hands
+// authenticated workers to the trainer.
+//
+// Handshake of one connection:
+//
+//   OPEN --send Challenge(nonce)--> CHALLENGED --Hello ok--> Welcome, RemoteWorker(ACTIVE)
+//                                       |
+//                                       +-- wrong version / token / backend, bad frame,
+//                                           or no Hello in HANDSHAKE_TIMEOUT_MS --> Reject, close
+import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES } from '../constants.js';
+import { UsageError } from '../errors.js';
+import { newNonce, verifyProof } from '../protocol/auth.js';
+import { decode, encode } from '../protocol/codec.js';
+import {
+  CLOSE_AUTH_FAILED,
+  CLOSE_BACKEND_MISMATCH,
+  CLOSE_BAD_MESSAGE,
+  CLOSE_VERSION_MISMATCH,
+  ProtocolError,
+} from '../protocol/errors.js';
+import { RejectReason, type HelloMessage, type RunConfigMessage } from '../protocol/messages.js';
+import { PACKAGE_VERSION } from '../version.js';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  backend: string;
+  /** The run configuration sent to every worker; sendPixels is decided per worker. */
+  config: Omit<RunConfigMessage, 'sendPixels'>;
+  log: (line: string) => void;
+  /** Called for every worker that passed the handshake. */
+  onWorker: (ws: WebSocket, hello: HelloMessage, info: { workerId: number; address: string; sendPixels: boolean }) => void;
+}
+
+export class CoordinatorServer {
+  private wss: WebSocketServer | undefined;
+  private nextWorkerId = 1;
+  /** Rejected handshakes by reason, for logs and metrics. */
+  readonly rejections = new Map<string, number>();
+  url = '';
+
+  constructor(private readonly opts: ServerOptions) {}
+
+  /** Starts listening on the configured port, or on `portOverride`; returns the URL workers use. */
+  async listen(portOverride?: number): Promise<string> {
+    const host = this.opts.host;
+    const port = portOverride ?? this.opts.port;
+    const tls = this.opts.tlsCert && this.opts.tlsKey;
+    const httpsServer = tls ? createHttpsServer({ cert: readFileSync(this.opts.tlsCert!), key: readFileSync(this.opts.tlsKey!) }) : undefined;
+    const wss = httpsServer
+      ? new WebSocketServer({ server: httpsServer, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false })
+      : new WebSocketServer({ host, port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    this.wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(
+          new UsageError(
+            err.code === 'EADDRINUSE'
+              ? `port ${port} on ${host} is already in use; pass another --port`
+              : `cannot listen on ${host}:${port} (${err.code ?? err.message})`,
+          ),
+        );
+      };
+      if (httpsServer) {
+        httpsServer.once('error', onError);
+        httpsServer.listen(port, host, () => resolve());
+      } else {
+        wss.once('error', onError);
+        wss.once('listening', () => resolve());
+      }
+    });
+    wss.on('connection', (ws, req) => this.onConnection(ws, req));
+    const address = (httpsServer ?? wss).address();
+    const actualPort = typeof address === 'object' && address ? address.port : port;
+    this.url = `${tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    const wss = this.wss;
+    if (!wss) return;
+    for (const client of wss.clients) client.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+    this.wss = undefined;
+  }
+
+  private reject(ws: WebSocket, address: string, reason: RejectReason, message: string, closeCode: number): void {
+    const key = RejectReason[reason];
+    this.rejections.set(key, (this.rejections.get(key) ?? 0) + 1);
+    this.opts.log(`rejected a worker from ${address}: ${message}`);
+    if (ws.readyState === ws.OPEN) ws.send(encode({ type: 'reject', reason, message }));
+    ws.close(closeCode, message.slice(0, 120));
+  }
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const address = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const nonce = newNonce();
+    const timer = setTimeout(
+      () => this.reject(ws, address, RejectReason.BAD_MESSAGE, `no hello within ${HANDSHAKE_TIMEOUT_MS} ms`, CLOSE_BAD_MESSAGE),
+      HANDSHAKE_TIMEOUT_MS,
+    );
+    ws.once('close', () => clearTimeout(timer));
+    ws.once('message', (data, isBinary) => {
+      clearTimeout(timer);
+      this.onHello(ws, address, nonce, data as Buffer, isBinary);
+    });
+    ws.on('error', () => ws.terminate());
+    ws.send(encode({ type: 'challenge', nonce, coordinatorVersion: PACKAGE_VERSION }));
+  }
+
+  private onHello(ws: WebSocket, address: string, nonce: Uint8Array, data: Buffer, isBinary: boolean): void {
+    let hello: HelloMessage;
+    try {
+      if (!isBinary) throw new ProtocolError('LENET_ERR_BAD_FRAME', 'text frame; the protocol is binary');
+      const msg = decode(data);
+      if (msg.type !== 'hello') throw new ProtocolError('LENET_ERR_BAD_FRAME', `expected hello, got ${msg.type}`);
+      hello = msg;
+    } catch (err) {
+      const e = err as ProtocolError;
+      const version = e.closeCode === CLOSE_VERSION_MISMATCH;
+      this.reject(ws, address, version ? RejectReason.PROTOCOL_VERSION : RejectReason.BAD_MESSAGE, e.message, e.closeCode ?? CLOSE_BAD_MESSAGE);
+      return;
+    }
+    const token = this.opts.token;
+    if (token !== undefined && !verifyProof(token, nonce, hello.authProof)) {
+      const why = hello.authProof.length === 0 ? 'no token given (pass --token or set LENET_TOKEN)' : 'wrong token';
+      this.reject(ws, address, RejectReason.AUTH, `authentication failed: ${why}`, CLOSE_AUTH_FAILED);
+      return;
+    }
+    if (hello.backend !== this.opts.backend) {
+      this.reject(
+        ws,
+        address,
+        RejectReason.BACKEND,
+        `worker computes with the ${hello.backend} backend, the run uses ${this.opts.backend}; different backends give different bits (start the worker with --backend ${this.opts.backend})`,
+        CLOSE_BACKEND_MISMATCH,
+      );
+      return;
+    }
+    if (hello.threads < 1) {
+      this.reject(ws, address, RejectReason.BAD_MESSAGE, 'hello announces 0 threads', CLOSE_BAD_MESSAGE);
+      return;
+    }
+    const workerId = this.nextWorkerId++;
+    const sendPixels = hello.datasetSha256 !== this.opts.config.datasetSha256;
+    ws.send(encode({ type: 'welcome', workerId, config: { ...this.opts.config, sendPixels } }));
+    this.opts.onWorker(ws, hello, { workerId, address, sendPixels });
+  }
+}

@@ -1,0 +1,256 @@
+// The only code that touches wire bytes: encoding Messages into protobuf Envelopes and decoding
+// and validating incoming ones. Structural checks live here (size, version, known body, tensor
+// byte lengths, array lengths); checks that need run state (step, ranges, values) live with the
+// code that owns that state.
+import { endianness } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { MAX_FRAME_BYTES } from '../constants.js';
+import { CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_VERSION_MISMATCH, ProtocolError } from './errors.js';
+import { PROTOCOL_VERSION, type GradDType, type Message, type RunConfigMessage } from './messages.js';
+
+const PROTO_FILE = fileURLToPath(new URL('../../proto/lenet.proto', import.meta.url));
+const root = protobuf.loadSync(PROTO_FILE);
+const Envelope = root.lookupType('lenet.v1.Envelope');
+
+const DTYPE_FLOAT32 = 1;
+const DTYPE_FLOAT16 = 2;
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+// Wire objects as protobufjs hands them over (camelCase field names).
+interface WireTensor {
+  shape?: number[];
+  dtype?: number;
+  data?: Uint8Array;
+}
+type Wire = Record<string, unknown> & { protocolVersion?: number };
+
+function bad(message: string): ProtocolError {
+  return new ProtocolError('LENET_ERR_BAD_FRAME', message);
+}
+
+// ---- tensors ----------------------------------------------------------------------------
+
+function float32ToBytes(values: Float32Array): Uint8Array {
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  if (LITTLE_ENDIAN) return bytes;
+  const copy = Buffer.from(bytes);
+  copy.swap32();
+  return copy;
+}
+
+function bytesToFloat32(bytes: Uint8Array, count: number): Float32Array {
+  const out = new Float32Array(count);
+  const view = new Uint8Array(out.buffer);
+  view.set(bytes.subarray(0, count * 4));
+  if (!LITTLE_ENDIAN) Buffer.from(out.buffer).swap32();
+  return out;
+}
+
+/** IEEE half precision, round to nearest even; used by --grad-dtype float16. */
+function float32ToFloat16Bytes(values: Float32Array): Uint8Array {
+  const out = Buffer.alloc(values.length * 2);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i];
+    const x = u[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    let h: number;
+    if (exp === 0xff) h = sign | 0x7c00 | (mant ? 0x200 : 0);
+    else {
+      const e = exp - 127 + 15;
+      if (e >= 0x1f) h = sign | 0x7c00;
+      else if (e <= 0) {
+        if (e < -10) h = sign;
+        else {
+          mant |= 0x800000;
+          const shift = 14 - e;
+          let half = mant >>> shift;
+          const rem = mant & ((1 << shift) - 1);
+          const mid = 1 << (shift - 1);
+          if (rem > mid || (rem === mid && half & 1)) half++;
+          h = sign | half;
+        }
+      } else {
+        h = sign | (e << 10) | (mant >>> 13);
+        const rem = mant & 0x1fff;
+        if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+      }
+    }
+    out.writeUInt16LE(h, i * 2);
+  }
+  return out;
+}
+
+function float16BytesToFloat32(bytes: Uint8Array, count: number): Float32Array {
+  const out = new Float32Array(count);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, count * 2);
+  for (let i = 0; i < count; i++) {
+    const h = view.getUint16(i * 2, true);
+    const sign = h & 0x8000 ? -1 : 1;
+    const e = (h >>> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (e === 0) out[i] = sign * m * 2 ** -24;
+    else if (e === 0x1f) out[i] = m ? NaN : sign * Infinity;
+    else out[i] = sign * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}
+
+function encodeTensor(values: Float32Array, dtype: GradDType = 'float32'): WireTensor {
+  return dtype === 'float16'
+    ? { shape: [values.length], dtype: DTYPE_FLOAT16, data: float32ToFloat16Bytes(values) }
+    : { shape: [values.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(values) };
+}
+
+function decodeTensor(t: WireTensor | undefined, what: string): Float32Array {
+  if (!t) throw bad(`${what}: tensor missing`);
+  const shape = t.shape ?? [];
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (shape.length !== 1) throw bad(`${what}: tensor must be flat (rank 1), got shape [${shape.join(',')}]`);
+  const data = t.data ?? new Uint8Array(0);
+  const width = t.dtype === DTYPE_FLOAT32 ? 4 : t.dtype === DTYPE_FLOAT16 ? 2 : 0;
+  if (width === 0) throw bad(`${what}: unsupported tensor dtype ${t.dtype}`);
+  if (data.length !== count * width) throw bad(`${what}: ${data.length} bytes for ${count} values of ${width} bytes`);
+  return width === 4 ? bytesToFloat32(data, count) : float16BytesToFloat32(data, count);
+}
+
+// ---- envelopes --------------------------------------------------------------------------
+
+function toWire(msg: Message, gradDType: GradDType): Wire {
+  switch (msg.type) {
+    case 'challenge':
+      return { challenge: { nonce: msg.nonce, coordinatorVersion: msg.coordinatorVersion } };
+    case 'hello': {
+      const { type: _t, ...hello } = msg;
+      return { hello };
+    }
+    case 'welcome':
+      return { welcome: { workerId: msg.workerId, config: { ...msg.config, gradDtype: msg.config.gradDType === 'float16' ? DTYPE_FLOAT16 : DTYPE_FLOAT32 } } };
+    case 'reject':
+      return { reject: { reason: msg.reason, message: msg.message } };
+    case 'weights':
+      return { weights: { version: msg.version, values: encodeTensor(msg.values) } };
+    case 'assignment': {
+      const { type: _t, ...a } = msg;
+      return { assignment: { ...a, samples: Array.from(a.samples), positions: Array.from(a.positions) } };
+    }
+    case 'result': {
+      const { type: _t, gradient, ...r } = msg;
+      return { result: { ...r, gradient: encodeTensor(gradient, gradDType) } };
+    }
+    case 'heartbeat':
+      return { heartbeat: { sentAtMs: msg.sentAtMs } };
+    case 'goodbye':
+      return { goodbye: { reason: msg.reason, runComplete: msg.runComplete } };
+    default: {
+      const never: never = msg;
+      throw new Error(`cannot encode ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Encodes one message as one binary WebSocket frame. Gradients go as `gradDType`. */
+export function encode(msg: Message, gradDType: GradDType = 'float32'): Uint8Array {
+  return Envelope.encode(Envelope.create({ protocolVersion: PROTOCOL_VERSION, ...toWire(msg, gradDType) })).finish();
+}
+
+const u32 = (v: unknown): number => (typeof v === 'number' ? v : 0);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : new Uint8Array(0));
+
+function fromWire(w: Wire): Message {
+  const body = Object.keys(w).find((k) => k !== 'protocolVersion' && w[k] !== undefined && w[k] !== null);
+  const b = (body ? w[body] : {}) as Record<string, unknown>;
+  switch (body) {
+    case 'challenge':
+      if (bytes(b.nonce).length < 16) throw bad('challenge: nonce shorter than 16 bytes');
+      return { type: 'challenge', nonce: bytes(b.nonce), coordinatorVersion: str(b.coordinatorVersion) };
+    case 'hello':
+      return {
+        type: 'hello',
+        packageVersion: str(b.packageVersion),
+        backend: str(b.backend),
+        threads: u32(b.threads),
+        datasetSha256: str(b.datasetSha256),
+        authProof: bytes(b.authProof),
+        name: str(b.name),
+      };
+    case 'welcome': {
+      const c = (b.config ?? {}) as Record<string, unknown>;
+      const config: RunConfigMessage = {
+        arch: str(c.arch),
+        activation: str(c.activation),
+        seed: u32(c.seed),
+        distort: c.distort === true,
+        batchSize: u32(c.batchSize),
+        microbatch: u32(c.microbatch),
+        trainSamples: u32(c.trainSamples),
+        datasetSha256: str(c.datasetSha256),
+        sendPixels: c.sendPixels === true,
+        paramCount: u32(c.paramCount),
+        gradDType: c.gradDtype === DTYPE_FLOAT16 ? 'float16' : 'float32',
+      };
+      return { type: 'welcome', workerId: u32(b.workerId), config };
+    }
+    case 'reject':
+      return { type: 'reject', reason: u32(b.reason), message: str(b.message) };
+    case 'weights':
+      return { type: 'weights', version: u32(b.version), values: decodeTensor(b.values as WireTensor, 'weights') };
+    case 'assignment': {
+      const samples = Uint32Array.from((b.samples as number[] | undefined) ?? []);
+      const positions = Uint32Array.from((b.positions as number[] | undefined) ?? []);
+      const sizes = ((b.sizes as number[] | undefined) ?? []).slice();
+      const lo = u32(b.lo);
+      const hi = u32(b.hi);
+      if (hi <= lo || hi > u32(b.microbatches)) throw bad(`assignment: range [${lo},${hi}) is not inside ${u32(b.microbatches)} microbatches`);
+      if (sizes.length !== hi - lo) throw bad(`assignment: ${sizes.length} sizes for ${hi - lo} microbatches`);
+      const total = sizes.reduce((a, x) => a + x, 0);
+      if (samples.length !== total || positions.length !== total) throw bad(`assignment: ${samples.length} samples and ${positions.length} positions for ${total}`);
+      const pixels = bytes(b.pixels);
+      const labels = bytes(b.labels);
+      if (pixels.length !== 0 && (pixels.length !== total * 784 || labels.length !== total)) throw bad('assignment: pixels or labels do not match the samples');
+      return { type: 'assignment', step: u32(b.step), weightsVersion: u32(b.weightsVersion), epoch: u32(b.epoch), microbatches: u32(b.microbatches), lo, hi, samples, positions, sizes, pixels, labels };
+    }
+    case 'result':
+      return {
+        type: 'result',
+        step: u32(b.step),
+        lo: u32(b.lo),
+        hi: u32(b.hi),
+        examples: u32(b.examples),
+        lossSum: typeof b.lossSum === 'number' ? b.lossSum : NaN,
+        gradient: decodeTensor(b.gradient as WireTensor, 'result'),
+        computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
+      };
+    case 'heartbeat':
+      return { type: 'heartbeat', sentAtMs: typeof b.sentAtMs === 'number' ? b.sentAtMs : 0 };
+    case 'goodbye':
+      return { type: 'goodbye', reason: str(b.reason), runComplete: b.runComplete === true };
+    default:
+      throw bad(`envelope has no known message body`);
+  }
+}
+
+/**
+ * Decodes and structurally validates one frame. Throws ProtocolError (with the close code to
+ * use) for oversized frames, undecodable bytes, another protocol version, or a malformed body.
+ */
+export function decode(frame: Uint8Array): Message {
+  if (frame.length > MAX_FRAME_BYTES) {
+    throw new ProtocolError('LENET_ERR_FRAME_TOO_BIG', `frame of ${frame.length} bytes exceeds ${MAX_FRAME_BYTES}`, CLOSE_TOO_BIG);
+  }
+  let wire: Wire;
+  try {
+    wire = Envelope.toObject(Envelope.decode(frame), { defaults: false, arrays: true }) as Wire;
+  } catch (err) {
+    throw new ProtocolError('LENET_ERR_BAD_FRAME', `undecodable protobuf frame (${(err as Error).message})`, CLOSE_PROTOCOL_ERROR);
+  }
+  if (wire.protocolVersion !== PROTOCOL_VERSION) {
+    throw new ProtocolError('LENET_ERR_PROTOCOL_VERSION', `peer speaks protocol version ${wire.protocolVersion ?? 0}, this side speaks ${PROTOCOL_VERSION}`, CLOSE_VERSION_MISMATCH);
+  }
+  return fromWire(wire);
+}

@@ -1,0 +1,23 @@
+// Protocol errors: a stable code for logs and the README, and the WebSocket close code to send.
+import { LenetError } from '../errors.js';
+
+/** WebSocket close codes used by lenet-dist (4000-4999 is the application range). */
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_PROTOCOL_ERROR = 1002;
+export const CLOSE_TOO_BIG = 1009;
+export const CLOSE_AUTH_FAILED = 4001;
+export const CLOSE_VERSION_MISMATCH = 4002;
+export const CLOSE_BACKEND_MISMATCH = 4003;
+export const CLOSE_BAD_MESSAGE = 4004;
+export const CLOSE_HEARTBEAT_TIMEOUT = 4005;
+export const CLOSE_SHUTTING_DOWN = 4006;
+
+export class ProtocolError extends LenetError {
+  readonly closeCode: number;
+  constructor(code: string, message: string, closeCode = CLOSE_BAD_MESSAGE) {
+    super(code, message, 5);
+    this.name = 'ProtocolError';
+    this.closeCode = closeCode;
+  }
+}

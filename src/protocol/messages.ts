@@ -1,0 +1,114 @@
+// The protocol's messages as a TypeScript union tagged by `type`, mirroring proto/lenet.proto.
+// Only codec.ts converts between these and wire bytes.
+
+export const PROTOCOL_VERSION = 1;
+
+export enum RejectReason {
+  UNSPECIFIED = 0,
+  PROTOCOL_VERSION = 1,
+  AUTH = 2,
+  BACKEND = 3,
+  BAD_MESSAGE = 4,
+  SHUTTING_DOWN = 5,
+}
+
+export type GradDType = 'float32' | 'float16';
+
+export interface RunConfigMessage {
+  arch: string;
+  activation: string;
+  seed: number;
+  distort: boolean;
+  batchSize: number;
+  microbatch: number;
+  trainSamples: number;
+  datasetSha256: string;
+  sendPixels: boolean;
+  paramCount: number;
+  gradDType: GradDType;
+}
+
+export interface ChallengeMessage {
+  type: 'challenge';
+  nonce: Uint8Array;
+  coordinatorVersion: string;
+}
+
+export interface HelloMessage {
+  type: 'hello';
+  packageVersion: string;
+  backend: string;
+  threads: number;
+  datasetSha256: string;
+  authProof: Uint8Array;
+  name: string;
+}
+
+export interface WelcomeMessage {
+  type: 'welcome';
+  workerId: number;
+  config: RunConfigMessage;
+}
+
+export interface RejectMessage {
+  type: 'reject';
+  reason: RejectReason;
+  message: string;
+}
+
+export interface WeightsMessage {
+  type: 'weights';
+  version: number;
+  values: Float32Array;
+}
+
+export interface AssignmentMessage {
+  type: 'assignment';
+  step: number;
+  weightsVersion: number;
+  epoch: number;
+  microbatches: number;
+  lo: number;
+  hi: number;
+  samples: Uint32Array;
+  positions: Uint32Array;
+  sizes: number[];
+  /** With sendPixels: 784 bytes per sample, in `samples` order; else empty. */
+  pixels: Uint8Array;
+  labels: Uint8Array;
+}
+
+export interface ResultMessage {
+  type: 'result';
+  step: number;
+  lo: number;
+  hi: number;
+  examples: number;
+  lossSum: number;
+  gradient: Float32Array;
+  computeMs: number;
+}
+
+export interface HeartbeatMessage {
+  type: 'heartbeat';
+  sentAtMs: number;
+}
+
+export interface GoodbyeMessage {
+  type: 'goodbye';
+  reason: string;
+  runComplete: boolean;
+}
+
+export type Message =
+  | ChallengeMessage
+  | HelloMessage
+  | WelcomeMessage
+  | RejectMessage
+  | WeightsMessage
+  | AssignmentMessage
+  | ResultMessage
+  | HeartbeatMessage
+  | GoodbyeMessage;
+
+export type MessageType = Message['type'];

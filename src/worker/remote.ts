@@ -1,0 +1,274 @@
+// `lenet-worker join`: a remote gradient worker. It connects to the coordinator, proves it holds
+// the token, receives the run configuration, and then, step after step, computes the microbatch
+// range it is given with its own threads, pre-summed along the coordinator's fixed tree.
+//
+// Connection lifecycle:
+//
+//   CONNECTING --open--> AWAIT_CHALLENGE --challenge/hello--> AWAIT_WELCOME --welcome--> SERVING
+//       ^                                                                                  |
+//       +---- unexpected close: retry with backoff until --connect-timeout expires --------+
+//   SERVING --goodbye(run complete)--> DONE (exit 0);  any state --reject--> REJECTED (exit 5)
+import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { IMAGE_PIXELS, MAX_FRAME_BYTES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../constants.js';
+import { LenetError } from '../errors.js';
+import { initBackend, type BackendChoice, type BackendName } from '../backend/select.js';
+import { loadMnist, type Mnist } from '../data/mnist.js';
+import { modelSpec, type Activation, type ArchName } from '../model/architectures.js';
+import { ComputePool } from '../compute/pool.js';
+import { computeRange } from '../compute/range.js';
+import { createSharedSlab, slot, type Slab } from '../reduce/ordered-sum.js';
+import { authProof } from '../protocol/auth.js';
+import { decode, encode } from '../protocol/codec.js';
+import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL } from '../protocol/errors.js';
+import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../protocol/messages.js';
+import { PACKAGE_VERSION } from '../version.js';
+
+export const EXIT_REJECTED = 5;
+export const EXIT_UNREACHABLE = 6;
+
+export interface WorkerOptions {
+  url: string;
+  threads: number;
+  backend: BackendChoice;
+  dataDir?: string;
+  token?: string;
+  /** Give up when no coordinator answers for this long (seconds). */
+  connectTimeoutS: number;
+  /** CA certificate for wss:// with a private certificate authority. */
+  ca?: string;
+  name?: string;
+  log: (line: string) => void;
+}
+
+export class WorkerRejectedError extends LenetError {
+  constructor(reason: RejectReason, message: string) {
+    super(`LENET_ERR_REJECTED_${RejectReason[reason]}`, `the coordinator rejected this worker: ${message}`, EXIT_REJECTED);
+  }
+}
+
+export class CoordinatorUnreachableError extends LenetError {
+  constructor(url: string, seconds: number, last: string) {
+    super('LENET_ERR_UNREACHABLE', `no coordinator answered at ${url} within ${seconds} s (last error: ${last}); is it running, and is --connect-timeout long enough?`, EXIT_UNREACHABLE);
+  }
+}
+
+/** What a worker sets up once it knows the run: shared buffers and its thread pool. */
+interface Session {
+  config: RunConfigMessage;
+  pool: ComputePool;
+  slab: Slab;
+  weights: Float32Array;
+  weightsVersion: number;
+  images: Uint8Array;
+  labels: Uint8Array;
+}
+
+function sameRun(a: RunConfigMessage, b: RunConfigMessage): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export class RemoteWorkerProcess {
+  private data: Mnist | undefined;
+  private backend: BackendName | undefined;
+  private session: Session | undefined;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: WorkerOptions) {}
+
+  /** Runs until the coordinator ends the run (resolves 0) or rejects us / cannot be reached (throws). */
+  async run(): Promise<number> {
+    this.backend = await initBackend(this.opts.backend);
+    try {
+      this.data = loadMnist({ dataDir: this.opts.dataDir });
+      this.opts.log(`worker: backend ${this.backend}, ${this.opts.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
+    } catch (err) {
+      this.opts.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
+    }
+    let delay = RECONNECT_INITIAL_MS;
+    let deadline = Date.now() + this.opts.connectTimeoutS * 1000;
+    let lastError = 'none';
+    try {
+      for (;;) {
+        const outcome = await this.connectOnce();
+        if (outcome.kind === 'done') return 0;
+        if (outcome.kind === 'served') {
+          // We had a working connection: a new outage gets the full timeout again.
+          deadline = Date.now() + this.opts.connectTimeoutS * 1000;
+          delay = RECONNECT_INITIAL_MS;
+          this.opts.log(`worker: connection lost (${outcome.reason}); reconnecting`);
+        } else {
+          lastError = outcome.reason;
+        }
+        if (Date.now() + delay > deadline) throw new CoordinatorUnreachableError(this.opts.url, this.opts.connectTimeoutS, lastError);
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * RECONNECT_FACTOR, RECONNECT_MAX_MS);
+      }
+    } finally {
+      await this.session?.pool.close();
+    }
+  }
+
+  /** One connection attempt, from connect to close. */
+  private connectOnce(): Promise<{ kind: 'done' } | { kind: 'served' | 'failed'; reason: string }> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.opts.url, {
+        maxPayload: MAX_FRAME_BYTES,
+        perMessageDeflate: false,
+        ca: this.opts.ca ? readFileSync(this.opts.ca) : undefined,
+      });
+      let welcomed = false;
+      let finished = false;
+      let lastSeen = Date.now();
+      const heartbeat = setInterval(() => {
+        if (Date.now() - lastSeen > HEARTBEAT_TIMEOUT_MS) ws.terminate();
+        else if (welcomed) send({ type: 'heartbeat', sentAtMs: Date.now() });
+      }, HEARTBEAT_INTERVAL_MS);
+      const send = (msg: Message): void => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(encode(msg, this.session?.config.gradDType), { binary: true });
+      };
+      const end = (value: { kind: 'done' } | { kind: 'served' | 'failed'; reason: string } | Error): void => {
+        if (finished) return;
+        finished = true;
+        clearInterval(heartbeat);
+        if (value instanceof Error) reject(value);
+        else resolve(value);
+      };
+      ws.on('error', (err) => end({ kind: welcomed ? 'served' : 'failed', reason: err.message }));
+      ws.on('close', (code, reason) => end({ kind: welcomed ? 'served' : 'failed', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})` }));
+      ws.on('message', (data, isBinary) => {
+        lastSeen = Date.now();
+        let msg: Message;
+        try {
+          if (!isBinary) throw new Error('text frame');
+          msg = decode(data as Buffer);
+        } catch (err) {
+          this.opts.log(`worker: bad frame from the coordinator (${(err as Error).message}); disconnecting`);
+          ws.close(CLOSE_BAD_MESSAGE, 'bad frame');
+          return;
+        }
+        switch (msg.type) {
+          case 'challenge':
+            send({
+              type: 'hello',
+              packageVersion: PACKAGE_VERSION,
+              backend: this.backend!,
+              threads: this.opts.threads,
+              datasetSha256: this.data?.sha256 ?? '',
+              authProof: this.opts.token ? authProof(this.opts.token, msg.nonce) : new Uint8Array(0),
+              name: this.opts.name ?? hostname(),
+            });
+            return;
+          case 'welcome':
+            welcomed = true;
+            this.queue = this.queue.then(() => this.onWelcome(msg.workerId, msg.config));
+            return;
+          case 'reject':
+            end(new WorkerRejectedError(msg.reason, msg.message));
+            ws.close(CLOSE_NORMAL);
+            return;
+          case 'weights':
+            this.queue = this.queue.then(() => this.onWeights(msg.version, msg.values));
+            return;
+          case 'assignment':
+            this.queue = this.queue.then(() => this.onAssignment(msg, send)).catch((err: Error) => {
+              this.opts.log(`worker: could not compute step ${msg.step}: ${err.message}; disconnecting`);
+              ws.close(CLOSE_BAD_MESSAGE, 'compute failed');
+            });
+            return;
+          case 'heartbeat':
+            return;
+          case 'goodbye':
+            this.opts.log(`worker: coordinator said goodbye (${msg.reason})`);
+            if (msg.runComplete) end({ kind: 'done' });
+            ws.close(CLOSE_NORMAL);
+            return;
+          case 'hello':
+          case 'result':
+            this.opts.log(`worker: unexpected ${msg.type} from the coordinator; disconnecting`);
+            ws.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type}`);
+            return;
+          default: {
+            const never: never = msg;
+            ws.close(CLOSE_BAD_MESSAGE, `unknown ${JSON.stringify(never)}`);
+          }
+        }
+      });
+    });
+  }
+
+  private async onWelcome(workerId: number, config: RunConfigMessage): Promise<void> {
+    this.opts.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
+    if (this.session && sameRun(this.session.config, config)) return;
+    await this.session?.pool.close();
+    const spec = modelSpec(config.arch as ArchName, config.activation as Activation);
+    if (spec.size !== config.paramCount) throw new Error(`model ${config.arch} has ${spec.size} parameters here, ${config.paramCount} at the coordinator`);
+    const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
+    const weights = new Float32Array(new SharedArrayBuffer(4 * spec.size));
+    let images: Uint8Array;
+    let labels: Uint8Array;
+    if (config.sendPixels || !this.data) {
+      // Filled in per assignment with the pixels the coordinator sends.
+      images = new Uint8Array(new SharedArrayBuffer(config.trainSamples * IMAGE_PIXELS));
+      labels = new Uint8Array(new SharedArrayBuffer(config.trainSamples));
+    } else {
+      images = this.data.train.images;
+      labels = this.data.train.labels;
+    }
+    const empty = new Uint8Array(new SharedArrayBuffer(1));
+    const pool = new ComputePool(this.opts.threads, {
+      arch: spec.arch,
+      activation: spec.activation,
+      backend: this.backend!,
+      seed: config.seed,
+      distort: config.distort,
+      trainImages: images,
+      trainLabels: labels,
+      testImages: empty,
+      testLabels: empty,
+      weights,
+      slabGrads: slab.grads,
+      slabLoss: slab.loss,
+      slabCount: slab.count,
+      slabSlots: slab.slots,
+    });
+    await pool.ready();
+    this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels };
+  }
+
+  private async onWeights(version: number, values: Float32Array): Promise<void> {
+    const s = this.session;
+    if (!s) throw new Error('weights before welcome');
+    if (values.length !== s.weights.length) throw new Error(`weights have ${values.length} values, expected ${s.weights.length}`);
+    s.weights.set(values);
+    s.weightsVersion = version;
+  }
+
+  private async onAssignment(a: AssignmentMessage, send: (m: Message) => void): Promise<void> {
+    const s = this.session;
+    if (!s) throw new Error('assignment before welcome');
+    if (a.weightsVersion !== s.weightsVersion) throw new Error(`assignment needs weights ${a.weightsVersion}, have ${s.weightsVersion}`);
+    if (a.hi > s.slab.slots) throw new Error(`assignment range [${a.lo},${a.hi}) exceeds ${s.slab.slots} microbatches`);
+    for (const index of a.samples) if (index >= s.labels.length) throw new Error(`sample ${index} is outside the training set`);
+    if (a.pixels.length > 0) {
+      a.samples.forEach((index, i) => {
+        s.images.set(a.pixels.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), index * IMAGE_PIXELS);
+        s.labels[index] = a.labels[i];
+      });
+    }
+    const result = await computeRange(s.pool, s.slab, { ...a, weightsVersion: a.weightsVersion });
+    for (const [lo, hi] of result.nodes) {
+      send({
+        type: 'result',
+        step: a.step,
+        lo,
+        hi,
+        examples: s.slab.count[lo],
+        lossSum: s.slab.loss[lo],
+        gradient: slot(s.slab, lo),
+        computeMs: result.computeMs,
+      });
+    }
+  }
+}
