@@ -42,6 +42,8 @@ export interface TrainConfig {
   port?: number;
   /** Hold the first step until this many remote workers have joined. */
   waitWorkers: number;
+  /** Seconds to wait for a participant (at start, or when all have left) before giving up. */
+  workerWaitTimeoutS: number;
   /** Shared secret for worker authentication (HMAC challenge-response); undefined = none. */
   token?: string;
   tlsCert?: string;

@@ -62,4 +62,6 @@ export const RECONNECT_INITIAL_MS = 250;
 export const RECONNECT_FACTOR = 2;
 export const RECONNECT_MAX_MS = 5_000;
 export const DEFAULT_CONNECT_TIMEOUT_S = 60;
+/** Coordinator: how long to wait for workers when no participant is left or --wait-workers is unmet. */
+export const DEFAULT_WORKER_WAIT_TIMEOUT_S = 600;
 export const AUTH_NONCE_BYTES = 32;

@@ -11,6 +11,7 @@ import {
   DEFAULT_LR_DECAY,
   DEFAULT_MICROBATCH,
   DEFAULT_PORT,
+  DEFAULT_WORKER_WAIT_TIMEOUT_S,
   DEFAULT_HOST_NO_TOKEN,
   DEFAULT_HOST_WITH_TOKEN,
   DEFAULT_SEED,
@@ -75,13 +76,15 @@ Remote workers:
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
   --wait-workers K           hold the first step until K remote workers have joined  [0]
+  --worker-wait-timeout S    give up (exit 7) when no participant is there for S seconds [${DEFAULT_WORKER_WAIT_TIMEOUT_S}]
   --token T                  shared secret workers must prove (or env LENET_TOKEN)
   --allow-no-token           listen on a non-loopback --host without a token
   --tls-cert FILE, --tls-key FILE
                              serve wss:// (TLS) instead of ws://
   -h, --help                 show this help
 
-Exit codes: 0 done, 2 bad arguments or data, 3 checkpoint problem, 4 backend unavailable, 1 bug.
+Exit codes: 0 done, 2 bad arguments or data, 3 checkpoint problem, 4 backend unavailable,
+7 no worker within --worker-wait-timeout, 1 bug.
 `;
 
 const START_OPTIONS = {
@@ -109,6 +112,7 @@ const START_OPTIONS = {
   host: { type: 'string' },
   port: { type: 'string' },
   'wait-workers': { type: 'string' },
+  'worker-wait-timeout': { type: 'string' },
   token: { type: 'string' },
   'allow-no-token': { type: 'boolean' },
   'tls-cert': { type: 'string' },
@@ -165,6 +169,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     host,
     port: optionalIntFlag(flags, 'port', 0, 65535),
     waitWorkers,
+    workerWaitTimeoutS: intFlag(flags, 'worker-wait-timeout', DEFAULT_WORKER_WAIT_TIMEOUT_S, 1),
     token,
     tlsCert,
     tlsKey,

@@ -4,6 +4,19 @@
 import type { ComputePool } from '../compute/pool.js';
 import { computeRange, type RangeResult } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
+import { LenetError } from '../errors.js';
+
+/** Nobody is left (or came) to compute gradients within --worker-wait-timeout. */
+export class NoWorkersError extends LenetError {
+  constructor(url: string, timeoutMs: number) {
+    super(
+      'LENET_ERR_NO_WORKERS',
+      `no worker to compute gradients joined at ${url} within ${Math.round(timeoutMs / 1000)} s; ` +
+        `start workers with 'lenet-worker join ${url}', give the coordinator --threads, or raise --worker-wait-timeout`,
+      7,
+    );
+  }
+}
 
 /** What every participant needs to know about the current step. */
 export interface StepWork {
@@ -83,7 +96,11 @@ export class Membership {
   /** Per-participant counters that survive departures, for the epoch record. */
   readonly seen = new Map<string, Participant>();
 
-  constructor(private readonly log: (line: string) => void) {}
+  constructor(
+    private readonly log: (line: string) => void,
+    /** How long to wait for a participant before giving up. */
+    private readonly waitTimeoutMs: number,
+  ) {}
 
   add(p: Participant): void {
     this.joining.push(p);
@@ -109,16 +126,27 @@ export class Membership {
     return [...this.members, ...this.joining].filter((p) => p.kind === 'remote').length;
   }
 
-  /** Resolves once at least `remotes` remote workers (and at least one participant) are in. */
+  /**
+   * Resolves once at least `remotes` remote workers (and at least one participant) are in;
+   * throws NoWorkersError after the wait timeout.
+   */
   async waitFor(remotes: number, url: string): Promise<void> {
+    const deadline = Date.now() + this.waitTimeoutMs;
     let announced = false;
     while (this.remoteCount() < remotes || this.members.length + this.joining.length === 0) {
       if (!announced) {
         const need = Math.max(remotes - this.remoteCount(), 1);
-        this.log(`waiting for ${need} more worker(s) to join at ${url} (lenet-worker join ${url})`);
+        this.log(`waiting up to ${Math.round(this.waitTimeoutMs / 1000)} s for ${need} more worker(s) to join at ${url} (lenet-worker join ${url})`);
         announced = true;
       }
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      const left = deadline - Date.now();
+      if (left <= 0) throw new NoWorkersError(url, this.waitTimeoutMs);
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
     }
   }
 

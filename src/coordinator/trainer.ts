@@ -163,7 +163,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
 
   // Participants: local threads, then remote workers as they join.
   const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
-  const membership = new Membership(log);
+  const membership = new Membership(log, config.workerWaitTimeoutS * 1000);
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
     pool = new ComputePool(config.threads, {

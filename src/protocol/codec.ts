@@ -160,7 +160,8 @@ export function encode(msg: Message, gradDType: GradDType = 'float32'): Uint8Arr
 
 const u32 = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : new Uint8Array(0));
+// protobufjs hands over Buffers; expose plain Uint8Array views of the same memory.
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0));
 
 function fromWire(w: Wire): Message {
   const body = Object.keys(w).find((k) => k !== 'protocolVersion' && w[k] !== undefined && w[k] !== null);

@@ -1,6 +1,6 @@
 // Runs the built command-line programs as child processes (tests need `npm run build` first,
 // which `npm test` does).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -32,4 +32,51 @@ export function readJsonLines(path: string): Record<string, unknown>[] {
 }
 
 /** A small, fast training configuration: 700 samples = 5 full batches of 128 and one of 60. */
-export const SMALL_RUN = ['--train-limit', '700', '--test-limit', '200', '--batch-size', '128', '--microbatch', '16', '--quiet'];
+export const SMALL_RUN = ['--train-limit', '700', '--test-limit', '200', '--batch-size', '128', '--microbatch', '16', '--quiet', '--port', '0'];
+
+export interface RunningCli {
+  child: ChildProcess;
+  /** Resolves with the first match of `re` in stdout (already printed or yet to come). */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  done: Promise<CliResult>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Starts a program in the background; the caller must kill or await it. */
+export function startCli(program: 'lenet-coord' | 'lenet-worker', args: string[], env: NodeJS.ProcessEnv = process.env): RunningCli {
+  const child = spawn(process.execPath, [`${ROOT}/bin/${program}.js`, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  const listeners = new Set<() => void>();
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    for (const l of [...listeners]) l();
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return {
+    child,
+    done,
+    kill: (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    waitFor: (re, timeoutMs = 60_000) =>
+      new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const m = stdout.match(re);
+          if (m) {
+            listeners.delete(onData);
+            clearTimeout(timer);
+            resolve(m);
+          }
+          return m !== null;
+        };
+        const onData = (): void => void check();
+        const timer = setTimeout(() => {
+          listeners.delete(onData);
+          reject(new Error(`${program} did not print ${re} within ${timeoutMs} ms; stdout:\n${stdout}\nstderr:\n${stderr}`));
+        }, timeoutMs);
+        if (!check()) listeners.add(onData);
+      }),
+  };
+}

@@ -102,7 +102,7 @@ describe('lenet-coord errors', () => {
 
   it('rejects bad flag values with the flag named', async () => {
     const cases: [string[], RegExp][] = [
-      [['--threads', '0'], /--threads must be between 1 and/],
+      [['--threads=-1'], /--threads must be between 0 and 256/],
       [['--batch-size', 'many'], /--batch-size must be an integer/],
       [['--microbatch', '64', '--batch-size', '32'], /--microbatch \(64\) must not exceed --batch-size \(32\)/],
       [['--arch', 'resnet'], /--arch must be one of lenet5, keras/],

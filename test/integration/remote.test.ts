@@ -1,0 +1,123 @@
+// Remote workers over loopback, as real processes: the same weights as local training whatever
+// the split, wrong tokens, missing data (pixel fallback), and a worker that joins mid-run.
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { tempDir, writeTinyMnist } from '../helpers.js';
+import { readJsonLines, runCli, startCli, type RunningCli } from './run-cli.js';
+
+const dir = tempDir('lenet-remote-');
+const running: RunningCli[] = [];
+afterEach(() => running.splice(0).forEach((p) => p.kill()));
+afterAll(() => dir.remove());
+
+// The issue's reference configuration.
+const RUN = ['--epochs', '1', '--train-limit', '4096', '--test-limit', '1000', '--seed', '7', '--quiet', '--port', '0'];
+
+function start(program: 'lenet-coord' | 'lenet-worker', args: string[], env?: NodeJS.ProcessEnv): RunningCli {
+  const p = startCli(program, args, env);
+  running.push(p);
+  return p;
+}
+
+async function coordinator(name: string, args: string[]): Promise<{ proc: RunningCli; url: string; metrics: string }> {
+  const metrics = join(dir.path, `${name}.jsonl`);
+  const proc = start('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, name), '--metrics-out', metrics, ...args]);
+  const [, url] = await proc.waitFor(/listening for workers on (ws:\/\/\S+)/);
+  return { proc, url, metrics };
+}
+
+function epochs(metrics: string): Record<string, unknown>[] {
+  return readJsonLines(metrics).filter((r) => r.type === 'epoch');
+}
+
+let reference: string;
+
+describe('remote workers', () => {
+  it('local reference: --threads 1', async () => {
+    const metrics = join(dir.path, 'local.jsonl');
+    const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'local'), '--metrics-out', metrics]);
+    expect(r.code).toBe(0);
+    reference = epochs(metrics)[0].weightsSha256 as string;
+    expect(reference).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('--threads 0 with two 1-thread workers gives the same weights as --threads 1', async () => {
+    const c = await coordinator('two-workers', ['--threads', '0', '--wait-workers', '2']);
+    const w1 = start('lenet-worker', ['join', c.url, '--threads', '1', '--name', 'w1']);
+    const w2 = start('lenet-worker', ['join', c.url, '--threads', '1', '--name', 'w2']);
+    const result = await c.proc.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect((await w1.done).code).toBe(0);
+    expect((await w2.done).code).toBe(0);
+    const e = epochs(c.metrics)[0];
+    expect(e.weightsSha256).toBe(reference);
+    const run = readJsonLines(c.metrics)[0];
+    expect(run.remoteWorkers).toBe(2);
+    const parts = e.participants as { kind: string; microbatches: number }[];
+    expect(parts.filter((p) => p.kind === 'remote')).toHaveLength(2);
+    expect(parts.reduce((a, p) => a + p.microbatches, 0)).toBe(128); // 64 steps x 2 microbatches
+    expect(parts.every((p) => p.microbatches > 0)).toBe(true);
+  });
+
+  it('a mix of local threads and a 2-thread remote worker gives the same weights', async () => {
+    const c = await coordinator('mixed', ['--threads', '1', '--wait-workers', '1', '--batch-size', '128', '--microbatch', '32']);
+    start('lenet-worker', ['join', c.url, '--threads', '2']);
+    expect((await c.proc.done).code).toBe(0);
+    const local = join(dir.path, 'mixed-local.jsonl');
+    await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--batch-size', '128', '--microbatch', '32', '--checkpoint-dir', join(dir.path, 'mixed-local'), '--metrics-out', local]);
+    expect(epochs(c.metrics)[0].weightsSha256).toBe(epochs(local)[0].weightsSha256);
+  });
+
+  it('a worker without the dataset is sent pixels and still gives the same weights', async () => {
+    const other = join(dir.path, 'other-data');
+    (await import('node:fs')).mkdirSync(other);
+    writeTinyMnist(other, 50, 10);
+    const c = await coordinator('pixels', ['--threads', '0', '--wait-workers', '1']);
+    const w = start('lenet-worker', ['join', c.url, '--threads', '2', '--data-dir', other]);
+    await c.proc.waitFor(/joined without this dataset \(pixels will be sent\)/);
+    expect((await c.proc.done).code).toBe(0);
+    expect((await w.done).stdout).toMatch(/pixels sent by the coordinator/);
+    expect(epochs(c.metrics)[0].weightsSha256).toBe(reference);
+  });
+
+  it('rejects a worker with the wrong token; the run goes on and the worker exits 5', async () => {
+    const c = await coordinator('token', ['--threads', '1', '--token', 'right']);
+    const bad = start('lenet-worker', ['join', c.url, '--threads', '1', '--token', 'wrong']);
+    const r = await bad.done;
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/^error LENET_ERR_REJECTED_AUTH: the coordinator rejected this worker: authentication failed: wrong token/);
+    await c.proc.waitFor(/rejected a worker from 127\.0\.0\.1:\d+: authentication failed: wrong token/);
+    const done = await c.proc.done;
+    expect(done.code).toBe(0);
+    expect(epochs(c.metrics)[0].weightsSha256).toBe(reference);
+  });
+
+  it('a worker that joins mid-run takes part from the next step and changes nothing', async () => {
+    // Training starts at once; the worker needs a second or two to start, so it joins mid-run.
+    const c = await coordinator('join-late', ['--threads', '1', '--epochs', '3']);
+    start('lenet-worker', ['join', c.url, '--threads', '1']);
+    await c.proc.waitFor(/worker-1 .* joined; it takes part from the next step/);
+    expect((await c.proc.done).code).toBe(0);
+    const local = join(dir.path, 'late-local.jsonl');
+    await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--epochs', '3', '--checkpoint-dir', join(dir.path, 'late-local'), '--metrics-out', local]);
+    const e = epochs(c.metrics);
+    expect(e.map((x) => x.weightsSha256)).toEqual(epochs(local).map((x) => x.weightsSha256));
+    const remoteWork = e.flatMap((x) => (x.participants as { kind: string; microbatches: number }[]).filter((p) => p.kind === 'remote').map((p) => p.microbatches));
+    expect(remoteWork.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+  });
+
+  it('a worker retries until the coordinator is up', async () => {
+    const port = 17000 + Math.floor(Math.random() * 2000);
+    const w = start('lenet-worker', ['join', `ws://127.0.0.1:${port}`, '--threads', '1', '--connect-timeout', '60']);
+    await new Promise((r) => setTimeout(r, 1500));
+    const c = start('lenet-coord', ['start', ...RUN.filter((a) => a !== '0' && a !== '--port'), '--port', String(port), '--threads', '0', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'late-coord')]);
+    expect((await c.done).code).toBe(0);
+    expect((await w.done).code).toBe(0);
+  });
+
+  it('a worker gives up with exit 6 when nobody answers', async () => {
+    const r = await runCli('lenet-worker', ['join', 'ws://127.0.0.1:1', '--connect-timeout', '1']);
+    expect(r.code).toBe(6);
+    expect(r.stderr).toMatch(/^error LENET_ERR_UNREACHABLE: no coordinator answered at ws:\/\/127\.0\.0\.1:1 within 1 s/);
+  });
+});

@@ -1,0 +1,117 @@
+// The coordinator's handshake, driven by a hand-written client: tokens, replayed proofs,
+// protocol versions, backends and dataset identity.
+import protobuf from 'protobufjs';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CoordinatorServer } from '../../../src/coordinator/server.js';
+import { authProof } from '../../../src/protocol/auth.js';
+import { decode, encode } from '../../../src/protocol/codec.js';
+import { RejectReason, type HelloMessage, type Message } from '../../../src/protocol/messages.js';
+
+const DATASET = 'ab'.repeat(32);
+const joined: HelloMessage[] = [];
+const logs: string[] = [];
+let server: CoordinatorServer;
+let url: string;
+
+beforeAll(async () => {
+  server = new CoordinatorServer({
+    host: '127.0.0.1',
+    port: 0,
+    token: 's3cret',
+    backend: 'wasm',
+    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32' },
+    log: (l) => logs.push(l),
+    onWorker: (ws, hello) => {
+      joined.push(hello);
+      ws.close();
+    },
+  });
+  url = await server.listen();
+});
+afterAll(() => server.close());
+
+interface Exchange {
+  challenge: Extract<Message, { type: 'challenge' }>;
+  answer: Message;
+}
+
+/** Connects, answers the challenge with `hello(nonce)` (raw bytes), returns the coordinator's answer. */
+function handshake(hello: (nonce: Uint8Array) => Uint8Array): Promise<Exchange> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    let challenge: Exchange['challenge'] | undefined;
+    ws.on('message', (data) => {
+      const msg = decode(data as Buffer);
+      if (msg.type === 'challenge') {
+        challenge = msg;
+        ws.send(hello(msg.nonce));
+      } else {
+        ws.close();
+        resolve({ challenge: challenge!, answer: msg });
+      }
+    });
+    ws.on('error', reject);
+  });
+}
+
+const helloWith = (overrides: Partial<HelloMessage>) => (nonce: Uint8Array): Uint8Array =>
+  encode({ type: 'hello', packageVersion: '0.1.0', backend: 'wasm', threads: 1, datasetSha256: DATASET, authProof: authProof('s3cret', nonce), name: 't', ...overrides });
+
+describe('coordinator handshake', () => {
+  it('welcomes a worker with the right token, without sending pixels when the data matches', async () => {
+    const { answer } = await handshake(helloWith({ name: 'good' }));
+    expect(answer.type).toBe('welcome');
+    if (answer.type === 'welcome') {
+      expect(answer.config.sendPixels).toBe(false);
+      expect(answer.config.paramCount).toBe(60806);
+    }
+    expect(joined.map((h) => h.name)).toContain('good');
+  });
+
+  it('welcomes a worker with other data, and sends it pixels', async () => {
+    const { answer } = await handshake(helloWith({ datasetSha256: 'ff'.repeat(32) }));
+    expect(answer.type === 'welcome' && answer.config.sendPixels).toBe(true);
+  });
+
+  it('rejects a wrong token, and logs it', async () => {
+    const { answer } = await handshake((nonce) => helloWith({ authProof: authProof('guess', nonce) })(nonce));
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.AUTH });
+    expect(logs.some((l) => /rejected a worker .*wrong token/.test(l))).toBe(true);
+  });
+
+  it('rejects a worker without a token', async () => {
+    const { answer } = await handshake(helloWith({ authProof: new Uint8Array(0) }));
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.AUTH });
+    expect(answer.type === 'reject' && answer.message).toMatch(/no token given/);
+  });
+
+  it('rejects a replayed proof: the nonce is fresh on every connection', async () => {
+    const first = await handshake(helloWith({}));
+    const recorded = authProof('s3cret', first.challenge.nonce);
+    const { challenge, answer } = await handshake(helloWith({ authProof: recorded }));
+    expect(Buffer.from(challenge.nonce).equals(Buffer.from(first.challenge.nonce))).toBe(false);
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.AUTH });
+  });
+
+  it('rejects another protocol version', async () => {
+    const root = protobuf.loadSync(new URL('../../../proto/lenet.proto', import.meta.url).pathname);
+    const Envelope = root.lookupType('lenet.v1.Envelope');
+    const { answer } = await handshake((nonce) =>
+      Envelope.encode(Envelope.create({ protocolVersion: 2, hello: { backend: 'wasm', threads: 1, authProof: authProof('s3cret', nonce) } })).finish(),
+    );
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.PROTOCOL_VERSION });
+  });
+
+  it('rejects a worker on another backend, saying why', async () => {
+    const { answer } = await handshake(helloWith({ backend: 'cpu' }));
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.BACKEND });
+    expect(answer.type === 'reject' && answer.message).toMatch(/--backend wasm/);
+  });
+
+  it('rejects garbage instead of a hello', async () => {
+    const { answer } = await handshake(() => Uint8Array.from([1, 2, 3, 250, 251]));
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.BAD_MESSAGE });
+    expect(server.rejections.get('BAD_MESSAGE')).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,105 @@
+import protobuf from 'protobufjs';
+import { describe, expect, it } from 'vitest';
+import { decode, encode } from '../../../src/protocol/codec.js';
+import { ProtocolError } from '../../../src/protocol/errors.js';
+import { PROTOCOL_VERSION, RejectReason, type Message } from '../../../src/protocol/messages.js';
+import { MAX_FRAME_BYTES } from '../../../src/constants.js';
+
+const grad = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i) * 1e-3);
+const SAMPLES: Message[] = [
+  { type: 'challenge', nonce: new Uint8Array(32).fill(7), coordinatorVersion: '0.1.0' },
+  { type: 'hello', packageVersion: '0.1.0', backend: 'wasm', threads: 4, datasetSha256: 'ab'.repeat(32), authProof: new Uint8Array(32).fill(1), name: 'node-a' },
+  {
+    type: 'welcome',
+    workerId: 3,
+    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32' },
+  },
+  { type: 'reject', reason: RejectReason.AUTH, message: 'wrong token' },
+  { type: 'weights', version: 12, values: grad },
+  {
+    type: 'assignment',
+    step: 12,
+    weightsVersion: 12,
+    epoch: 1,
+    microbatches: 4,
+    lo: 1,
+    hi: 3,
+    samples: Uint32Array.from([5, 9, 11, 2]),
+    positions: Uint32Array.from([66, 67, 68, 69]),
+    sizes: [2, 2],
+    pixels: new Uint8Array(4 * 784).fill(3),
+    labels: Uint8Array.from([1, 2, 3, 4]),
+  },
+  { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, gradient: grad, computeMs: 17.25 },
+  { type: 'heartbeat', sentAtMs: 1764300000123 },
+  { type: 'goodbye', reason: 'run complete', runComplete: true },
+];
+
+describe('codec round trips', () => {
+  for (const msg of SAMPLES) {
+    it(`${msg.type}`, () => {
+      const back = decode(encode(msg));
+      expect(back).toEqual(msg);
+    });
+  }
+
+  it('sends float16 gradients at half the size, close to the originals', () => {
+    const msg = SAMPLES[6];
+    const f32 = encode(msg, 'float32');
+    const f16 = encode(msg, 'float16');
+    expect(f16.length).toBeLessThan(f32.length * 0.6);
+    const back = decode(f16) as Extract<Message, { type: 'result' }>;
+    for (let i = 0; i < grad.length; i++) expect(Math.abs(back.gradient[i] - grad[i])).toBeLessThanOrEqual(Math.abs(grad[i]) * 1e-3 + 1e-7);
+  });
+});
+
+describe('codec validation', () => {
+  const root = protobuf.loadSync(new URL('../../../proto/lenet.proto', import.meta.url).pathname);
+  const Envelope = root.lookupType('lenet.v1.Envelope');
+  const raw = (obj: Record<string, unknown>): Uint8Array => Envelope.encode(Envelope.create(obj)).finish();
+
+  const rejects = (frame: Uint8Array, code: string): void => {
+    let err: unknown;
+    try {
+      decode(frame);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as ProtocolError).code).toBe(code);
+  };
+
+  it('rejects another protocol version', () => {
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION + 1, heartbeat: { sentAtMs: 1 } }), 'LENET_ERR_PROTOCOL_VERSION');
+    rejects(raw({ heartbeat: { sentAtMs: 1 } }), 'LENET_ERR_PROTOCOL_VERSION');
+  });
+
+  it('rejects bytes that are not protobuf', () => {
+    rejects(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 'LENET_ERR_BAD_FRAME');
+  });
+
+  it('rejects an envelope without a body', () => {
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION }), 'LENET_ERR_BAD_FRAME');
+  });
+
+  it('rejects oversized frames', () => {
+    rejects(new Uint8Array(MAX_FRAME_BYTES + 1), 'LENET_ERR_FRAME_TOO_BIG');
+  });
+
+  it('rejects tensors whose bytes do not match their shape or dtype', () => {
+    const tensor = (shape: number[], dtype: number, bytes: number): Record<string, unknown> => ({ shape, dtype, data: new Uint8Array(bytes) });
+    rejects(raw({ protocolVersion: 1, weights: { version: 1, values: tensor([10], 1, 39) } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: 1, weights: { version: 1, values: tensor([10], 7, 40) } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: 1, weights: { version: 1, values: tensor([2, 5], 1, 40) } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: 1, weights: { version: 1 } }), 'LENET_ERR_BAD_FRAME');
+  });
+
+  it('rejects assignments whose ranges and arrays disagree', () => {
+    const base = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 4, lo: 0, hi: 2, samples: [1, 2], positions: [0, 1], sizes: [1, 1] };
+    expect(decode(raw({ protocolVersion: 1, assignment: base })).type).toBe('assignment');
+    rejects(raw({ protocolVersion: 1, assignment: { ...base, hi: 5 } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: 1, assignment: { ...base, sizes: [1] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: 1, assignment: { ...base, samples: [1] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: 1, assignment: { ...base, pixels: new Uint8Array(10) } }), 'LENET_ERR_BAD_FRAME');
+  });
+});
