@@ -1,9 +1,10 @@
 // `npm run bench`: training throughput of lenet-dist with 1 and 2 threads beside stock tfjs
-// `model.fit` (1 thread, wasm) on the same model, batch and samples, each in its own process,
-// run one after another so they never share the CPU. Prints the median of --repeats runs.
+// `model.fit` (1 thread, wasm) on the same model, batch and samples, and of a coordinator with
+// one remote worker over loopback (protocol overhead). Each configuration runs in its own
+// processes, one after another so they never share the CPU. Prints the median of --repeats runs.
 //
 //   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M]
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,15 +33,41 @@ const work = mkdtempSync(join(tmpdir(), 'lenet-bench-'));
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function lenetDist(threads, i) {
-  const metrics = join(work, `t${threads}-${i}.jsonl`);
-  execFileSync(process.execPath, [
+function coordArgs(name, threads) {
+  return [
     join(root, 'bin/lenet-coord.js'), 'start', '--epochs', '1', '--threads', String(threads),
     '--train-limit', String(samples), '--test-limit', '1000', '--batch-size', String(batch), '--microbatch', String(microbatch),
-    '--checkpoint-dir', join(work, `ck-${threads}-${i}`), '--metrics-out', metrics, '--quiet', '--backend', 'wasm',
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const epoch = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.type === 'epoch');
+    '--checkpoint-dir', join(work, `ck-${name}`), '--metrics-out', join(work, `${name}.jsonl`), '--quiet', '--backend', 'wasm', '--port', '0',
+  ];
+}
+
+function samplesPerSecond(name) {
+  const epoch = readFileSync(join(work, `${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.type === 'epoch');
   return epoch.samplesPerSecond;
+}
+
+function lenetDist(threads, i) {
+  const name = `t${threads}-${i}`;
+  execFileSync(process.execPath, coordArgs(name, threads), { stdio: ['ignore', 'ignore', 'inherit'] });
+  return samplesPerSecond(name);
+}
+
+/** Coordinator with --threads 0 and one remote worker with `threads` threads, over loopback. */
+async function remote(threads, i) {
+  const name = `r${threads}-${i}`;
+  const coord = spawn(process.execPath, [...coordArgs(name, 0), '--wait-workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const url = await new Promise((resolve, reject) => {
+    coord.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening for workers on (ws:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    coord.on('exit', () => reject(new Error(`coordinator exited early:\n${out}`)));
+  });
+  const worker = spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm'], { stdio: 'ignore' });
+  await Promise.all([new Promise((r) => coord.on('close', r)), new Promise((r) => worker.on('close', r))]);
+  return samplesPerSecond(name);
 }
 
 function plainFit() {
@@ -52,21 +79,27 @@ const rows = [
   { name: 'tfjs model.fit, wasm, 1 thread', run: plainFit },
   { name: 'lenet-dist, 1 thread', run: (i) => lenetDist(1, i) },
   { name: 'lenet-dist, 2 threads', run: (i) => lenetDist(2, i) },
+  { name: '1 remote worker x 1 thread (loopback)', run: (i) => remote(1, i) },
+  { name: '1 remote worker x 2 threads (loopback)', run: (i) => remote(2, i) },
 ];
 console.log(`bench: LeNet-5 (lenet5, 60,806 params) training throughput, ${samples} MNIST samples per run, global batch ${batch}, ` +
   `microbatch ${microbatch}, median of ${repeats} run(s)`);
 console.log(`machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}; training time only (no evaluation or checkpoint)`);
 // Rounds interleave the configurations, so a noisy minute on a shared machine hits all of them.
 const runs = new Map(rows.map((r) => [r.name, []]));
-for (let i = 0; i < repeats; i++) for (const row of rows) runs.get(row.name).push(row.run(i));
+for (let i = 0; i < repeats; i++) for (const row of rows) runs.get(row.name).push(await row.run(i));
 const results = {};
 for (const row of rows) {
   const r = runs.get(row.name);
   results[row.name] = median(r);
-  console.log(`  ${row.name.padEnd(34)} ${median(r).toFixed(0).padStart(6)} samples/s   (runs: ${r.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(`  ${row.name.padEnd(40)} ${median(r).toFixed(0).padStart(6)} samples/s   (runs: ${r.map((x) => x.toFixed(0)).join(', ')})`);
 }
 const fit = results[rows[0].name];
 const one = results[rows[1].name];
 const two = results[rows[2].name];
+const r1 = results[rows[3].name];
+const r2 = results[rows[4].name];
 console.log(`ratios: lenet-dist 1 thread / model.fit = ${(one / fit).toFixed(2)}x; 2 threads / 1 thread = ${(two / one).toFixed(2)}x; 2 threads / model.fit = ${(two / fit).toFixed(2)}x`);
+console.log(`remote over loopback vs the same number of local threads: 1 thread ${(r1 / one).toFixed(3)}x (${((1 - r1 / one) * 100).toFixed(1)}% slower), ` +
+  `2 threads ${(r2 / two).toFixed(3)}x (${((1 - r2 / two) * 100).toFixed(1)}% slower)`);
 rmSync(work, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, LenetError, UsageError } from '../errors.js';
 import { DEFAULT_PORT } from '../constants.js';
-import { initBackend, type BackendName } from '../backend/select.js';
+import { initBackend, threadsFor, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { batchRange, epochPermutation, microbatchCount, stepsPerEpoch, type BatchPlan } from '../data/sampler.js';
 import { modelSpec, type ModelSpec } from '../model/architectures.js';
@@ -127,6 +127,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   if (data.train.count === 0 || data.test.count === 0) throw new UsageError('--train-limit and --test-limit must leave at least one sample');
   const spec = modelSpec(config.arch, config.activation);
   const backend = await initBackend(config.backend);
+  config = { ...config, threads: threadsFor(backend, config.threads, log) };
   const plan: BatchPlan = { batchSize: config.batchSize, microbatch: config.microbatch, samples: data.train.count };
   const steps = stepsPerEpoch(plan);
 

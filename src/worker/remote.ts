@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { IMAGE_PIXELS, MAX_FRAME_BYTES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../constants.js';
 import { LenetError } from '../errors.js';
-import { initBackend, type BackendChoice, type BackendName } from '../backend/select.js';
+import { initBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { ComputePool } from '../compute/pool.js';
@@ -21,7 +21,7 @@ import { computeRange } from '../compute/range.js';
 import { createSharedSlab, slot, type Slab } from '../reduce/ordered-sum.js';
 import { authProof } from '../protocol/auth.js';
 import { decode, encode } from '../protocol/codec.js';
-import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL } from '../protocol/errors.js';
+import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
 import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 
@@ -72,6 +72,7 @@ function sameRun(a: RunConfigMessage, b: RunConfigMessage): boolean {
 export class RemoteWorkerProcess {
   private data: Mnist | undefined;
   private backend: BackendName | undefined;
+  private threads = 1;
   private session: Session | undefined;
   private queue: Promise<void> = Promise.resolve();
 
@@ -80,9 +81,10 @@ export class RemoteWorkerProcess {
   /** Runs until the coordinator ends the run (resolves 0) or rejects us / cannot be reached (throws). */
   async run(): Promise<number> {
     this.backend = await initBackend(this.opts.backend);
+    this.threads = threadsFor(this.backend, this.opts.threads, this.opts.log);
     try {
       this.data = loadMnist({ dataDir: this.opts.dataDir });
-      this.opts.log(`worker: backend ${this.backend}, ${this.opts.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
+      this.opts.log(`worker: backend ${this.backend}, ${this.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
     } catch (err) {
       this.opts.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
     }
@@ -144,7 +146,11 @@ export class RemoteWorkerProcess {
           if (!isBinary) throw new Error('text frame');
           msg = decode(data as Buffer);
         } catch (err) {
-          this.opts.log(`worker: bad frame from the coordinator (${(err as Error).message}); disconnecting`);
+          if ((err as ProtocolError).code === 'LENET_ERR_PROTOCOL_VERSION') {
+            end(new WorkerRejectedError(RejectReason.PROTOCOL_VERSION, (err as Error).message));
+          } else {
+            this.opts.log(`worker: bad frame from the coordinator (${(err as Error).message}); disconnecting`);
+          }
           ws.close(CLOSE_BAD_MESSAGE, 'bad frame');
           return;
         }
@@ -154,7 +160,7 @@ export class RemoteWorkerProcess {
               type: 'hello',
               packageVersion: PACKAGE_VERSION,
               backend: this.backend!,
-              threads: this.opts.threads,
+              threads: this.threads,
               datasetSha256: this.data?.sha256 ?? '',
               authProof: this.opts.token ? authProof(this.opts.token, msg.nonce) : new Uint8Array(0),
               name: this.opts.name ?? hostname(),
@@ -217,7 +223,7 @@ export class RemoteWorkerProcess {
       labels = this.data.train.labels;
     }
     const empty = new Uint8Array(new SharedArrayBuffer(1));
-    const pool = new ComputePool(this.opts.threads, {
+    const pool = new ComputePool(this.threads, {
       arch: spec.arch,
       activation: spec.activation,
       backend: this.backend!,
