@@ -31,6 +31,8 @@ export interface TrainConfig {
   checkpointDir: string;
   /** Continue from the newest complete checkpoint in checkpointDir. */
   resume: boolean;
+  /** Also checkpoint every this many steps within an epoch (0 = only at epoch ends). */
+  checkpointEverySteps: number;
   /** Delete existing checkpoints in checkpointDir before a fresh run. */
   fresh: boolean;
   metricsOut?: string;

@@ -65,3 +65,13 @@ export const DEFAULT_CONNECT_TIMEOUT_S = 60;
 /** Coordinator: how long to wait for workers when no participant is left or --wait-workers is unmet. */
 export const DEFAULT_WORKER_WAIT_TIMEOUT_S = 600;
 export const AUTH_NONCE_BYTES = 32;
+
+// ---- stragglers ----
+/** Step deadline for remote workers = factor x median of recent step times, within [floor, cap]. */
+export const STEP_DEADLINE_FACTOR = 4;
+export const STEP_DEADLINE_FLOOR_MS = 2_000;
+export const STEP_DEADLINE_CAP_MS = 60_000;
+/** Step times the median is taken over. */
+export const STEP_DEADLINE_HISTORY = 50;
+/** A worker late this many steps in a row is dropped. */
+export const MAX_CONSECUTIVE_LATE = 3;

@@ -27,6 +27,8 @@ export interface Progress {
   epoch: number;
   step: number;
   globalStep: number;
+  /** Mid-epoch only: the running sums of the epoch so far, so its record comes out the same. */
+  partial?: { lossSum: number; samples: number; trainMs: number };
 }
 
 export interface CheckpointState {
@@ -205,6 +207,16 @@ export function loadCheckpoint(path: string, spec: ModelSpec): LoadedCheckpoint 
     o += s.length * 4;
   }
   return { path, state, weights, optimizer: { name: state.optimizer.name, t: state.optimizer.t, slots } };
+}
+
+/**
+ * Deletes mid-epoch checkpoints (step > 0) other than `keep`: only the newest one is worth
+ * resuming from, while every end-of-epoch checkpoint is kept.
+ */
+export function pruneMidEpoch(dir: string, keep?: string): void {
+  for (const path of listCheckpoints(dir)) {
+    if (path !== keep && !path.endsWith('-s000000')) rmSync(path, { recursive: true, force: true });
+  }
 }
 
 /** The newest complete checkpoint in `dir`, verified; undefined when there is none. */

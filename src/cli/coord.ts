@@ -68,6 +68,7 @@ Data:
   --test-limit N             use only the first N test samples
 Checkpoints and output:
   --checkpoint-dir DIR       where per-epoch checkpoints go                 [./${DEFAULT_CHECKPOINT_DIR}]
+  --checkpoint-every-steps K also checkpoint every K steps within an epoch (newest kept) [0 = off]
   --resume                   continue from the newest complete checkpoint in --checkpoint-dir
   --fresh                    delete the checkpoints in --checkpoint-dir and start over
   --metrics-out FILE         JSON lines: one "run" record, then one "epoch" record per epoch
@@ -106,6 +107,7 @@ const START_OPTIONS = {
   'test-limit': { type: 'string' },
   'checkpoint-dir': { type: 'string' },
   resume: { type: 'boolean' },
+  'checkpoint-every-steps': { type: 'string' },
   fresh: { type: 'boolean' },
   'metrics-out': { type: 'string' },
   quiet: { type: 'boolean' },
@@ -163,6 +165,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     testLimit: optionalIntFlag(flags, 'test-limit', 1),
     checkpointDir: resolve(stringFlag(flags, 'checkpoint-dir') ?? DEFAULT_CHECKPOINT_DIR),
     resume: flags.resume === true,
+    checkpointEverySteps: intFlag(flags, 'checkpoint-every-steps', 0, 0),
     fresh: flags.fresh === true,
     metricsOut: metricsOut === undefined ? undefined : resolve(metricsOut),
     quiet: flags.quiet === true,

@@ -38,6 +38,15 @@ export interface Participant {
   readonly threads: number;
   /** Microbatches computed since the counter was last reset (per epoch). */
   microbatchesDone: number;
+  /** Consecutive steps this participant missed the deadline (its share halves per late step). */
+  lateStreak: number;
+  lateTotal: number;
+  /** Ranges it failed (disconnect, bad result, late) over the run. */
+  failures: number;
+  /** Remote only: give up on the step's range; results for it are ignored from now on. */
+  cancel?(step: number): void;
+  /** Remote only: disconnect, logging why. */
+  drop?(reason: string): void;
   /**
    * Computes microbatches [lo,hi) of the step and leaves the sums of the range's maximal subtrees
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
@@ -61,6 +70,9 @@ export class LocalParticipant implements Participant {
   readonly kind = 'local';
   readonly name = 'coordinator threads';
   microbatchesDone = 0;
+  lateStreak = 0;
+  lateTotal = 0;
+  failures = 0;
 
   constructor(
     private readonly pool: ComputePool,
@@ -150,13 +162,14 @@ export class Membership {
     }
   }
 
-  /** A participant to take over a failed one's range: the local pool first, else any member. */
-  async replacement(url: string): Promise<Participant> {
+  /** A participant to take over `failed`'s range: the local pool first, else the fastest other member. */
+  async replacement(url: string, failed: Participant): Promise<Participant> {
     for (;;) {
-      const all = this.forStep();
-      const local = all.find((p) => p.kind === 'local');
+      const others = this.forStep().filter((p) => p !== failed);
+      const local = others.find((p) => p.kind === 'local');
       if (local) return local;
-      if (all.length > 0) return all[0];
+      if (others.length > 0) return others.sort((a, b) => a.lateStreak - b.lateStreak || b.threads - a.threads)[0];
+      if (this.members.includes(failed)) return failed; // late but still the only one: let it finish
       await this.waitFor(0, url);
     }
   }

@@ -10,7 +10,7 @@ import type { WebSocket } from 'ws';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../constants.js';
 import type { Mnist } from '../data/mnist.js';
 import { decode, encode } from '../protocol/codec.js';
-import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, ProtocolError } from '../protocol/errors.js';
+import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
 import type { GradDType, Message, ResultMessage } from '../protocol/messages.js';
 import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
@@ -52,6 +52,9 @@ export class RemoteWorker implements Participant {
   readonly name: string;
   readonly threads: number;
   microbatchesDone = 0;
+  lateStreak = 0;
+  lateTotal = 0;
+  failures = 0;
   state = RemoteState.ACTIVE;
   lastSeenMs = Date.now();
   private sentVersion = -1;
@@ -125,6 +128,18 @@ export class RemoteWorker implements Participant {
         }),
       );
     });
+  }
+
+  cancel(step: number): void {
+    const p = this.pending;
+    if (!p || p.step !== step) return;
+    this.pending = undefined;
+    if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
+    p.reject(new Error(`range of step ${step} cancelled`));
+  }
+
+  drop(reason: string): void {
+    this.close(CLOSE_TOO_SLOW, reason);
   }
 
   /** Ends the connection; a pending range is rejected so the trainer reassigns it. */

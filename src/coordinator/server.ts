@@ -7,7 +7,7 @@
 //                                       |
 //                                       +-- wrong version / token / backend, bad frame,
 //                                           or no Hello in HANDSHAKE_TIMEOUT_MS --> Reject, close
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -41,6 +41,7 @@ export interface ServerOptions {
 
 export class CoordinatorServer {
   private wss: WebSocketServer | undefined;
+  private httpsServer: Server | undefined;
   private nextWorkerId = 1;
   /** Rejected handshakes by reason, for logs and metrics. */
   readonly rejections = new Map<string, number>();
@@ -58,6 +59,7 @@ export class CoordinatorServer {
       ? new WebSocketServer({ server: httpsServer, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false })
       : new WebSocketServer({ host, port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
     this.wss = wss;
+    this.httpsServer = httpsServer;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(
@@ -89,6 +91,12 @@ export class CoordinatorServer {
     for (const client of wss.clients) client.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
     this.wss = undefined;
+    const https = this.httpsServer;
+    if (https) {
+      https.closeAllConnections();
+      await new Promise<void>((resolve) => https.close(() => resolve()));
+      this.httpsServer = undefined;
+    }
   }
 
   private reject(ws: WebSocket, address: string, reason: RejectReason, message: string, closeCode: number): void {

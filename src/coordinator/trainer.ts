@@ -3,25 +3,24 @@
 // -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
 import { existsSync, rmSync } from 'node:fs';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
-import { CheckpointError, LenetError, UsageError } from '../errors.js';
+import { CheckpointError, UsageError } from '../errors.js';
 import { DEFAULT_PORT } from '../constants.js';
 import { initBackend, threadsFor, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
-import { batchRange, epochPermutation, microbatchCount, stepsPerEpoch, type BatchPlan } from '../data/sampler.js';
+import { batchRange, epochPermutation, stepsPerEpoch, type BatchPlan } from '../data/sampler.js';
 import { modelSpec, type ModelSpec } from '../model/architectures.js';
 import { initWeights, weightsSha256 } from '../model/weights.js';
-import { createSharedSlab, reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { splitProportional } from '../reduce/partition.js';
+import { createSharedSlab } from '../reduce/ordered-sum.js';
 import { ComputePool } from '../compute/pool.js';
-import { listCheckpoints, loadNewestCheckpoint, saveCheckpoint, type Progress } from '../checkpoint/store.js';
+import { listCheckpoints, loadNewestCheckpoint, pruneMidEpoch, saveCheckpoint, type Progress } from '../checkpoint/store.js';
 import { MetricsRecorder, type EpochRecord, type RunRecord } from '../metrics/recorder.js';
 import { Progress as ProgressView } from '../metrics/progress.js';
 import { encode } from '../protocol/codec.js';
 import { CLOSE_NORMAL } from '../protocol/errors.js';
 import { createOptimizer, type Optimizer } from './optimizer.js';
-import { learningRate, type ScheduleConfig } from './schedule.js';
 import { evaluate } from './evaluate.js';
-import { LocalParticipant, Membership, type Participant, type StepWork } from './participants.js';
+import { LocalParticipant, Membership } from './participants.js';
+import { StepDeadline, trainStep, type StepContext } from './step.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
 
@@ -32,64 +31,6 @@ export interface TrainResult {
 }
 
 export type Log = (line: string) => void;
-
-/** Training produced a non-finite loss or gradient: the model has diverged. */
-export class DivergedError extends LenetError {
-  constructor(step: number) {
-    super('LENET_ERR_DIVERGED', `the loss became non-finite at step ${step}; lower --lr (or raise --batch-size) and start again`, 1);
-  }
-}
-
-interface StepContext {
-  plan: BatchPlan;
-  membership: Membership;
-  url: string;
-  slab: Slab;
-  weights: Float32Array;
-  meanGrad: Float32Array;
-  optimizer: Optimizer;
-  schedule: ScheduleConfig;
-  log: Log;
-}
-
-/** Computes one range on `p`; if `p` fails, logs it and hands the same range to another participant. */
-async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<TreeNode[]> {
-  try {
-    return (await p.compute(work, lo, hi)).nodes;
-  } catch (err) {
-    ctx.membership.remove(p);
-    ctx.log(`${p.id} failed during step ${work.globalStep} (${(err as Error).message}); reassigning microbatches [${lo},${hi})`);
-    return runRange(ctx, await ctx.membership.replacement(ctx.url), work, lo, hi);
-  }
-}
-
-/** Runs one synchronous step; returns the batch's loss sum and sample count. */
-async function trainStep(ctx: StepContext, perm: Uint32Array, epoch: number, step: number, globalStep: number): Promise<{ lossSum: number; count: number }> {
-  const { start, count } = batchRange(ctx.plan, step);
-  const n = microbatchCount(ctx.plan, count);
-  const work: StepWork = { globalStep, epoch, microbatches: n, microbatch: ctx.plan.microbatch, perm, start, count };
-  let members = ctx.membership.forStep();
-  if (members.length === 0) {
-    await ctx.membership.waitFor(0, ctx.url);
-    members = ctx.membership.forStep();
-  }
-  const ranges = splitProportional(n, members.map((p) => p.threads));
-  const nodeLists = await Promise.all(ranges.map((r, i) => (r ? runRange(ctx, members[i], work, r[0], r[1]) : [])));
-  const ready = new Set(nodeLists.flat().map(([lo, hi]) => `${lo}:${hi}`));
-  reduceInPlace(ctx.slab, 0, n, (lo, hi) => ready.has(`${lo}:${hi}`));
-  // Gradient semantics: participants return sums over examples; the update uses the batch mean.
-  const sum = ctx.slab.grads;
-  const total = ctx.slab.count[0];
-  let finite = Number.isFinite(ctx.slab.loss[0]);
-  for (let i = 0; i < ctx.meanGrad.length; i++) {
-    const g = sum[i] / total;
-    if (!Number.isFinite(g)) finite = false;
-    ctx.meanGrad[i] = g;
-  }
-  if (!finite) throw new DivergedError(globalStep);
-  ctx.optimizer.apply(ctx.weights, ctx.meanGrad, learningRate(ctx.schedule, globalStep));
-  return { lossSum: ctx.slab.loss[0], count: total };
-}
 
 function describeConfig(config: TrainConfig, spec: ModelSpec, data: Mnist, backend: BackendName, plan: BatchPlan): string[] {
   const steps = stepsPerEpoch(plan);
@@ -246,6 +187,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   log(`listening for workers on ${url}${config.token === undefined ? ' (no token: loopback only unless --allow-no-token)' : ' (token required)'}`);
 
   const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
+  if (resumed) recorder.reconcile(history);
   const view = new ProgressView(process.stderr, !config.quiet);
   const ctx: StepContext = {
     plan,
@@ -256,6 +198,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     meanGrad: new Float32Array(spec.size),
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
+    deadline: new StepDeadline(),
     log: (line) => {
       view.clear();
       log(line);
@@ -289,17 +232,22 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     for (let epoch = progress.epoch; epoch < config.epochs; epoch++) {
       const perm = epochPermutation(config.seed, epoch, data.train.count);
       membership.resetCounters();
-      let trainMs = 0;
-      let lossSum = 0;
-      let seen = 0;
+      // A mid-epoch checkpoint carries the epoch's running sums, so its record comes out the same.
+      let trainMs = progress.partial?.trainMs ?? 0;
+      let lossSum = progress.partial?.lossSum ?? 0;
+      let seen = progress.partial?.samples ?? 0;
       for (let step = progress.step; step < steps; step++) {
         const t0 = performance.now();
         const r = await trainStep(ctx, perm, epoch, step, progress.globalStep);
         trainMs += performance.now() - t0;
-        progress = { epoch, step: step + 1, globalStep: progress.globalStep + 1 };
         lossSum += r.lossSum;
         seen += r.count;
+        progress = { epoch, step: step + 1, globalStep: progress.globalStep + 1, partial: { lossSum, samples: seen, trainMs } };
         view.update({ epoch: epoch + 1, epochs: config.epochs, done: batchRange(plan, step).start + r.count, total: data.train.count, samplesPerSecond: (seen / trainMs) * 1000, loss: lossSum / seen });
+        if (config.checkpointEverySteps > 0 && progress.globalStep % config.checkpointEverySteps === 0 && step + 1 < steps) {
+          const path = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
+          pruneMidEpoch(config.checkpointDir, path);
+        }
       }
       view.clear();
       const ev = await evaluate(pool, spec, data, weights, progress.globalStep);
@@ -321,6 +269,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       };
       history = [...history, record];
       checkpoint = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
+      pruneMidEpoch(config.checkpointDir);
       recorder.write(record);
       log(
         `epoch ${record.epoch}/${config.epochs}: train loss ${record.trainLoss.toFixed(4)}, test accuracy ${(record.testAccuracy * 100).toFixed(2)}%, ` +

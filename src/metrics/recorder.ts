@@ -1,6 +1,6 @@
 // Machine-readable results: JSON lines, one `run` record then one `epoch` record per epoch.
 // Each record is appended and flushed as it happens, so a crash loses nothing already reported.
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 export interface RunRecord {
   type: 'run';
@@ -33,6 +33,32 @@ export interface EpochRecord {
 export class MetricsRecorder {
   constructor(private readonly path: string | undefined, append: boolean) {
     if (path && !append) writeFileSync(path, '');
+  }
+
+  /**
+   * After a resume: makes the file's epoch records agree with the checkpoint's history. A crash
+   * can fall between writing a checkpoint and its record (record missing), or after a record
+   * whose checkpoint is then not the one resumed from (record to be redone).
+   */
+  reconcile(history: EpochRecord[]): void {
+    if (!this.path) return;
+    const lines = existsSync(this.path) ? readFileSync(this.path, 'utf8').split('\n').filter((l) => l.trim() !== '') : [];
+    const last = history.length > 0 ? history[history.length - 1].epoch : 0;
+    const kept: string[] = [];
+    const present = new Set<number>();
+    for (const line of lines) {
+      let rec: { type?: string; epoch?: number };
+      try {
+        rec = JSON.parse(line) as { type?: string; epoch?: number };
+      } catch {
+        continue; // a line cut short by a crash
+      }
+      if (rec.type === 'epoch' && (rec.epoch === undefined || rec.epoch > last || present.has(rec.epoch))) continue;
+      if (rec.type === 'epoch') present.add(rec.epoch!);
+      kept.push(line);
+    }
+    for (const rec of history) if (!present.has(rec.epoch)) kept.push(JSON.stringify(rec));
+    writeFileSync(this.path, kept.map((l) => l + '\n').join(''));
   }
 
   write(record: RunRecord | EpochRecord): void {

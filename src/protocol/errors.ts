@@ -12,6 +12,7 @@ export const CLOSE_BACKEND_MISMATCH = 4003;
 export const CLOSE_BAD_MESSAGE = 4004;
 export const CLOSE_HEARTBEAT_TIMEOUT = 4005;
 export const CLOSE_SHUTTING_DOWN = 4006;
+export const CLOSE_TOO_SLOW = 4007;
 
 export class ProtocolError extends LenetError {
   readonly closeCode: number;

@@ -1,0 +1,123 @@
+// One synchronous training step: plan the microbatches, hand contiguous ranges to participants
+// in proportion to their weight, recompute the range of anyone who fails or misses the step
+// deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once.
+import { LenetError } from '../errors.js';
+import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, MAX_CONSECUTIVE_LATE } from '../constants.js';
+import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
+import { reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { splitProportional } from '../reduce/partition.js';
+import type { Optimizer } from './optimizer.js';
+import { learningRate, type ScheduleConfig } from './schedule.js';
+import type { Membership, Participant, StepWork } from './participants.js';
+
+/** Training produced a non-finite loss or gradient: the model has diverged. */
+export class DivergedError extends LenetError {
+  constructor(step: number) {
+    super('LENET_ERR_DIVERGED', `the loss became non-finite at step ${step}; lower --lr (or raise --batch-size) and start again`, 1);
+  }
+}
+
+/**
+ * The step deadline for remote participants: STEP_DEADLINE_FACTOR times the median of the last
+ * STEP_DEADLINE_HISTORY step times, kept within [STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_CAP_MS];
+ * the cap until there is history.
+ */
+export class StepDeadline {
+  private readonly recent: number[] = [];
+
+  record(ms: number): void {
+    this.recent.push(ms);
+    if (this.recent.length > STEP_DEADLINE_HISTORY) this.recent.shift();
+  }
+
+  currentMs(): number {
+    if (this.recent.length === 0) return STEP_DEADLINE_CAP_MS;
+    const sorted = [...this.recent].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    return Math.min(STEP_DEADLINE_CAP_MS, Math.max(STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_FACTOR * median));
+  }
+}
+
+export interface StepContext {
+  plan: BatchPlan;
+  membership: Membership;
+  url: string;
+  slab: Slab;
+  weights: Float32Array;
+  meanGrad: Float32Array;
+  optimizer: Optimizer;
+  schedule: ScheduleConfig;
+  deadline: StepDeadline;
+  log: (line: string) => void;
+}
+
+class LateError extends Error {}
+
+/** `p.compute`, but a remote participant that misses the deadline has its range cancelled. */
+async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<TreeNode[]> {
+  if (p.kind === 'local' || !p.cancel) return (await p.compute(work, lo, hi)).nodes;
+  const ms = ctx.deadline.currentMs();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
+  });
+  try {
+    const nodes = (await Promise.race([p.compute(work, lo, hi), late])).nodes;
+    p.lateStreak = 0;
+    return nodes;
+  } catch (err) {
+    if (err instanceof LateError) {
+      p.cancel(work.globalStep); // its results for this step are ignored from now on
+      p.lateStreak++;
+      p.lateTotal++;
+      if (p.lateStreak >= MAX_CONSECUTIVE_LATE) p.drop?.(`late ${p.lateStreak} steps in a row`);
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another participant. */
+async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<TreeNode[]> {
+  try {
+    return await computeWithDeadline(ctx, p, work, lo, hi);
+  } catch (err) {
+    if (!(err instanceof LateError) || p.lateStreak >= MAX_CONSECUTIVE_LATE) ctx.membership.remove(p);
+    p.failures++;
+    const next = await ctx.membership.replacement(ctx.url, p);
+    ctx.log(`${p.id} ${(err as Error).message} (step ${work.globalStep}); microbatches [${lo},${hi}) go to ${next.id}`);
+    return runRange(ctx, next, work, lo, hi);
+  }
+}
+
+/** Runs one synchronous step; returns the batch's loss sum and sample count. */
+export async function trainStep(ctx: StepContext, perm: Uint32Array, epoch: number, step: number, globalStep: number): Promise<{ lossSum: number; count: number }> {
+  const started = performance.now();
+  const { start, count } = batchRange(ctx.plan, step);
+  const n = microbatchCount(ctx.plan, count);
+  const work: StepWork = { globalStep, epoch, microbatches: n, microbatch: ctx.plan.microbatch, perm, start, count };
+  let members = ctx.membership.forStep();
+  if (members.length === 0) {
+    await ctx.membership.waitFor(0, ctx.url);
+    members = ctx.membership.forStep();
+  }
+  // A participant late in recent steps gets a smaller share: its threads halved per late step.
+  const ranges = splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
+  const nodeLists = await Promise.all(ranges.map((r, i) => (r ? runRange(ctx, members[i], work, r[0], r[1]) : [])));
+  const ready = new Set(nodeLists.flat().map(([lo, hi]) => `${lo}:${hi}`));
+  reduceInPlace(ctx.slab, 0, n, (lo, hi) => ready.has(`${lo}:${hi}`));
+  // Gradient semantics: participants return sums over examples; the update uses the batch mean.
+  const sum = ctx.slab.grads;
+  const total = ctx.slab.count[0];
+  let finite = Number.isFinite(ctx.slab.loss[0]);
+  for (let i = 0; i < ctx.meanGrad.length; i++) {
+    const g = sum[i] / total;
+    if (!Number.isFinite(g)) finite = false;
+    ctx.meanGrad[i] = g;
+  }
+  if (!finite) throw new DivergedError(globalStep);
+  ctx.optimizer.apply(ctx.weights, ctx.meanGrad, learningRate(ctx.schedule, globalStep));
+  ctx.deadline.record(performance.now() - started);
+  return { lossSum: ctx.slab.loss[0], count: total };
+}

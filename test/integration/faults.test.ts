@@ -1,0 +1,109 @@
+// Faults, as real processes: remote workers killed with SIGKILL mid-epoch and mid-step, and the
+// coordinator itself killed and resumed. Each run must end with the fault-free weights.
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers.js';
+import { readJsonLines, runCli, startCli, type RunningCli } from './run-cli.js';
+
+const dir = tempDir('lenet-faults-');
+const running: RunningCli[] = [];
+afterEach(() => running.splice(0).forEach((p) => p.kill()));
+afterAll(() => dir.remove());
+
+const RUN = ['--epochs', '2', '--train-limit', '2048', '--test-limit', '500', '--seed', '11', '--quiet', '--port', '0'];
+
+function start(program: 'lenet-coord' | 'lenet-worker', args: string[]): RunningCli {
+  const p = startCli(program, args);
+  running.push(p);
+  return p;
+}
+
+function digests(metrics: string): string[] {
+  return readJsonLines(metrics)
+    .filter((r) => r.type === 'epoch')
+    .map((r) => r.weightsSha256 as string);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let reference: string[];
+
+describe('faults', () => {
+  it('fault-free reference', async () => {
+    const metrics = join(dir.path, 'ref.jsonl');
+    const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', metrics]);
+    expect(r.code).toBe(0);
+    reference = digests(metrics);
+    expect(reference).toHaveLength(2);
+  });
+
+  it('remote workers killed with SIGKILL mid-epoch and mid-step: same weights, every sample once', async () => {
+    const metrics = join(dir.path, 'kill-workers.jsonl');
+    const c = start('lenet-coord', ['start', ...RUN, '--threads', '1', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'kw'), '--metrics-out', metrics]);
+    const [, url] = await c.waitFor(/listening for workers on (ws:\/\/\S+)/);
+    const a = start('lenet-worker', ['join', url, '--threads', '1', '--name', 'victim-a']);
+    const b = start('lenet-worker', ['join', url, '--threads', '1', '--name', 'victim-b']);
+    await c.waitFor(/worker-2 .* joined/);
+    await sleep(2500); // well into epoch 1: steps are running, so the kill lands mid-step
+    a.kill('SIGKILL');
+    await c.waitFor(/worker-1 .*left/);
+    await c.waitFor(/epoch 1\/2/);
+    await sleep(800); // into epoch 2
+    b.kill('SIGKILL');
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/worker-2 .*left/);
+    expect(digests(metrics)).toEqual(reference);
+    // Every microbatch of every step was computed exactly once by someone: 32 steps x 2 per epoch.
+    for (const e of readJsonLines(metrics).filter((r) => r.type === 'epoch')) {
+      const parts = e.participants as { microbatches: number }[];
+      expect(parts.reduce((s, p) => s + p.microbatches, 0)).toBe(64);
+    }
+  });
+
+  it('the coordinator killed with SIGKILL mid-epoch resumes to the same weights; its worker reconnects', async () => {
+    const ckpt = join(dir.path, 'kc');
+    const metrics = join(dir.path, 'kill-coord.jsonl');
+    const port = String(20000 + Math.floor(Math.random() * 5000));
+    const args = ['start', ...RUN.slice(0, -2), '--port', port, '--threads', '1', '--checkpoint-every-steps', '5', '--checkpoint-dir', ckpt, '--metrics-out', metrics];
+    const first = start('lenet-coord', args);
+    await first.waitFor(/listening/);
+    const w = start('lenet-worker', ['join', `ws://127.0.0.1:${port}`, '--threads', '1', '--connect-timeout', '60']);
+    await first.waitFor(/worker-1 .* joined/);
+    // Kill as soon as a mid-epoch checkpoint of epoch 2 exists.
+    for (let i = 0; i < 600; i++) {
+      if (readdirSync(ckpt).some((n) => /^ckpt-e0001-s0000[0-9][1-9]$|^ckpt-e0001-s0000[1-9]\d$/.test(n))) break;
+      await sleep(50);
+    }
+    first.kill('SIGKILL');
+    await first.done;
+    const names = readdirSync(ckpt).filter((n) => n.startsWith('ckpt-'));
+    expect(names.some((n) => n.startsWith('ckpt-e0001-s') && !n.endsWith('s000000'))).toBe(true);
+    const second = start('lenet-coord', [...args, '--resume']);
+    await second.waitFor(/resumed from .*ckpt-e0001-s0000\d\d: 1 epoch\(s\) and \d+ step\(s\) done/);
+    await second.waitFor(/worker-\d .* joined/); // the worker found the restarted coordinator by itself
+    const r = await second.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await w.done).code).toBe(0);
+    expect(digests(metrics)).toEqual(reference);
+    // Mid-epoch checkpoints are pruned at the epoch's end; the epoch ones stay.
+    expect(readdirSync(ckpt).filter((n) => n.startsWith('ckpt-'))).toEqual(['ckpt-e0001-s000000', 'ckpt-e0002-s000000']);
+  });
+
+  it('TLS: a worker joins over wss:// with a certificate made by the test', async () => {
+    const key = join(dir.path, 'key.pem');
+    const cert = join(dir.path, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+    const metrics = join(dir.path, 'tls.jsonl');
+    const c = start('lenet-coord', ['start', ...RUN, '--threads', '0', '--wait-workers', '1', '--tls-cert', cert, '--tls-key', key, '--token', 't', '--host', '127.0.0.1', '--checkpoint-dir', join(dir.path, 'tls'), '--metrics-out', metrics]);
+    const [, url] = await c.waitFor(/listening for workers on (wss:\/\/\S+)/);
+    const untrusted = await runCli('lenet-worker', ['join', url, '--token', 't', '--connect-timeout', '1']);
+    expect(untrusted.code).toBe(6); // a certificate nobody vouches for is refused
+    const w = start('lenet-worker', ['join', url, '--threads', '1', '--ca', cert, '--token', 't']);
+    expect((await c.done).code).toBe(0);
+    expect((await w.done).code).toBe(0);
+    expect(digests(metrics)).toEqual(reference);
+  });
+});
