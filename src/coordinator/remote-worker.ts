@@ -1,8 +1,8 @@
 // The coordinator's side of one connected, authenticated remote worker.
 //
-// Lifecycle (the handshake before ACTIVE lives in server.ts):
+// Lifecycle (the handshake before STARTING lives in server.ts):
 //
-//   ACTIVE --(assignment sent)--> BUSY --(every subtree of the range received)--> ACTIVE
+//   STARTING --Ready--> ACTIVE --(assignment sent)--> BUSY --(every subtree received)--> ACTIVE
 //     |                            |
 //     +---- close / heartbeat timeout / protocol violation ----> CLOSED (a pending range is
 //                                                               rejected and reassigned)
@@ -17,6 +17,8 @@ import type { RangeResult } from '../compute/range.js';
 import { rangeInputs, type Participant, type StepWork } from './participants.js';
 
 export enum RemoteState {
+  /** Welcomed; its threads are starting. Not yet a member: it gets no work. */
+  STARTING = 'starting',
   ACTIVE = 'active',
   BUSY = 'busy',
   CLOSED = 'closed',
@@ -26,7 +28,6 @@ interface Pending {
   step: number;
   expected: Map<string, { node: TreeNode; examples: number }>;
   received: Set<string>;
-  started: number;
   resolve: (r: RangeResult) => void;
   reject: (e: Error) => void;
 }
@@ -43,6 +44,8 @@ export interface RemoteWorkerOptions {
   /** Latest weights, encoded once per version and shared by all workers. */
   weightsFrame: (version: number) => Uint8Array;
   log: (line: string) => void;
+  /** The worker's threads are up: it can take part from the next step. */
+  onReady: (worker: RemoteWorker) => void;
   onClose: (worker: RemoteWorker, reason: string) => void;
 }
 
@@ -55,7 +58,7 @@ export class RemoteWorker implements Participant {
   lateStreak = 0;
   lateTotal = 0;
   failures = 0;
-  state = RemoteState.ACTIVE;
+  state = RemoteState.STARTING;
   lastSeenMs = Date.now();
   private sentVersion = -1;
   private pending: Pending | undefined;
@@ -107,7 +110,7 @@ export class RemoteWorker implements Participant {
       });
     }
     return new Promise<RangeResult>((resolve, reject) => {
-      this.pending = { step: work.globalStep, expected, received: new Set(), started: performance.now(), resolve, reject };
+      this.pending = { step: work.globalStep, expected, received: new Set(), resolve, reject };
       this.state = RemoteState.BUSY;
       if (this.sentVersion !== work.globalStep) {
         this.send(this.opts.weightsFrame(work.globalStep));
@@ -187,9 +190,24 @@ export class RemoteWorker implements Participant {
       this.close(e.closeCode ?? CLOSE_BAD_MESSAGE, `${e.code ?? 'error'}: ${e.message}`);
       return;
     }
+    try {
+      this.dispatch(msg);
+    } catch (err) {
+      // A bug in handling one worker's message must not take the coordinator down.
+      this.close(CLOSE_BAD_MESSAGE, `internal error handling ${msg.type}: ${(err as Error).message}`);
+    }
+  }
+
+  private dispatch(msg: Message): void {
     switch (msg.type) {
       case 'result':
         this.onResult(msg);
+        return;
+      case 'ready':
+        if (this.state === RemoteState.STARTING) {
+          this.state = RemoteState.ACTIVE;
+          this.opts.onReady(this);
+        }
         return;
       case 'heartbeat':
         return;
@@ -244,7 +262,7 @@ export class RemoteWorker implements Participant {
       this.state = RemoteState.ACTIVE;
       const nodes = [...p.expected.values()].map((e) => e.node);
       this.microbatchesDone += nodes.reduce((a, [lo, hi]) => a + hi - lo, 0);
-      p.resolve({ nodes, computeMs: performance.now() - p.started });
+      p.resolve({ nodes, computeMs: msg.computeMs });
     }
   }
 }

@@ -4,7 +4,8 @@
 import { LenetError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
-import { reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
+import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
 import type { Optimizer } from './optimizer.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
@@ -54,17 +55,17 @@ export interface StepContext {
 class LateError extends Error {}
 
 /** `p.compute`, but a remote participant that misses the deadline has its range cancelled. */
-async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<TreeNode[]> {
-  if (p.kind === 'local' || !p.cancel) return (await p.compute(work, lo, hi)).nodes;
+async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<RangeResult> {
+  if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi);
   const ms = ctx.deadline.currentMs();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
   });
   try {
-    const nodes = (await Promise.race([p.compute(work, lo, hi), late])).nodes;
+    const result = await Promise.race([p.compute(work, lo, hi), late]);
     p.lateStreak = 0;
-    return nodes;
+    return result;
   } catch (err) {
     if (err instanceof LateError) {
       p.cancel(work.globalStep); // its results for this step are ignored from now on
@@ -78,8 +79,17 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
   }
 }
 
+/** Where a step's time went, in milliseconds (compute and transfer of its slowest range). */
+export interface StepTiming {
+  step: number;
+  compute: number;
+  transfer: number;
+  reduce: number;
+  optimizer: number;
+}
+
 /** Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another participant. */
-async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<TreeNode[]> {
+async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<RangeResult> {
   try {
     return await computeWithDeadline(ctx, p, work, lo, hi);
   } catch (err) {
@@ -91,8 +101,14 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
   }
 }
 
-/** Runs one synchronous step; returns the batch's loss sum and sample count. */
-export async function trainStep(ctx: StepContext, perm: Uint32Array, epoch: number, step: number, globalStep: number): Promise<{ lossSum: number; count: number }> {
+/** Runs one synchronous step; returns the batch's loss sum, sample count and timing. */
+export async function trainStep(
+  ctx: StepContext,
+  perm: Uint32Array,
+  epoch: number,
+  step: number,
+  globalStep: number,
+): Promise<{ lossSum: number; count: number; timing: StepTiming }> {
   const started = performance.now();
   const { start, count } = batchRange(ctx.plan, step);
   const n = microbatchCount(ctx.plan, count);
@@ -104,8 +120,15 @@ export async function trainStep(ctx: StepContext, perm: Uint32Array, epoch: numb
   }
   // A participant late in recent steps gets a smaller share: its threads halved per late step.
   const ranges = splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
-  const nodeLists = await Promise.all(ranges.map((r, i) => (r ? runRange(ctx, members[i], work, r[0], r[1]) : [])));
-  const ready = new Set(nodeLists.flat().map(([lo, hi]) => `${lo}:${hi}`));
+  const timed = async (p: Participant, lo: number, hi: number): Promise<RangeResult & { wallMs: number }> => {
+    const t0 = performance.now();
+    const r = await runRange(ctx, p, work, lo, hi);
+    return { ...r, wallMs: performance.now() - t0 };
+  };
+  const results = await Promise.all(ranges.flatMap((r, i) => (r ? [timed(members[i], r[0], r[1])] : [])));
+  const slowest = results.reduce((a, b) => (b.wallMs > a.wallMs ? b : a));
+  const t1 = performance.now();
+  const ready = new Set(results.flatMap((r) => r.nodes).map(([lo, hi]) => `${lo}:${hi}`));
   reduceInPlace(ctx.slab, 0, n, (lo, hi) => ready.has(`${lo}:${hi}`));
   // Gradient semantics: participants return sums over examples; the update uses the batch mean.
   const sum = ctx.slab.grads;
@@ -117,7 +140,16 @@ export async function trainStep(ctx: StepContext, perm: Uint32Array, epoch: numb
     ctx.meanGrad[i] = g;
   }
   if (!finite) throw new DivergedError(globalStep);
+  const t2 = performance.now();
   ctx.optimizer.apply(ctx.weights, ctx.meanGrad, learningRate(ctx.schedule, globalStep));
-  ctx.deadline.record(performance.now() - started);
-  return { lossSum: ctx.slab.loss[0], count: total };
+  const t3 = performance.now();
+  ctx.deadline.record(t3 - started);
+  const timing: StepTiming = {
+    step: t3 - started,
+    compute: slowest.computeMs,
+    transfer: Math.max(0, slowest.wallMs - slowest.computeMs),
+    reduce: t2 - t1,
+    optimizer: t3 - t2,
+  };
+  return { lossSum: ctx.slab.loss[0], count: total, timing };
 }

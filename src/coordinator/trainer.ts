@@ -165,6 +165,10 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         data,
         weightsFrame,
         log,
+        onReady: (w) => {
+          membership.add(w);
+          log(`${w.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`);
+        },
         onClose: (w, reason) => {
           remotes.delete(w);
           membership.remove(w);
@@ -172,8 +176,6 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         },
       });
       remotes.add(worker);
-      membership.add(worker);
-      log(`${worker.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`);
     },
   });
   let url: string;
@@ -236,12 +238,15 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       let trainMs = progress.partial?.trainMs ?? 0;
       let lossSum = progress.partial?.lossSum ?? 0;
       let seen = progress.partial?.samples ?? 0;
+      const timing = { steps: 0, step: 0, compute: 0, transfer: 0, reduce: 0, optimizer: 0 };
       for (let step = progress.step; step < steps; step++) {
         const t0 = performance.now();
         const r = await trainStep(ctx, perm, epoch, step, progress.globalStep);
         trainMs += performance.now() - t0;
         lossSum += r.lossSum;
         seen += r.count;
+        timing.steps++;
+        for (const k of ['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const) timing[k] += r.timing[k];
         progress = { epoch, step: step + 1, globalStep: progress.globalStep + 1, partial: { lossSum, samples: seen, trainMs } };
         view.update({ epoch: epoch + 1, epochs: config.epochs, done: batchRange(plan, step).start + r.count, total: data.train.count, samplesPerSecond: (seen / trainMs) * 1000, loss: lossSum / seen });
         if (config.checkpointEverySteps > 0 && progress.globalStep % config.checkpointEverySteps === 0 && step + 1 < steps) {
@@ -265,6 +270,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         globalStep: progress.globalStep,
         weightsSha256: digest,
         remoteWorkers: membership.remoteCount(),
+        stepTimeMs: Object.fromEntries((['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const).map((k) => [k, timing.steps > 0 ? timing[k] / timing.steps : 0])),
         participants: [...membership.seen.values()].map((p) => ({ id: p.id, kind: p.kind, name: p.name, threads: p.threads, microbatches: p.microbatchesDone })),
       };
       history = [...history, record];

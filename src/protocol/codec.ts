@@ -142,6 +142,8 @@ function toWire(msg: Message, gradDType: GradDType): Wire {
       const { type: _t, gradient, ...r } = msg;
       return { result: { ...r, gradient: encodeTensor(gradient, gradDType) } };
     }
+    case 'ready':
+      return { ready: { threads: msg.threads } };
     case 'heartbeat':
       return { heartbeat: { sentAtMs: msg.sentAtMs } };
     case 'goodbye':
@@ -227,6 +229,8 @@ function fromWire(w: Wire): Message {
         gradient: decodeTensor(b.gradient as WireTensor, 'result'),
         computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
       };
+    case 'ready':
+      return { type: 'ready', threads: u32(b.threads) };
     case 'heartbeat':
       return { type: 'heartbeat', sentAtMs: typeof b.sentAtMs === 'number' ? b.sentAtMs : 0 };
     case 'goodbye':

@@ -89,6 +89,11 @@ export interface ResultMessage {
   computeMs: number;
 }
 
+export interface ReadyMessage {
+  type: 'ready';
+  threads: number;
+}
+
 export interface HeartbeatMessage {
   type: 'heartbeat';
   sentAtMs: number;
@@ -108,6 +113,7 @@ export type Message =
   | WeightsMessage
   | AssignmentMessage
   | ResultMessage
+  | ReadyMessage
   | HeartbeatMessage
   | GoodbyeMessage;
 

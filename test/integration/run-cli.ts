@@ -12,15 +12,20 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(program: 'lenet-coord' | 'lenet-worker', args: string[]): Promise<CliResult> {
+/** Runs a program to completion; a child still running after `timeoutMs` is killed (never left behind). */
+export function runCli(program: 'lenet-coord' | 'lenet-worker', args: string[], timeoutMs = 110_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [`${ROOT}/bin/${program}.js`, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 

@@ -31,6 +31,7 @@ const SAMPLES: Message[] = [
     labels: Uint8Array.from([1, 2, 3, 4]),
   },
   { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, gradient: grad, computeMs: 17.25 },
+  { type: 'ready', threads: 2 },
   { type: 'heartbeat', sentAtMs: 1764300000123 },
   { type: 'goodbye', reason: 'run complete', runComplete: true },
 ];
@@ -44,7 +45,7 @@ describe('codec round trips', () => {
   }
 
   it('sends float16 gradients at half the size, close to the originals', () => {
-    const msg = SAMPLES[6];
+    const msg = SAMPLES.find((m) => m.type === 'result')!;
     const f32 = encode(msg, 'float32');
     const f16 = encode(msg, 'float16');
     expect(f16.length).toBeLessThan(f32.length * 0.6);
