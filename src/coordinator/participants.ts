@@ -5,6 +5,7 @@ import type { ComputePool } from '../compute/pool.js';
 import { computeRange, type RangeResult } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import { LenetError } from '../errors.js';
+import type { ParticipantView } from '../metrics/state.js';
 
 /** Nobody is left (or came) to compute gradients within --worker-wait-timeout. */
 export class NoWorkersError extends LenetError {
@@ -47,6 +48,8 @@ export interface Participant {
   cancel?(step: number): void;
   /** Remote only: disconnect, logging why. */
   drop?(reason: string): void;
+  /** A row of the dashboard's participants table. */
+  view(): ParticipantView;
   /**
    * Computes microbatches [lo,hi) of the step and leaves the sums of the range's maximal subtrees
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
@@ -81,6 +84,10 @@ export class LocalParticipant implements Participant {
 
   get threads(): number {
     return this.pool.threads;
+  }
+
+  view(): ParticipantView {
+    return { id: this.id, kind: 'local', name: this.name, threads: this.threads, microbatches: this.microbatchesDone, lastHeartbeatMsAgo: null, late: 0, failures: this.failures, state: 'active' };
   }
 
   async compute(work: StepWork, lo: number, hi: number): Promise<RangeResult> {

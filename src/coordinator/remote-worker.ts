@@ -15,6 +15,7 @@ import type { GradDType, Message, ResultMessage } from '../protocol/messages.js'
 import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
 import { rangeInputs, type Participant, type StepWork } from './participants.js';
+import type { ParticipantView } from '../metrics/state.js';
 
 export enum RemoteState {
   /** Welcomed; its threads are starting. Not yet a member: it gets no work. */
@@ -44,6 +45,8 @@ export interface RemoteWorkerOptions {
   /** Latest weights, encoded once per version and shared by all workers. */
   weightsFrame: (version: number) => Uint8Array;
   log: (line: string) => void;
+  /** A frame from this worker was refused (for /metrics), with a short reason. */
+  onViolation: (reason: string) => void;
   /** The worker's threads are up: it can take part from the next step. */
   onReady: (worker: RemoteWorker) => void;
   onClose: (worker: RemoteWorker, reason: string) => void;
@@ -76,6 +79,20 @@ export class RemoteWorker implements Participant {
     ws.on('close', (code, reason) => this.onSocketClose(code, reason.toString()));
     ws.on('error', (err) => this.close(CLOSE_BAD_MESSAGE, `socket error: ${err.message}`));
     this.heartbeat = setInterval(() => this.onHeartbeatTimer(), HEARTBEAT_INTERVAL_MS);
+  }
+
+  view(): ParticipantView {
+    return {
+      id: this.id,
+      kind: 'remote',
+      name: this.name,
+      threads: this.threads,
+      microbatches: this.microbatchesDone,
+      lastHeartbeatMsAgo: Date.now() - this.lastSeenMs,
+      late: this.lateTotal,
+      failures: this.failures,
+      state: this.state,
+    };
   }
 
   describe(): string {
@@ -187,6 +204,7 @@ export class RemoteWorker implements Participant {
       msg = decode(data);
     } catch (err) {
       const e = err as ProtocolError;
+      this.opts.onViolation((e.code ?? 'LENET_ERR_BAD_FRAME').replace('LENET_ERR_', '').toLowerCase());
       this.close(e.closeCode ?? CLOSE_BAD_MESSAGE, `${e.code ?? 'error'}: ${e.message}`);
       return;
     }
@@ -220,6 +238,7 @@ export class RemoteWorker implements Participant {
       case 'reject':
       case 'weights':
       case 'assignment':
+        this.opts.onViolation('unexpected_message');
         this.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type} message from a worker`);
         return;
       default: {
@@ -232,23 +251,33 @@ export class RemoteWorker implements Participant {
   /** Validates a subtree sum and writes it into the slab; resolves the step when all have come. */
   private onResult(msg: ResultMessage): void {
     const p = this.pending;
-    if (!p || msg.step !== p.step) return; // late result for a step already done or reassigned: ignored
+    if (!p || msg.step !== p.step) {
+      this.opts.onViolation('stale_result'); // late, for a step already done or reassigned: ignored
+      return;
+    }
     const key = `${msg.lo}:${msg.hi}`;
     const want = p.expected.get(key);
     if (!want) {
+      this.opts.onViolation('unassigned_result');
       this.close(CLOSE_BAD_MESSAGE, `result for subtree [${msg.lo},${msg.hi}) that was not assigned`);
       return;
     }
-    if (p.received.has(key)) return; // duplicate: the first valid result won
+    if (p.received.has(key)) {
+      this.opts.onViolation('duplicate_result'); // the first valid result won
+      return;
+    }
     if (msg.gradient.length !== this.opts.slab.width) {
+      this.opts.onViolation('bad_result_shape');
       this.close(CLOSE_BAD_MESSAGE, `gradient has ${msg.gradient.length} values, the model has ${this.opts.slab.width}`);
       return;
     }
     if (msg.examples !== want.examples) {
+      this.opts.onViolation('bad_result_examples');
       this.close(CLOSE_BAD_MESSAGE, `result for [${msg.lo},${msg.hi}) sums ${msg.examples} examples, expected ${want.examples}`);
       return;
     }
     if (!Number.isFinite(msg.lossSum) || !allFinite(msg.gradient)) {
+      this.opts.onViolation('non_finite_result');
       this.close(CLOSE_BAD_MESSAGE, `non-finite values in the result for [${msg.lo},${msg.hi})`);
       return;
     }

@@ -7,8 +7,8 @@
 //                                       |
 //                                       +-- wrong version / token / backend, bad frame,
 //                                           or no Hello in HANDSHAKE_TIMEOUT_MS --> Reject, close
-import { createServer as createHttpsServer, type Server } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES } from '../constants.js';
@@ -35,33 +35,46 @@ export interface ServerOptions {
   /** The run configuration sent to every worker; sendPixels is decided per worker. */
   config: Omit<RunConfigMessage, 'sendPixels'>;
   log: (line: string) => void;
+  /** Counts a refused connection by reason (for /metrics). */
+  onReject?: (reason: string) => void;
+  /** Plain HTTP requests on the same port (dashboard, /metrics). */
+  onHttp?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Called for every worker that passed the handshake. */
   onWorker: (ws: WebSocket, hello: HelloMessage, info: { workerId: number; address: string; sendPixels: boolean }) => void;
 }
 
 export class CoordinatorServer {
   private wss: WebSocketServer | undefined;
-  private httpsServer: Server | undefined;
+  private server: HttpServer | HttpsServer | undefined;
   private nextWorkerId = 1;
   /** Rejected handshakes by reason, for logs and metrics. */
   readonly rejections = new Map<string, number>();
   url = '';
+  /** The same endpoint as http(s)://, for the dashboard and /metrics. */
+  httpUrl = '';
 
   constructor(private readonly opts: ServerOptions) {}
 
   /** Starts listening on the configured port, or on `portOverride`; returns the URL workers use. */
+  /** Starts listening on the configured port, or on `portOverride`; returns the URL workers use. */
   async listen(portOverride?: number): Promise<string> {
     const host = this.opts.host;
     const port = portOverride ?? this.opts.port;
-    const tls = this.opts.tlsCert && this.opts.tlsKey;
-    const httpsServer = tls ? createHttpsServer({ cert: readFileSync(this.opts.tlsCert!), key: readFileSync(this.opts.tlsKey!) }) : undefined;
-    const wss = httpsServer
-      ? new WebSocketServer({ server: httpsServer, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false })
-      : new WebSocketServer({ host, port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    const tls = this.opts.tlsCert !== undefined && this.opts.tlsKey !== undefined;
+    // One HTTP(S) server per port: WebSocket upgrades go to the workers' endpoint, plain
+    // requests to the dashboard and /metrics.
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+      if (this.opts.onHttp) this.opts.onHttp(req, res);
+      else res.writeHead(404).end();
+    };
+    const server: HttpServer | HttpsServer = tls
+      ? createHttpsServer({ cert: readFileSync(this.opts.tlsCert!), key: readFileSync(this.opts.tlsKey!) }, onRequest)
+      : createHttpServer(onRequest);
+    const wss = new WebSocketServer({ server, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
     this.wss = wss;
-    this.httpsServer = httpsServer;
+    this.server = server;
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
         reject(
           new UsageError(
             err.code === 'EADDRINUSE'
@@ -69,39 +82,34 @@ export class CoordinatorServer {
               : `cannot listen on ${host}:${port} (${err.code ?? err.message})`,
           ),
         );
-      };
-      if (httpsServer) {
-        httpsServer.once('error', onError);
-        httpsServer.listen(port, host, () => resolve());
-      } else {
-        wss.once('error', onError);
-        wss.once('listening', () => resolve());
-      }
+      });
+      server.listen(port, host, () => resolve());
     });
     wss.on('connection', (ws, req) => this.onConnection(ws, req));
-    const address = (httpsServer ?? wss).address();
+    const address = server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
-    this.url = `${tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+    const hostPart = `${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+    this.url = `${tls ? 'wss' : 'ws'}://${hostPart}`;
+    this.httpUrl = `${tls ? 'https' : 'http'}://${hostPart}`;
     return this.url;
   }
 
   async close(): Promise<void> {
     const wss = this.wss;
-    if (!wss) return;
+    const server = this.server;
+    if (!wss || !server) return;
     for (const client of wss.clients) client.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     this.wss = undefined;
-    const https = this.httpsServer;
-    if (https) {
-      https.closeAllConnections();
-      await new Promise<void>((resolve) => https.close(() => resolve()));
-      this.httpsServer = undefined;
-    }
+    this.server = undefined;
   }
 
   private reject(ws: WebSocket, address: string, reason: RejectReason, message: string, closeCode: number): void {
     const key = RejectReason[reason];
     this.rejections.set(key, (this.rejections.get(key) ?? 0) + 1);
+    this.opts.onReject?.(`handshake_${key.toLowerCase()}`);
     this.opts.log(`rejected a worker from ${address}: ${message}`);
     if (ws.readyState === ws.OPEN) ws.send(encode({ type: 'reject', reason, message }));
     ws.close(closeCode, message.slice(0, 120));

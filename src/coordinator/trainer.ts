@@ -23,6 +23,9 @@ import { LocalParticipant, Membership } from './participants.js';
 import { StepDeadline, trainStep, type StepContext } from './step.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
+import { httpHandler } from './http.js';
+import { RunState } from '../metrics/state.js';
+import { prometheusRegistry } from '../metrics/prometheus.js';
 
 export interface TrainResult {
   epochs: EpochRecord[];
@@ -133,7 +136,11 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     return framed.frame;
   };
   const remotes = new Set<RemoteWorker>();
+  const state = new RunState();
+  state.participants = () => [...membership.seen.values()].map((p) => p.view());
   const server = new CoordinatorServer({
+    onHttp: httpHandler(state, prometheusRegistry(state)),
+    onReject: (reason) => state.reject(reason),
     host: config.host,
     port: config.port ?? DEFAULT_PORT,
     token: config.token,
@@ -165,6 +172,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         data,
         weightsFrame,
         log,
+        onViolation: (reason) => state.reject(reason),
         onReady: (w) => {
           membership.add(w);
           log(`${w.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`);
@@ -187,6 +195,20 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     log(`port ${DEFAULT_PORT} is taken; listening on a free port instead (pass --port to choose)`);
   }
   log(`listening for workers on ${url}${config.token === undefined ? ' (no token: loopback only unless --allow-no-token)' : ' (token required)'}`);
+  log(`dashboard: ${server.httpUrl}/   metrics: ${server.httpUrl}/metrics`);
+  state.info = {
+    arch: spec.arch,
+    params: spec.size,
+    backend,
+    threads: config.threads,
+    globalBatch: config.batchSize,
+    microbatch: config.microbatch,
+    seed: config.seed,
+    epochs: config.epochs,
+    stepsPerEpoch: steps,
+    trainSamples: data.train.count,
+    url,
+  };
 
   const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
   if (resumed) recorder.reconcile(history);
@@ -208,7 +230,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   };
   let checkpoint: string | undefined;
   try {
+    state.phase = 'waiting';
     await membership.waitFor(config.waitWorkers, url);
+    state.phase = 'training';
     const runRecord: RunRecord = {
       type: 'run',
       arch: spec.arch,
@@ -245,6 +269,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         trainMs += performance.now() - t0;
         lossSum += r.lossSum;
         seen += r.count;
+        state.recordStep({ step: progress.globalStep, epoch, loss: r.lossSum / r.count, samples: r.count, samplesPerSecond: (r.count / r.timing.step) * 1000, timing: r.timing, at: Date.now() });
         timing.steps++;
         for (const k of ['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const) timing[k] += r.timing[k];
         progress = { epoch, step: step + 1, globalStep: progress.globalStep + 1, partial: { lossSum, samples: seen, trainMs } };
@@ -255,6 +280,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         }
       }
       view.clear();
+      state.phase = 'evaluating';
       const ev = await evaluate(pool, spec, data, weights, progress.globalStep);
       progress = { epoch: epoch + 1, step: 0, globalStep: progress.globalStep };
       const digest = weightsSha256(weights);
@@ -274,6 +300,8 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         participants: [...membership.seen.values()].map((p) => ({ id: p.id, kind: p.kind, name: p.name, threads: p.threads, microbatches: p.microbatchesDone })),
       };
       history = [...history, record];
+      state.recordEpoch(record);
+      state.phase = 'training';
       checkpoint = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
       pruneMidEpoch(config.checkpointDir);
       recorder.write(record);
@@ -282,6 +310,10 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
           `test loss ${record.testLoss.toFixed(4)}, ${record.samplesPerSecond.toFixed(0)} samples/s, ${record.elapsedSeconds.toFixed(1)} s elapsed, weights ${digest.slice(0, 16)}...`,
       );
     }
+    state.phase = 'done';
+  } catch (err) {
+    state.phase = 'failed';
+    throw err;
   } finally {
     view.clear();
     for (const w of [...remotes]) w.close(CLOSE_NORMAL, 'run complete', { runComplete: true });

@@ -1,0 +1,53 @@
+// Plain HTTP on the coordinator's port: the live dashboard, its JSON feed and /metrics.
+// Read-only; everything served comes from this package or its installed dependencies (no CDN).
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { RunState } from '../metrics/state.js';
+
+const DASHBOARD_DIR = fileURLToPath(new URL('../../dashboard/', import.meta.url));
+const UPLOT_DIR = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
+
+const STATIC: Record<string, { file: string; type: string }> = {
+  '/': { file: join(DASHBOARD_DIR, 'index.html'), type: 'text/html; charset=utf-8' },
+  '/dashboard.js': { file: join(DASHBOARD_DIR, 'dashboard.js'), type: 'text/javascript; charset=utf-8' },
+  '/dashboard.css': { file: join(DASHBOARD_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
+  '/vendor/uPlot.iife.min.js': { file: join(UPLOT_DIR, 'uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
+  '/vendor/uPlot.min.css': { file: join(UPLOT_DIR, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+
+export function httpHandler(state: RunState, registry: Registry): (req: IncomingMessage, res: ServerResponse) => void {
+  const cache = new Map<string, Buffer>();
+  return function onHttpRequest(req, res) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/api/state') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(state));
+      return;
+    }
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500).end(err.message),
+      );
+      return;
+    }
+    const entry = STATIC[path === '/index.html' ? '/' : path];
+    if (!entry) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    let body = cache.get(entry.file);
+    if (!body) {
+      body = readFileSync(entry.file);
+      cache.set(entry.file, body);
+    }
+    res.writeHead(200, { 'content-type': entry.type }).end(req.method === 'HEAD' ? undefined : body);
+  };
+}

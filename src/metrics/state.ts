@@ -1,0 +1,82 @@
+// The live state of a run, for the dashboard (/api/state) and Prometheus (/metrics): what the
+// trainer reports after each step and epoch, plus the participants as they are right now.
+import type { EpochRecord } from './recorder.js';
+
+export interface StepSample {
+  step: number;
+  epoch: number;
+  /** Mean training loss of the step's batch. */
+  loss: number;
+  samples: number;
+  samplesPerSecond: number;
+  timing: Record<'step' | 'compute' | 'transfer' | 'reduce' | 'optimizer', number>;
+  at: number;
+}
+
+export interface ParticipantView {
+  id: string;
+  kind: 'local' | 'remote';
+  name: string;
+  threads: number;
+  microbatches: number;
+  lastHeartbeatMsAgo: number | null;
+  late: number;
+  failures: number;
+  state: string;
+}
+
+/** Steps kept for the dashboard's recent-steps charts. */
+export const RECENT_STEPS = 300;
+
+export class RunState {
+  readonly startedAt = Date.now();
+  info: Record<string, unknown> = {};
+  epochs: EpochRecord[] = [];
+  recent: StepSample[] = [];
+  phase: 'starting' | 'waiting' | 'training' | 'evaluating' | 'done' | 'failed' = 'starting';
+  totalSteps = 0;
+  samplesTotal = 0;
+  readonly rejected = new Map<string, number>();
+  participants: () => ParticipantView[] = () => [];
+  private readonly stepListeners: ((s: StepSample) => void)[] = [];
+  private readonly rejectListeners: ((reason: string) => void)[] = [];
+
+  onStep(fn: (s: StepSample) => void): void {
+    this.stepListeners.push(fn);
+  }
+
+  onReject(fn: (reason: string) => void): void {
+    this.rejectListeners.push(fn);
+  }
+
+  recordStep(s: StepSample): void {
+    this.recent.push(s);
+    if (this.recent.length > RECENT_STEPS) this.recent.shift();
+    this.totalSteps++;
+    this.samplesTotal += s.samples;
+    for (const l of this.stepListeners) l(s);
+  }
+
+  recordEpoch(r: EpochRecord): void {
+    this.epochs.push(r);
+  }
+
+  reject(reason: string): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    for (const l of this.rejectListeners) l(reason);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      info: this.info,
+      phase: this.phase,
+      uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      totalSteps: this.totalSteps,
+      samplesTotal: this.samplesTotal,
+      epochs: this.epochs,
+      recent: this.recent,
+      participants: this.participants(),
+      rejected: Object.fromEntries(this.rejected),
+    };
+  }
+}
