@@ -12,7 +12,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, r
 import { join, basename } from 'node:path';
 import { CHECKPOINT_FORMAT_VERSION, CHECKPOINT_PREFIX, CHECKPOINT_STATE_FILE } from '../constants.js';
 import { CheckpointError } from '../errors.js';
-import type { ModelSpec } from '../model/architectures.js';
+import { modelSpec, type Activation, type ArchName, type ModelSpec } from '../model/architectures.js';
 import { exportModel } from '../model/export.js';
 import { compactInto, float32Bytes, weightsSha256 } from '../model/weights.js';
 import type { OptimizerState } from '../coordinator/optimizer.js';
@@ -217,6 +217,27 @@ export function pruneMidEpoch(dir: string, keep?: string): void {
   for (const path of listCheckpoints(dir)) {
     if (path !== keep && !path.endsWith('-s000000')) rmSync(path, { recursive: true, force: true });
   }
+}
+
+/**
+ * Opens `path` for evaluation or prediction: a checkpoint folder, or a --checkpoint-dir (its
+ * newest complete checkpoint). The architecture comes from the checkpoint's own state.json.
+ */
+export function openCheckpoint(path: string): LoadedCheckpoint & { spec: ModelSpec } {
+  let folder = path;
+  if (!existsSync(join(path, CHECKPOINT_STATE_FILE))) {
+    const all = listCheckpoints(path);
+    if (all.length === 0) throw new CheckpointError(`${path} is neither a checkpoint folder nor a folder holding checkpoints`);
+    folder = all[all.length - 1];
+  }
+  let config: Record<string, unknown>;
+  try {
+    config = (JSON.parse(readFileSync(join(folder, CHECKPOINT_STATE_FILE), 'utf8')) as CheckpointState).config ?? {};
+  } catch (err) {
+    throw new CheckpointError(`${join(folder, CHECKPOINT_STATE_FILE)} is missing or not JSON (${(err as Error).message}); the checkpoint is corrupt`);
+  }
+  const spec = modelSpec((config.arch as ArchName) ?? 'lenet5', (config.activation as Activation) ?? 'relu');
+  return { ...loadCheckpoint(folder, spec), spec };
 }
 
 /** The newest complete checkpoint in `dir`, verified; undefined when there is none. */

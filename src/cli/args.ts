@@ -56,6 +56,11 @@ export function stringFlag(flags: Flags, name: string): string | undefined {
 
 /** Runs a CLI main function: user errors print one line and exit with their code; bugs print a stack. */
 export function runMain(main: () => Promise<number>): void {
+  // Output piped into `head` and closed early is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   main().then(
     (code) => {
       process.exitCode = code;

@@ -25,6 +25,7 @@ import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { OPTIMIZERS } from '../coordinator/optimizer.js';
 import { train } from '../coordinator/trainer.js';
+import { evalCommand, predictCommand } from './use-model.js';
 import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, runMain, stringFlag } from './args.js';
 
 function isLoopback(host: string): boolean {
@@ -35,6 +36,8 @@ const USAGE = `Usage: lenet-coord <command> [options]
 
 Commands:
   start         train LeNet-5 on MNIST (the coordinator)
+  eval          test accuracy and confusion matrix of a checkpoint
+  predict       classify PNG images of digits with a checkpoint
 
 Run 'lenet-coord <command> --help' for the options of a command.
 `;
@@ -198,8 +201,12 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`done: weights ${result.weightsSha256}${result.checkpoint ? `, checkpoint ${result.checkpoint}` : ''}\n`);
       return 0;
     }
+    case 'eval':
+      return evalCommand(rest, (s) => process.stdout.write(s));
+    case 'predict':
+      return predictCommand(rest, (s) => process.stdout.write(s));
     default:
-      throw new UsageError(`unknown command '${command}'; commands: start (see lenet-coord --help)`);
+      throw new UsageError(`unknown command '${command}'; commands: start, eval, predict (see lenet-coord --help)`);
   }
 }
 

@@ -87,6 +87,11 @@ export class GradientComputer {
     return { correct, lossSum, confusion };
   }
 
+  /** Class probabilities [n,10] for pixels in [0,1] (n images of 784, concatenated). */
+  predict(pixels: Float32Array, n: number): Float32Array {
+    return tf.tidy(() => tf.softmax(forward(this.spec, this.params, tf.tensor4d(pixels, [n, 28, 28, 1]))).dataSync() as Float32Array);
+  }
+
   dispose(): void {
     tf.dispose(this.params);
     this.params = [];
