@@ -38,6 +38,7 @@ export interface TrainConfig {
   metricsOut?: string;
   /** No progress output (epoch lines are still printed). */
   quiet: boolean;
+  logFormat: 'text' | 'json';
   /** WebSocket endpoint for remote workers. */
   host: string;
   /** undefined: DEFAULT_PORT, or any free port when that one is taken. */

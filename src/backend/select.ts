@@ -58,7 +58,7 @@ export async function initBackend(choice: BackendChoice): Promise<BackendName> {
  * Compute threads to use with `backend`. libtensorflow is multi-threaded itself and tfjs-node is
  * fragile in more than one worker thread (tfjs#2079, #8388), so with it one thread is used.
  */
-export function threadsFor(backend: BackendName, requested: number, log: (line: string) => void): number {
+export function threadsFor(backend: BackendName, requested: number, log: (msg: string) => void): number {
   if (backend !== 'tensorflow' || requested <= 1) return requested;
   log(`note: the tensorflow backend runs one compute thread per process (it is multi-threaded itself); using 1 instead of ${requested}`);
   return 1;

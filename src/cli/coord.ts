@@ -26,6 +26,7 @@ import { BACKEND_CHOICES } from '../backend/select.js';
 import { OPTIMIZERS } from '../coordinator/optimizer.js';
 import { train } from '../coordinator/trainer.js';
 import { evalCommand, predictCommand } from './use-model.js';
+import { LOG_FORMATS, createLog } from '../metrics/log.js';
 import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, runMain, stringFlag } from './args.js';
 
 function isLoopback(host: string): boolean {
@@ -76,6 +77,7 @@ Checkpoints and output:
   --fresh                    delete the checkpoints in --checkpoint-dir and start over
   --metrics-out FILE         JSON lines: one "run" record, then one "epoch" record per epoch
   --quiet                    no progress bar or progress lines
+  --log-format text|json     human-readable lines, or JSON lines            [text]
 Remote workers:
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
@@ -114,6 +116,7 @@ const START_OPTIONS = {
   fresh: { type: 'boolean' },
   'metrics-out': { type: 'string' },
   quiet: { type: 'boolean' },
+  'log-format': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },
   'wait-workers': { type: 'string' },
@@ -172,6 +175,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     fresh: flags.fresh === true,
     metricsOut: metricsOut === undefined ? undefined : resolve(metricsOut),
     quiet: flags.quiet === true,
+    logFormat: choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'),
     host,
     port: optionalIntFlag(flags, 'port', 0, 65535),
     waitWorkers,
@@ -197,8 +201,9 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(START_USAGE);
         return 0;
       }
-      const result = await train(config, (line) => process.stdout.write(line + '\n'));
-      process.stdout.write(`done: weights ${result.weightsSha256}${result.checkpoint ? `, checkpoint ${result.checkpoint}` : ''}\n`);
+      const log = createLog(config.logFormat, (s) => process.stdout.write(s), 'coordinator');
+      const result = await train(config, log);
+      log(`done: weights ${result.weightsSha256}${result.checkpoint ? `, checkpoint ${result.checkpoint}` : ''}`, { event: 'done', weightsSha256: result.weightsSha256 });
       return 0;
     }
     case 'eval':

@@ -6,6 +6,7 @@ import { DEFAULT_CONNECT_TIMEOUT_S, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { RemoteWorkerProcess } from '../worker/remote.js';
+import { LOG_FORMATS, createLog } from '../metrics/log.js';
 import { choiceFlag, intFlag, parseFlags, runMain, stringFlag } from './args.js';
 
 const USAGE = `Usage: lenet-worker join <ws://HOST:PORT | wss://HOST:PORT> [options]
@@ -24,6 +25,7 @@ Options:
                            away, for S seconds                            [${DEFAULT_CONNECT_TIMEOUT_S}]
   --ca FILE                CA certificate to trust for wss://
   --name NAME              label in the coordinator's logs                [host name]
+  --log-format text|json   human-readable lines, or JSON lines            [text]
   -h, --help               show this help
 
 Exit codes: 0 the run completed, 2 bad arguments, 5 rejected by the coordinator (wrong token,
@@ -38,6 +40,7 @@ const OPTIONS = {
   'connect-timeout': { type: 'string' },
   ca: { type: 'string' },
   name: { type: 'string' },
+  'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -74,10 +77,10 @@ async function main(argv: string[]): Promise<number> {
     connectTimeoutS: intFlag(flags, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT_S, 0, 7 * 24 * 3600),
     ca,
     name: stringFlag(flags, 'name'),
-    log: (line) => process.stdout.write(line + '\n'),
+    log: createLog(choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'), (s) => process.stdout.write(s), 'worker'),
   });
   const code = await worker.run();
-  process.stdout.write('worker: run complete\n');
+  process.stdout.write(flags['log-format'] === 'json' ? JSON.stringify({ time: new Date().toISOString(), level: 'info', component: 'worker', msg: 'worker: run complete' }) + '\n' : 'worker: run complete\n');
   return code;
 }
 

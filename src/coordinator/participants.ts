@@ -6,6 +6,7 @@ import { computeRange, type RangeResult } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import { LenetError } from '../errors.js';
 import type { ParticipantView } from '../metrics/state.js';
+import type { Log } from '../metrics/log.js';
 
 /** Nobody is left (or came) to compute gradients within --worker-wait-timeout. */
 export class NoWorkersError extends LenetError {
@@ -116,7 +117,7 @@ export class Membership {
   readonly seen = new Map<string, Participant>();
 
   constructor(
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
     /** How long to wait for a participant before giving up. */
     private readonly waitTimeoutMs: number,
   ) {}

@@ -16,6 +16,7 @@ import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-su
 import type { RangeResult } from '../compute/range.js';
 import { rangeInputs, type Participant, type StepWork } from './participants.js';
 import type { ParticipantView } from '../metrics/state.js';
+import type { Log } from '../metrics/log.js';
 
 export enum RemoteState {
   /** Welcomed; its threads are starting. Not yet a member: it gets no work. */
@@ -44,7 +45,7 @@ export interface RemoteWorkerOptions {
   data: Mnist;
   /** Latest weights, encoded once per version and shared by all workers. */
   weightsFrame: (version: number) => Uint8Array;
-  log: (line: string) => void;
+  log: Log;
   /** A frame from this worker was refused (for /metrics), with a short reason. */
   onViolation: (reason: string) => void;
   /** The worker's threads are up: it can take part from the next step. */

@@ -24,6 +24,7 @@ import {
 } from '../protocol/errors.js';
 import { RejectReason, type HelloMessage, type RunConfigMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
+import type { Log } from '../metrics/log.js';
 
 export interface ServerOptions {
   host: string;
@@ -34,7 +35,7 @@ export interface ServerOptions {
   backend: string;
   /** The run configuration sent to every worker; sendPixels is decided per worker. */
   config: Omit<RunConfigMessage, 'sendPixels'>;
-  log: (line: string) => void;
+  log: Log;
   /** Counts a refused connection by reason (for /metrics). */
   onReject?: (reason: string) => void;
   /** Plain HTTP requests on the same port (dashboard, /metrics). */
@@ -110,7 +111,7 @@ export class CoordinatorServer {
     const key = RejectReason[reason];
     this.rejections.set(key, (this.rejections.get(key) ?? 0) + 1);
     this.opts.onReject?.(`handshake_${key.toLowerCase()}`);
-    this.opts.log(`rejected a worker from ${address}: ${message}`);
+    this.opts.log(`rejected a worker from ${address}: ${message}`, { event: 'worker_rejected', address, reason: RejectReason[reason] });
     if (ws.readyState === ws.OPEN) ws.send(encode({ type: 'reject', reason, message }));
     ws.close(closeCode, message.slice(0, 120));
   }

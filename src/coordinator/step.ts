@@ -8,6 +8,7 @@ import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
 import type { Optimizer } from './optimizer.js';
+import type { Log } from '../metrics/log.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
 import type { Membership, Participant, StepWork } from './participants.js';
 
@@ -49,7 +50,7 @@ export interface StepContext {
   optimizer: Optimizer;
   schedule: ScheduleConfig;
   deadline: StepDeadline;
-  log: (line: string) => void;
+  log: Log;
 }
 
 class LateError extends Error {}
@@ -96,7 +97,12 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
     if (!(err instanceof LateError) || p.lateStreak >= MAX_CONSECUTIVE_LATE) ctx.membership.remove(p);
     p.failures++;
     const next = await ctx.membership.replacement(ctx.url, p);
-    ctx.log(`${p.id} ${(err as Error).message} (step ${work.globalStep}); microbatches [${lo},${hi}) go to ${next.id}`);
+    ctx.log(`${p.id} ${(err as Error).message} (step ${work.globalStep}); microbatches [${lo},${hi}) go to ${next.id}`, {
+      event: 'reassigned',
+      worker: p.id,
+      to: next.id,
+      step: work.globalStep,
+    });
     return runRange(ctx, next, work, lo, hi);
   }
 }

@@ -25,6 +25,7 @@ import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
 import { httpHandler } from './http.js';
 import { RunState } from '../metrics/state.js';
+import type { Log } from '../metrics/log.js';
 import { prometheusRegistry } from '../metrics/prometheus.js';
 
 export interface TrainResult {
@@ -33,7 +34,6 @@ export interface TrainResult {
   checkpoint?: string;
 }
 
-export type Log = (line: string) => void;
 
 function describeConfig(config: TrainConfig, spec: ModelSpec, data: Mnist, backend: BackendName, plan: BatchPlan): string[] {
   const steps = stepsPerEpoch(plan);
@@ -175,12 +175,12 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         onViolation: (reason) => state.reject(reason),
         onReady: (w) => {
           membership.add(w);
-          log(`${w.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`);
+          log(`${w.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`, { event: 'worker_joined', worker: w.id, address: info.address, threads: w.threads });
         },
         onClose: (w, reason) => {
           remotes.delete(w);
           membership.remove(w);
-          log(`${w.describe()} left: ${reason}`);
+          log(`${w.describe()} left: ${reason}`, { event: 'worker_left', worker: w.id, reason });
         },
       });
       remotes.add(worker);
@@ -223,9 +223,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
     deadline: new StepDeadline(),
-    log: (line) => {
+    log: (line, fields) => {
       view.clear();
-      log(line);
+      log(line, fields);
     },
   };
   let checkpoint: string | undefined;
@@ -308,6 +308,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       log(
         `epoch ${record.epoch}/${config.epochs}: train loss ${record.trainLoss.toFixed(4)}, test accuracy ${(record.testAccuracy * 100).toFixed(2)}%, ` +
           `test loss ${record.testLoss.toFixed(4)}, ${record.samplesPerSecond.toFixed(0)} samples/s, ${record.elapsedSeconds.toFixed(1)} s elapsed, weights ${digest.slice(0, 16)}...`,
+        { event: 'epoch', epoch: record.epoch, trainLoss: record.trainLoss, testAccuracy: record.testAccuracy, samplesPerSecond: record.samplesPerSecond, weightsSha256: digest },
       );
     }
     state.phase = 'done';

@@ -24,6 +24,7 @@ import { decode, encode } from '../protocol/codec.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
 import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
+import type { Log } from '../metrics/log.js';
 
 export const EXIT_REJECTED = 5;
 export const EXIT_UNREACHABLE = 6;
@@ -39,7 +40,7 @@ export interface WorkerOptions {
   /** CA certificate for wss:// with a private certificate authority. */
   ca?: string;
   name?: string;
-  log: (line: string) => void;
+  log: Log;
 }
 
 export class WorkerRejectedError extends LenetError {
@@ -79,10 +80,17 @@ export class RemoteWorkerProcess {
   private data: Mnist | undefined;
   private backend: BackendName | undefined;
   private threads = 1;
+  /** The id the coordinator gave us, for log lines. */
+  workerId: string | undefined;
   private session: Session | undefined;
   private queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: WorkerOptions) {}
+
+  /** Every line names this worker: the coordinator's id for it once known, else its name. */
+  private log(msg: string): void {
+    this.opts.log(msg, { worker: this.workerId ?? this.opts.name ?? hostname() });
+  }
 
   /** Runs until the coordinator ends the run (resolves 0) or rejects us / cannot be reached (throws). */
   async run(): Promise<number> {
@@ -90,9 +98,9 @@ export class RemoteWorkerProcess {
     this.threads = threadsFor(this.backend, this.opts.threads, this.opts.log);
     try {
       this.data = loadMnist({ dataDir: this.opts.dataDir });
-      this.opts.log(`worker: backend ${this.backend}, ${this.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
+      this.log(`worker: backend ${this.backend}, ${this.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
     } catch (err) {
-      this.opts.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
+      this.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
     }
     let delay = RECONNECT_INITIAL_MS;
     let deadline = Date.now() + this.opts.connectTimeoutS * 1000;
@@ -105,7 +113,7 @@ export class RemoteWorkerProcess {
           // We had a working connection: a new outage gets the full timeout again.
           deadline = Date.now() + this.opts.connectTimeoutS * 1000;
           delay = RECONNECT_INITIAL_MS;
-          this.opts.log(`worker: connection lost (${outcome.reason}); reconnecting`);
+          this.log(`worker: connection lost (${outcome.reason}); reconnecting`);
         } else {
           lastError = outcome.reason;
         }
@@ -159,7 +167,7 @@ export class RemoteWorkerProcess {
           if ((err as ProtocolError).code === 'LENET_ERR_PROTOCOL_VERSION') {
             end(new WorkerRejectedError(RejectReason.PROTOCOL_VERSION, (err as Error).message));
           } else {
-            this.opts.log(`worker: bad frame from the coordinator (${(err as Error).message}); disconnecting`);
+            this.log(`worker: bad frame from the coordinator (${(err as Error).message}); disconnecting`);
           }
           ws.close(CLOSE_BAD_MESSAGE, 'bad frame');
           return;
@@ -195,21 +203,21 @@ export class RemoteWorkerProcess {
             return;
           case 'assignment':
             this.queue = this.queue.then(() => this.onAssignment(msg, send)).catch((err: Error) => {
-              this.opts.log(`worker: could not compute step ${msg.step}: ${err.message}; disconnecting`);
+              this.log(`worker: could not compute step ${msg.step}: ${err.message}; disconnecting`);
               ws.close(CLOSE_BAD_MESSAGE, 'compute failed');
             });
             return;
           case 'heartbeat':
             return;
           case 'goodbye':
-            this.opts.log(`worker: coordinator said goodbye (${msg.reason})`);
+            this.log(`worker: coordinator said goodbye (${msg.reason})`);
             if (msg.runComplete) end({ kind: 'done' });
             ws.close(CLOSE_NORMAL);
             return;
           case 'hello':
           case 'result':
           case 'ready':
-            this.opts.log(`worker: unexpected ${msg.type} from the coordinator; disconnecting`);
+            this.log(`worker: unexpected ${msg.type} from the coordinator; disconnecting`);
             ws.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type}`);
             return;
           default: {
@@ -222,7 +230,8 @@ export class RemoteWorkerProcess {
   }
 
   private async onWelcome(workerId: number, config: RunConfigMessage): Promise<void> {
-    this.opts.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
+    this.workerId = `worker-${workerId}`;
+    this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
     if (this.session && sameRun(this.session.config, config)) return;
     await this.session?.pool.close();
     const spec = modelSpec(config.arch as ArchName, config.activation as Activation);
