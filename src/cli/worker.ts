@@ -1,86 +1,25 @@
 // `lenet-worker`: the remote worker's command line.
-import { availableParallelism } from 'node:os';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { DEFAULT_CONNECT_TIMEOUT_S, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
-import { BACKEND_CHOICES } from '../backend/select.js';
 import { RemoteWorkerProcess } from '../worker/remote.js';
-import { LOG_FORMATS, createLog } from '../metrics/log.js';
-import { choiceFlag, intFlag, parseFlags, runMain, stringFlag } from './args.js';
-
-const USAGE = `Usage: lenet-worker join <ws://HOST:PORT | wss://HOST:PORT> [options]
-
-Joins a running coordinator (lenet-coord start) as a remote gradient worker. The worker computes
-the microbatches it is given with its own threads and returns their sums, pre-summed only along
-the coordinator's fixed reduction tree, so the run's weights stay bit-for-bit the same.
-
-Options:
-  --threads N              compute threads                                [cores: ${availableParallelism()}]
-  --backend auto|wasm|tensorflow|cpu   must match the coordinator's       [auto]
-  --data-dir DIR           local MNIST copy; without one (or with different data) the
-                           coordinator sends the pixels it assigns        [embedded copy]
-  --token T                shared secret (or env LENET_TOKEN)
-  --connect-timeout S      keep retrying a coordinator that is not up yet, or that went
-                           away, for S seconds                            [${DEFAULT_CONNECT_TIMEOUT_S}]
-  --ca FILE                CA certificate to trust for wss://
-  --name NAME              label in the coordinator's logs                [host name]
-  --log-format text|json   human-readable lines, or JSON lines            [text]
-  -h, --help               show this help
-
-Exit codes: 0 the run completed, 2 bad arguments, 5 rejected by the coordinator (wrong token,
-protocol version or backend), 6 no coordinator reachable within --connect-timeout, 1 bug.
-`;
-
-const OPTIONS = {
-  threads: { type: 'string' },
-  backend: { type: 'string' },
-  'data-dir': { type: 'string' },
-  token: { type: 'string' },
-  'connect-timeout': { type: 'string' },
-  ca: { type: 'string' },
-  name: { type: 'string' },
-  'log-format': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+import { createLog } from '../metrics/log.js';
+import { runMain } from './args.js';
+import { WORKER_USAGE, parseJoinArgs } from './worker-args.js';
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(WORKER_USAGE);
     return command === undefined ? 2 : 0;
   }
   if (command !== 'join') throw new UsageError(`unknown command '${command}'; usage: lenet-worker join <ws-url> (see --help)`);
-  const { flags, positionals } = parseFlags(rest, OPTIONS, true);
-  if (flags.help) {
-    process.stdout.write(USAGE);
+  const options = parseJoinArgs(rest);
+  if (options === 'help') {
+    process.stdout.write(WORKER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError('give exactly one coordinator URL, e.g. lenet-worker join ws://10.0.0.5:7070');
-  const url = positionals[0];
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(`'${url}' is not a URL; expected ws://HOST:PORT or wss://HOST:PORT`);
-  }
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new UsageError(`'${url}' must start with ws:// or wss://`);
-  const ca = stringFlag(flags, 'ca');
-  if (ca !== undefined && !existsSync(ca)) throw new UsageError(`--ca ${ca}: file not found`);
-  const dataDir = stringFlag(flags, 'data-dir');
-  const worker = new RemoteWorkerProcess({
-    url,
-    threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
-    backend: choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'),
-    dataDir: dataDir === undefined ? undefined : resolve(dataDir),
-    token: stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined),
-    connectTimeoutS: intFlag(flags, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT_S, 0, 7 * 24 * 3600),
-    ca,
-    name: stringFlag(flags, 'name'),
-    log: createLog(choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'), (s) => process.stdout.write(s), 'worker'),
-  });
-  const code = await worker.run();
-  process.stdout.write(flags['log-format'] === 'json' ? JSON.stringify({ time: new Date().toISOString(), level: 'info', component: 'worker', msg: 'worker: run complete' }) + '\n' : 'worker: run complete\n');
+  const log = createLog(options.logFormat, (s) => process.stdout.write(s), 'worker');
+  const code = await new RemoteWorkerProcess({ ...options, log }).run();
+  log('worker: run complete', { event: 'done' });
   return code;
 }
 
