@@ -71,6 +71,8 @@ export const AUTH_NONCE_BYTES = 32;
 export const STEP_DEADLINE_FACTOR = 4;
 export const STEP_DEADLINE_FLOOR_MS = 2_000;
 export const STEP_DEADLINE_CAP_MS = 60_000;
+/** Deadline before any step has finished on time (the first steps also carry start-up costs). */
+export const STEP_DEADLINE_INITIAL_MS = 10_000;
 /** Step times the median is taken over. */
 export const STEP_DEADLINE_HISTORY = 50;
 /** A worker late this many steps in a row is dropped. */

@@ -2,7 +2,7 @@
 // in proportion to their weight, recompute the range of anyone who fails or misses the step
 // deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once.
 import { LenetError } from '../errors.js';
-import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, MAX_CONSECUTIVE_LATE } from '../constants.js';
+import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
 import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
@@ -21,8 +21,8 @@ export class DivergedError extends LenetError {
 
 /**
  * The step deadline for remote participants: STEP_DEADLINE_FACTOR times the median of the last
- * STEP_DEADLINE_HISTORY step times, kept within [STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_CAP_MS];
- * the cap until there is history.
+ * STEP_DEADLINE_HISTORY on-time range times (a straggler's wait is not history), kept within
+ * [STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_CAP_MS]; STEP_DEADLINE_INITIAL_MS until there is history.
  */
 export class StepDeadline {
   private readonly recent: number[] = [];
@@ -33,7 +33,7 @@ export class StepDeadline {
   }
 
   currentMs(): number {
-    if (this.recent.length === 0) return STEP_DEADLINE_CAP_MS;
+    if (this.recent.length === 0) return STEP_DEADLINE_INITIAL_MS;
     const sorted = [...this.recent].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)];
     return Math.min(STEP_DEADLINE_CAP_MS, Math.max(STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_FACTOR * median));
@@ -126,10 +126,11 @@ export async function trainStep(
   }
   // A participant late in recent steps gets a smaller share: its threads halved per late step.
   const ranges = splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
-  const timed = async (p: Participant, lo: number, hi: number): Promise<RangeResult & { wallMs: number }> => {
+  const timed = async (p: Participant, lo: number, hi: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
+    const failuresBefore = p.failures;
     const r = await runRange(ctx, p, work, lo, hi);
-    return { ...r, wallMs: performance.now() - t0 };
+    return { ...r, wallMs: performance.now() - t0, onTime: p.failures === failuresBefore };
   };
   const results = await Promise.all(ranges.flatMap((r, i) => (r ? [timed(members[i], r[0], r[1])] : [])));
   const slowest = results.reduce((a, b) => (b.wallMs > a.wallMs ? b : a));
@@ -149,7 +150,8 @@ export async function trainStep(
   const t2 = performance.now();
   ctx.optimizer.apply(ctx.weights, ctx.meanGrad, learningRate(ctx.schedule, globalStep));
   const t3 = performance.now();
-  ctx.deadline.record(t3 - started);
+  const onTime = results.filter((r) => r.onTime);
+  if (onTime.length > 0) ctx.deadline.record(Math.max(...onTime.map((r) => r.wallMs)));
   const timing: StepTiming = {
     step: t3 - started,
     compute: slowest.computeMs,
