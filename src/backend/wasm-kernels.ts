@@ -1,4 +1,6 @@
-// Kernels the tfjs WebAssembly backend lacks for training, built from the kernels it has.
+// Training kernels for the tfjs WebAssembly backend, built from the fast (XNNPACK) kernels it has:
+// one it lacks (Conv2DBackpropFilter) and one it has only as a slow direct loop
+// (Conv2DBackpropInput, a third of a LeNet-5 training step before this replacement).
 //
 // Conv2DBackpropFilter (tfjs#8474): the filter gradient is itself a convolution. With x of shape
 // [b,H,W,ci] and dy of shape [b,oh,ow,co]: transpose x to [ci,H,W,b] (ci becomes the batch, b the
@@ -8,6 +10,7 @@ import {
   backend_util,
   getKernel,
   registerKernel,
+  unregisterKernel,
   type KernelConfig,
   type KernelFunc,
   type TensorInfo,
@@ -76,16 +79,67 @@ function conv2DBackpropFilter(args: { inputs: { x: TensorInfo; dy: TensorInfo };
   }
 }
 
+// Conv2DBackpropInput for stride 1: the input gradient is the full correlation of dy with the
+// filter rotated by 180 degrees and its channel axes swapped: pad dy by (kh-1-top, kh-1-bottom)
+// rows and (kw-1-left, kw-1-right) columns, convolve with W'[i,j,co,ci] = W[kh-1-i,kw-1-j,ci,co].
+// Other strides and layouts go to the backend's own kernel.
+let stockBackpropInput: KernelFunc | undefined;
+
+function conv2DBackpropInput(args: { inputs: { dy: TensorInfo; filter: TensorInfo }; backend: object; attrs: NamedAttrMap }): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, filter } = inputs;
+  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as {
+    strides: [number, number] | number;
+    pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+    dataFormat: 'NHWC' | 'NCHW';
+    dimRoundingMode?: 'floor' | 'round' | 'ceil';
+    inputShape: [number, number, number, number];
+  };
+  const info = backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode);
+  const { top, bottom, left, right } = info.padInfo;
+  const kh = info.filterHeight;
+  const kw = info.filterWidth;
+  const supported =
+    dataFormat !== 'NCHW' && info.strideHeight === 1 && info.strideWidth === 1 && top < kh && bottom < kh && left < kw && right < kw;
+  if (!supported) return stockBackpropInput!(args as never) as TensorInfo;
+  const reverse = wasmKernel('Reverse');
+  const transpose = wasmKernel('Transpose');
+  const conv2d = wasmKernel('Conv2D');
+  const owned: TensorInfo[] = [];
+  try {
+    const flipped = reverse({ inputs: { x: filter }, backend, attrs: { dims: [0, 1] } }) as TensorInfo;
+    owned.push(flipped);
+    const swapped = transpose({ inputs: { x: flipped }, backend, attrs: { perm: [0, 1, 3, 2] } }) as TensorInfo;
+    owned.push(swapped);
+    return conv2d({
+      inputs: { x: dy, filter: swapped },
+      backend,
+      attrs: {
+        strides: [1, 1],
+        pad: [[0, 0], [kh - 1 - top, kh - 1 - bottom], [kw - 1 - left, kw - 1 - right], [0, 0]],
+        dataFormat: 'NHWC',
+        dilations: [1, 1],
+      },
+    }) as TensorInfo;
+  } finally {
+    for (const t of owned) (backend as WasmBackendLike).disposeData(t.dataId);
+  }
+}
+
 let registered = false;
 
-/** Registers the missing training kernels on the wasm backend (idempotent). */
+/** Registers the training kernels on the wasm backend (idempotent). */
 export function registerWasmTrainingKernels(): void {
-  if (registered || getKernel('Conv2DBackpropFilter', 'wasm')) return;
-  const config: KernelConfig = {
-    kernelName: 'Conv2DBackpropFilter',
-    backendName: 'wasm',
-    kernelFunc: conv2DBackpropFilter as unknown as KernelFunc,
-  };
-  registerKernel(config);
+  if (registered) return;
+  if (!getKernel('Conv2DBackpropFilter', 'wasm')) {
+    registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter as unknown as KernelFunc });
+  }
+  const stock = getKernel('Conv2DBackpropInput', 'wasm');
+  if (stock && stock.kernelFunc !== (conv2DBackpropInput as unknown as KernelFunc)) {
+    stockBackpropInput = stock.kernelFunc;
+    unregisterKernel('Conv2DBackpropInput', 'wasm');
+    const config: KernelConfig = { ...stock, kernelFunc: conv2DBackpropInput as unknown as KernelFunc };
+    registerKernel(config);
+  }
   registered = true;
 }

@@ -44,6 +44,57 @@ async function filterGrad(backend: string, c: Case): Promise<Float32Array> {
   return data;
 }
 
+/** The input gradient of conv2d for fixed random x, filter and dy, through the Conv2DBackpropInput kernel. */
+async function inputGrad(backend: string, c: Case): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const dx = tf.tidy(() => {
+    const w = tf.tensor4d(randomData(c.filter, 3), c.filter);
+    const outShape = tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, w, c.strides, c.pad).shape;
+    const dy = tf.tensor4d(randomData(outShape, 4), outShape);
+    return tf.grad((x: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w, c.strides, c.pad))(tf.zeros(c.x), dy);
+  });
+  const data = (await dx.data()) as Float32Array;
+  dx.dispose();
+  return data;
+}
+
+function relativeDiff(cpu: Float32Array, wasm: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < cpu.length; i++) {
+    diff = Math.max(diff, Math.abs(cpu[i] - wasm[i]));
+    scale = Math.max(scale, Math.abs(cpu[i]));
+  }
+  expect(scale).toBeGreaterThan(1);
+  return diff / scale;
+}
+
+describe('Conv2DBackpropInput on wasm (XNNPACK-based replacement)', () => {
+  beforeAll(async () => {
+    await initBackend('cpu');
+    await initBackend('wasm');
+  });
+
+  // Stride 2 goes to the backend's own kernel; the others to the replacement.
+  for (const c of CASES) {
+    it(`matches the cpu backend to 1e-5 of its scale: ${c.name}`, async () => {
+      const cpu = await inputGrad('cpu', c);
+      const wasm = await inputGrad('wasm', c);
+      expect(wasm.length).toBe(cpu.length);
+      expect(relativeDiff(cpu, wasm)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('leaves no tensors or backend data behind', async () => {
+    await inputGrad('wasm', CASES[1]);
+    const before = tf.memory().numTensors;
+    const dataBefore = tf.engine().backend.numDataIds();
+    for (let i = 0; i < 5; i++) await inputGrad('wasm', CASES[1]);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(tf.engine().backend.numDataIds()).toBe(dataBefore);
+  });
+});
+
 describe('Conv2DBackpropFilter on wasm', () => {
   beforeAll(async () => {
     await initBackend('cpu');
