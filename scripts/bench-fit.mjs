@@ -2,13 +2,17 @@
 // batch and samples as lenet-dist, with only the missing Conv2DBackpropFilter kernel supplied.
 // Prints one JSON line: {samplesPerSecond, samples, batch}.
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../dist/backend/select.js';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerMissingWasmKernels } from '../dist/backend/wasm-kernels.js';
 import { loadMnist } from '../dist/data/mnist.js';
 import { modelSpec } from '../dist/model/architectures.js';
 import { buildLayersModel } from '../dist/model/export.js';
 
 const [samples, batch, arch] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4] ?? 'lenet5'];
-await initBackend('wasm');
+// Stock tfjs: only the kernel wasm lacks is supplied (not lenet-dist's faster input gradient).
+registerMissingWasmKernels();
+await tf.setBackend('wasm');
+await tf.ready();
 const data = loadMnist({ trainLimit: samples, testLimit: 1 });
 const x = tf.tidy(() => tf.tensor4d(Float32Array.from(data.train.images, (v) => v / 255), [samples, 28, 28, 1]));
 const y = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from(data.train.labels), 'int32'), 10));

@@ -126,20 +126,25 @@ function conv2DBackpropInput(args: { inputs: { dy: TensorInfo; filter: TensorInf
   }
 }
 
-let registered = false;
-
-/** Registers the training kernels on the wasm backend (idempotent). */
-export function registerWasmTrainingKernels(): void {
-  if (registered) return;
+/** Supplies the kernel the wasm backend lacks for training (idempotent). */
+export function registerMissingWasmKernels(): void {
   if (!getKernel('Conv2DBackpropFilter', 'wasm')) {
     registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter as unknown as KernelFunc });
   }
+}
+
+/** Replaces the backend's slow Conv2DBackpropInput (idempotent; results are bit-identical on LeNet's shapes). */
+export function registerFasterWasmKernels(): void {
   const stock = getKernel('Conv2DBackpropInput', 'wasm');
-  if (stock && stock.kernelFunc !== (conv2DBackpropInput as unknown as KernelFunc)) {
-    stockBackpropInput = stock.kernelFunc;
-    unregisterKernel('Conv2DBackpropInput', 'wasm');
-    const config: KernelConfig = { ...stock, kernelFunc: conv2DBackpropInput as unknown as KernelFunc };
-    registerKernel(config);
-  }
-  registered = true;
+  if (!stock || stock.kernelFunc === (conv2DBackpropInput as unknown as KernelFunc)) return;
+  stockBackpropInput = stock.kernelFunc;
+  unregisterKernel('Conv2DBackpropInput', 'wasm');
+  const config: KernelConfig = { ...stock, kernelFunc: conv2DBackpropInput as unknown as KernelFunc };
+  registerKernel(config);
+}
+
+/** Every training kernel lenet-dist uses on the wasm backend. */
+export function registerWasmTrainingKernels(): void {
+  registerMissingWasmKernels();
+  registerFasterWasmKernels();
 }

@@ -2,9 +2,47 @@
 // gradient slab with the coordinator through SharedArrayBuffers.
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import type { BackendName } from '../backend/select.js';
+import type { ModelSpec } from '../model/architectures.js';
+import type { Slab } from '../reduce/ordered-sum.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit } from './types.js';
 
 const THREAD_FILE = fileURLToPath(new URL('./thread.js', import.meta.url));
+
+/** What a pool's threads share with their owner. */
+export interface PoolOptions {
+  spec: ModelSpec;
+  backend: BackendName;
+  seed: number;
+  distort: boolean;
+  train: { images: Uint8Array; labels: Uint8Array };
+  /** Test images for evaluation tasks; empty on remote workers. */
+  test: { images: Uint8Array; labels: Uint8Array };
+  weights: Float32Array;
+  slab: Slab;
+}
+
+/** Starts a pool of `threads` and waits until every thread has its backend up. */
+export async function startPool(threads: number, o: PoolOptions): Promise<ComputePool> {
+  const pool = new ComputePool(threads, {
+    arch: o.spec.arch,
+    activation: o.spec.activation,
+    backend: o.backend,
+    seed: o.seed,
+    distort: o.distort,
+    trainImages: o.train.images,
+    trainLabels: o.train.labels,
+    testImages: o.test.images,
+    testLabels: o.test.labels,
+    weights: o.weights,
+    slabGrads: o.slab.grads,
+    slabLoss: o.slab.loss,
+    slabCount: o.slab.count,
+    slabSlots: o.slab.slots,
+  });
+  await pool.ready();
+  return pool;
+}
 
 export class ComputePool {
   private readonly piscina: Piscina;

@@ -5,19 +5,7 @@
 import { splitEvenly } from '../reduce/partition.js';
 import { coverNodes, reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
-
-export interface RangeTask {
-  weightsVersion: number;
-  epoch: number;
-  microbatches: number;
-  lo: number;
-  hi: number;
-  /** Sample indices of microbatches lo..hi-1, concatenated. */
-  samples: Uint32Array;
-  positions: Uint32Array;
-  /** Samples per microbatch lo..hi-1. */
-  sizes: number[];
-}
+import type { RangeTask } from './types.js';
 
 export interface RangeResult {
   /** Maximal subtrees of [lo,hi), whose sums are now in the slab at their lo slots. */

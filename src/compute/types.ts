@@ -24,9 +24,8 @@ export interface ThreadInit {
   slabSlots: number;
 }
 
-/** Compute the gradient sums of microbatches [lo,hi) of a step and leave them in the slab. */
-export interface GradientTask {
-  type: 'gradients';
+/** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */
+export interface RangeTask {
   weightsVersion: number;
   epoch: number;
   /** Microbatches in the whole step (the size of the reduction tree). */
@@ -39,6 +38,11 @@ export interface GradientTask {
   positions: Uint32Array;
   /** Sample count of each microbatch lo..hi-1. */
   sizes: number[];
+}
+
+/** Compute the gradient sums of microbatches [lo,hi) of a step and leave them in the slab. */
+export interface GradientTask extends RangeTask {
+  type: 'gradients';
 }
 
 export interface GradientReply {

@@ -11,7 +11,7 @@ import { batchRange, epochPermutation, stepsPerEpoch, type BatchPlan } from '../
 import { modelSpec, type ModelSpec } from '../model/architectures.js';
 import { initWeights, weightsSha256 } from '../model/weights.js';
 import { createSharedSlab } from '../reduce/ordered-sum.js';
-import { ComputePool } from '../compute/pool.js';
+import { startPool, type ComputePool } from '../compute/pool.js';
 import { listCheckpoints, loadNewestCheckpoint, pruneMidEpoch, saveCheckpoint, type Progress } from '../checkpoint/store.js';
 import { MetricsRecorder, type EpochRecord, type RunRecord } from '../metrics/recorder.js';
 import { Progress as ProgressView } from '../metrics/progress.js';
@@ -111,23 +111,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   const membership = new Membership(log, config.workerWaitTimeoutS * 1000);
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
-    pool = new ComputePool(config.threads, {
-      arch: spec.arch,
-      activation: spec.activation,
-      backend,
-      seed: config.seed,
-      distort: config.distort,
-      trainImages: data.train.images,
-      trainLabels: data.train.labels,
-      testImages: data.test.images,
-      testLabels: data.test.labels,
-      weights,
-      slabGrads: slab.grads,
-      slabLoss: slab.loss,
-      slabCount: slab.count,
-      slabSlots: slab.slots,
-    });
-    await pool.ready();
+    pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab });
     membership.add(new LocalParticipant(pool, slab));
   }
   let framed: { version: number; frame: Uint8Array } = { version: -1, frame: new Uint8Array(0) };

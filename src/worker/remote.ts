@@ -16,7 +16,7 @@ import { LenetError } from '../errors.js';
 import { initBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { modelSpec, type Activation, type ArchName } from '../model/architectures.js';
-import { ComputePool } from '../compute/pool.js';
+import { startPool, type ComputePool } from '../compute/pool.js';
 import { computeRange } from '../compute/range.js';
 import { createSharedSlab, slot, type Slab } from '../reduce/ordered-sum.js';
 import { authProof } from '../protocol/auth.js';
@@ -249,23 +249,16 @@ export class RemoteWorkerProcess {
       labels = this.data.train.labels;
     }
     const empty = new Uint8Array(new SharedArrayBuffer(1));
-    const pool = new ComputePool(this.threads, {
-      arch: spec.arch,
-      activation: spec.activation,
+    const pool = await startPool(this.threads, {
+      spec,
       backend: this.backend!,
       seed: config.seed,
       distort: config.distort,
-      trainImages: images,
-      trainLabels: labels,
-      testImages: empty,
-      testLabels: empty,
+      train: { images, labels },
+      test: { images: empty, labels: empty },
       weights,
-      slabGrads: slab.grads,
-      slabLoss: slab.loss,
-      slabCount: slab.count,
-      slabSlots: slab.slots,
+      slab,
     });
-    await pool.ready();
     this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels };
   }
 
