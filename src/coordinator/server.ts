@@ -72,6 +72,8 @@ export class CoordinatorServer {
       ? createHttpsServer({ cert: readFileSync(this.opts.tlsCert!), key: readFileSync(this.opts.tlsKey!) }, onRequest)
       : createHttpServer(onRequest);
     const wss = new WebSocketServer({ server, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    // ws re-emits the HTTP server's errors; they are handled on the server below.
+    wss.on('error', () => undefined);
     this.wss = wss;
     this.server = server;
     await new Promise<void>((resolve, reject) => {

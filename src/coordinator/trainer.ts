@@ -172,11 +172,14 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   });
   let url: string;
   try {
-    url = await server.listen();
+    url = await server.listen().catch(async (err: unknown) => {
+      if (config.port !== undefined) throw err;
+      log(`port ${DEFAULT_PORT} is taken; listening on a free port instead (pass --port to choose)`);
+      return server.listen(0);
+    });
   } catch (err) {
-    if (config.port !== undefined) throw err;
-    url = await server.listen(0);
-    log(`port ${DEFAULT_PORT} is taken; listening on a free port instead (pass --port to choose)`);
+    await pool?.close(); // its threads would keep the process alive after the error
+    throw err;
   }
   log(`listening for workers on ${url}${config.token === undefined ? ' (no token: loopback only unless --allow-no-token)' : ' (token required)'}`);
   log(`dashboard: ${server.httpUrl}/   metrics: ${server.httpUrl}/metrics`);

@@ -2,6 +2,8 @@
 // what the user sees when something is wrong.
 import { join } from 'node:path';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers.js';
 import { SMALL_RUN, readJsonLines, runCli } from './run-cli.js';
@@ -91,6 +93,19 @@ describe('lenet-coord errors', () => {
     expect(r.stdout).toMatch(/--threads N/);
     expect((await runCli('lenet-coord', ['--help'])).stdout).toMatch(/Commands:/);
     expect((await runCli('lenet-worker', ['--help'])).code).toBe(0);
+  });
+
+  it('names a port that is taken, and exits instead of hanging on its threads', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const r = await runCli('lenet-coord', ['start', ...SMALL_RUN.slice(0, -2), '--port', String(port), '--threads', '1', '--checkpoint-dir', join(dir.path, 'port')], 60_000);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^error LENET_ERR_USAGE: port ${port} on 127\\.0\\.0\\.1 is already in use; pass another --port`));
+    } finally {
+      blocker.close();
+    }
   });
 
   it('names a missing data folder in one line, exit code 2', async () => {
