@@ -32,8 +32,11 @@ export const PROGRESS_INTERVAL_MS = 10_000;
 /** Progress bar redraws on a TTY at most this often. */
 export const PROGRESS_REDRAW_MS = 200;
 
-/** Samples one evaluation task covers (the test set is split into such chunks). */
-export const EVAL_CHUNK_SAMPLES = 1000;
+/**
+ * Samples one evaluation task covers (the test set is split into such chunks). Small on purpose:
+ * a wasm heap never shrinks, and 1,000 images at once grew every thread by about 100 MB.
+ */
+export const EVAL_CHUNK_SAMPLES = 250;
 /** Largest --microbatch accepted; bigger gains nothing on LeNet-5 and wastes memory. */
 export const MAX_MICROBATCH = 4096;
 /** Largest number of microbatches per step (bounds the shared gradient slab). */

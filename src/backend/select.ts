@@ -27,22 +27,24 @@ async function tryTensorflow(): Promise<boolean> {
   }
 }
 
+/**
+ * The backend `choice` resolves to on this machine, without starting it (a process that only
+ * hands work to its threads need not hold a wasm instance of its own).
+ */
+export async function resolveBackend(choice: BackendChoice): Promise<BackendName> {
+  if (choice === 'auto') return (await tryTensorflow()) ? 'tensorflow' : 'wasm';
+  if (choice === 'tensorflow' && !(await tryTensorflow())) {
+    throw new BackendError(
+      'the tensorflow backend needs @tensorflow/tfjs-node, which is not installed or does not load here; ' +
+        'use --backend wasm (the default), or install tfjs-node where its native library can be downloaded',
+    );
+  }
+  return choice;
+}
+
 /** Loads and activates the backend; returns the name of the one that runs. */
 export async function initBackend(choice: BackendChoice): Promise<BackendName> {
-  let name: BackendName;
-  if (choice === 'auto') {
-    name = (await tryTensorflow()) ? 'tensorflow' : 'wasm';
-  } else if (choice === 'tensorflow') {
-    if (!(await tryTensorflow())) {
-      throw new BackendError(
-        'the tensorflow backend needs @tensorflow/tfjs-node, which is not installed or does not load here; ' +
-          'use --backend wasm (the default), or install tfjs-node where its native library can be downloaded',
-      );
-    }
-    name = 'tensorflow';
-  } else {
-    name = choice;
-  }
+  const name = await resolveBackend(choice);
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
     registerWasmTrainingKernels();

@@ -46,7 +46,9 @@ export function embeddedMnistDir(): string {
   }
 }
 
+/** `bytes` itself when it already lives in shared memory (raw files), else a shared copy (.gz). */
 function toShared(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
   const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
   shared.set(bytes);
   return shared;

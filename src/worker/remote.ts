@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { IMAGE_PIXELS, MAX_FRAME_BYTES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../constants.js';
 import { LenetError } from '../errors.js';
-import { initBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
+import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { startPool, type ComputePool } from '../compute/pool.js';
@@ -94,7 +94,7 @@ export class RemoteWorkerProcess {
 
   /** Runs until the coordinator ends the run (resolves 0) or rejects us / cannot be reached (throws). */
   async run(): Promise<number> {
-    this.backend = await initBackend(this.opts.backend);
+    this.backend = await resolveBackend(this.opts.backend); // its threads start it
     this.threads = threadsFor(this.backend, this.opts.threads, this.opts.log);
     try {
       this.data = loadMnist({ dataDir: this.opts.dataDir });
