@@ -1,5 +1,6 @@
 // `npm run scaling`: how lenet-dist scales on this machine. Writes results/scaling.csv and SVG
-// plots. Real runs: 1 and 2 local threads, 1 to 4 remote worker processes over loopback.
+// plots. Real runs: 1 and 2 local threads, 1 to 4 remote worker processes over loopback, and 2
+// workers in network namespaces behind links shaped to 1 Gbit/s and 100 Mbit/s (root only).
 // Load mode: 16, 64 and 256 simulated workers (scripts/sim-workers.mjs) that answer with zero
 // gradients after a measured compute time, to measure the coordinator's own per-step cost.
 // Runs one after another; each prints its figure as it finishes.
@@ -51,7 +52,7 @@ function record(mode, participants, threads, batch, e) {
   const t = e.stepTimeMs;
   const row = { mode, participants, threads, batch, samplesPerSecond: e.samplesPerSecond, stepsPerSecond: e.samplesPerSecond / batch, ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`${k}Ms`, v])) };
   rows.push(row);
-  console.log(`  ${mode.padEnd(8)} ${String(participants).padStart(3)} participant(s) ${String(threads).padStart(3)} thread(s): ${e.samplesPerSecond.toFixed(0).padStart(6)} samples/s, ${row.stepsPerSecond.toFixed(1).padStart(6)} steps/s; ` +
+  console.log(`  ${mode.padEnd(14)} ${String(participants).padStart(3)} participant(s) ${String(threads).padStart(3)} thread(s): ${e.samplesPerSecond.toFixed(0).padStart(6)} samples/s, ${row.stepsPerSecond.toFixed(1).padStart(6)} steps/s; ` +
     `step ${t.step.toFixed(1)} ms = compute ${t.compute.toFixed(1)} + transfer ${t.transfer.toFixed(1)} + reduce ${t.reduce.toFixed(2)} + optimizer ${t.optimizer.toFixed(2)}`);
 }
 
@@ -66,7 +67,62 @@ for (let n = 1; n <= 4; n++) {
     Array.from({ length: n }, () => spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', '1', '--backend', 'wasm'], { stdio: 'ignore' })));
   record('remote', n, n, 64, e);
 }
-console.log('netns: runs across network namespaces shaped with tc are not implemented yet (see the README)');
+// Across hosts: each worker in its own network namespace, joined to the coordinator's by a veth
+// pair whose two ends are shaped with tc tbf (this kernel has tbf, not netem). The small burst
+// paces every frame at the link rate (a large one would let a whole 243 KB frame through at
+// once). Needs root.
+const NETNS_WORKERS = 2;
+function sh(cmd) {
+  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+function netnsDown() {
+  for (let i = 1; i <= NETNS_WORKERS; i++) {
+    try {
+      sh(`ip netns del lenet-w${i} 2>/dev/null; ip link del lenet-v${i} 2>/dev/null; true`);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+function netnsUp(rate) {
+  netnsDown();
+  for (let i = 1; i <= NETNS_WORKERS; i++) {
+    sh(`ip netns add lenet-w${i}`);
+    sh(`ip link add lenet-v${i} type veth peer name eth0 netns lenet-w${i}`);
+    sh(`ip addr add 10.77.${i}.1/24 dev lenet-v${i} && ip link set lenet-v${i} up`);
+    sh(`ip netns exec lenet-w${i} sh -c 'ip addr add 10.77.${i}.2/24 dev eth0 && ip link set eth0 up && ip link set lo up'`);
+    sh(`tc qdisc add dev lenet-v${i} root tbf rate ${rate} burst 32kb latency 100ms`);
+    sh(`ip netns exec lenet-w${i} tc qdisc add dev eth0 root tbf rate ${rate} burst 32kb latency 100ms`);
+  }
+}
+let netnsOk = process.getuid?.() === 0;
+if (netnsOk) {
+  try {
+    netnsUp('1gbit');
+  } catch (err) {
+    netnsOk = false;
+    console.log(`netns: skipped, cannot create network namespaces here (${String(err.stderr ?? err.message).trim()})`);
+  }
+} else {
+  console.log('netns: skipped, creating network namespaces needs root');
+}
+if (netnsOk) {
+  try {
+    for (const rate of ['1gbit', '100mbit']) {
+      netnsUp(rate);
+      const token = 'scaling-netns';
+      const e = await withWorkers(`netns-${rate}`, ['--threads', '0', '--wait-workers', String(NETNS_WORKERS), '--train-limit', String(samples), '--host', '0.0.0.0', '--token', token], (url) => {
+        const port = new URL(url).port;
+        return Array.from({ length: NETNS_WORKERS }, (_, i) =>
+          spawn('ip', ['netns', 'exec', `lenet-w${i + 1}`, process.execPath, join(root, 'bin/lenet-worker.js'), 'join', `ws://10.77.${i + 1}.1:${port}`, '--threads', '1', '--backend', 'wasm', '--token', token], { stdio: 'ignore' }),
+        );
+      });
+      record(`netns-${rate}`, NETNS_WORKERS, NETNS_WORKERS, 64, e);
+    }
+  } finally {
+    netnsDown();
+  }
+}
 const perMicrobatchMs = rows.find((r) => r.mode === 'local' && r.threads === 1).computeMs / 2;
 for (const n of values.sim.split(',').map(Number)) {
   const batch = 32 * n;
