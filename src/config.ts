@@ -51,6 +51,8 @@ export interface TrainConfig {
   token?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** float16: microbatch gradients rounded to half precision (remote workers send half the bytes). */
+  gradDType: 'float32' | 'float16';
 }
 
 /** The settings that must be equal for --resume to continue a run exactly. */
@@ -65,4 +67,5 @@ export const RESUME_KEYS = [
   'warmupSteps',
   'seed',
   'distort',
+  'gradDType',
 ] as const;

@@ -68,6 +68,10 @@ Checkpoints and output:
   --metrics-out FILE         JSON lines: one "run" record, then one "epoch" record per epoch
   --quiet                    no progress bar or progress lines
   --log-format text|json     human-readable lines, or JSON lines            [text]
+  --grad-dtype float32|float16
+                             float16 rounds every microbatch gradient to half precision, so
+                             remote workers send half the bytes (a different, still exactly
+                             reproducible, training run)                     [float32]
 Remote workers:
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
@@ -107,6 +111,7 @@ export const START_OPTIONS = {
   'metrics-out': { type: 'string' },
   quiet: { type: 'boolean' },
   'log-format': { type: 'string' },
+  'grad-dtype': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },
   'wait-workers': { type: 'string' },
@@ -166,6 +171,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     metricsOut: metricsOut === undefined ? undefined : resolve(metricsOut),
     quiet: flags.quiet === true,
     logFormat: choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'),
+    gradDType: choiceFlag(flags, 'grad-dtype', ['float32', 'float16'] as const, 'float32'),
     host,
     port: optionalIntFlag(flags, 'port', 0, 65535),
     waitWorkers,

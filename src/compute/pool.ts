@@ -20,6 +20,7 @@ export interface PoolOptions {
   test: { images: Uint8Array; labels: Uint8Array };
   weights: Float32Array;
   slab: Slab;
+  gradDType: 'float32' | 'float16';
 }
 
 /** Starts a pool of `threads` and waits until every thread has its backend up. */
@@ -39,6 +40,7 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     slabLoss: o.slab.loss,
     slabCount: o.slab.count,
     slabSlots: o.slab.slots,
+    gradDType: o.gradDType,
   });
   await pool.ready();
   return pool;

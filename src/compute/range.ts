@@ -3,7 +3,7 @@
 // the maximal subtrees of the range, all along the fixed reduction tree. Used by the
 // coordinator's own threads and by remote workers alike.
 import { splitEvenly } from '../reduce/partition.js';
-import { coverNodes, reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { coverNodes, leaves, reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
 import type { RangeTask } from './types.js';
 
@@ -32,11 +32,14 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
         samples: task.samples.slice(from, to),
         positions: task.positions.slice(from, to),
         sizes: task.sizes.slice(a - task.lo, b - task.lo),
+        leavesOnly: task.leavesOnly,
       });
     }),
   );
+  const computeMs = Math.max(...replies.map((r) => r.computeMs));
+  if (task.leavesOnly) return { nodes: leaves(task.lo, task.hi), computeMs };
   const ready = new Set(replies.flatMap((r) => r.nodes.map(([lo, hi]) => `${lo}:${hi}`)));
   const nodes = coverNodes(task.microbatches, task.lo, task.hi);
   for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => ready.has(`${a}:${b}`));
-  return { nodes, computeMs: Math.max(...replies.map((r) => r.computeMs)) };
+  return { nodes, computeMs };
 }

@@ -4,7 +4,8 @@
 import { workerData } from 'node:worker_threads';
 import { initBackend } from '../backend/select.js';
 import { modelSpec } from '../model/architectures.js';
-import { coverNodes, reduceInPlace, slot, type Slab } from '../reduce/ordered-sum.js';
+import { coverNodes, leaves, reduceInPlace, slot, type Slab } from '../reduce/ordered-sum.js';
+import { roundToFloat16 } from '../reduce/float16.js';
 import { GradientComputer } from './gradients.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
 
@@ -33,10 +34,13 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
       positions: task.positions.subarray(offset, offset + size),
       epoch: task.epoch,
     };
-    slab.loss[leaf] = computer.microbatchGradient(input, slot(slab, leaf));
+    const grad = slot(slab, leaf);
+    slab.loss[leaf] = computer.microbatchGradient(input, grad);
+    if (init.gradDType === 'float16') roundToFloat16(grad);
     slab.count[leaf] = size;
     offset += size;
   }
+  if (task.leavesOnly) return { type: 'gradients', nodes: leaves(task.lo, task.hi), computeMs: performance.now() - started };
   const nodes = coverNodes(task.microbatches, task.lo, task.hi);
   for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => b - a === 1);
   return { type: 'gradients', nodes, computeMs: performance.now() - started };

@@ -22,6 +22,8 @@ export interface ThreadInit {
   slabLoss: Float64Array;
   slabCount: Int32Array;
   slabSlots: number;
+  /** float16: every microbatch gradient is rounded to half precision before any sum. */
+  gradDType: 'float32' | 'float16';
 }
 
 /** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */
@@ -38,6 +40,8 @@ export interface RangeTask {
   positions: Uint32Array;
   /** Sample count of each microbatch lo..hi-1. */
   sizes: number[];
+  /** Leave every microbatch's own sum in its slot (no pre-summing): float16 results go out per leaf. */
+  leavesOnly?: boolean;
 }
 
 /** Compute the gradient sums of microbatches [lo,hi) of a step and leave them in the slab. */

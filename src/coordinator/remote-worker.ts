@@ -12,7 +12,7 @@ import type { Mnist } from '../data/mnist.js';
 import { decode, encode } from '../protocol/codec.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
 import type { GradDType, Message, ResultMessage } from '../protocol/messages.js';
-import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
 import { rangeInputs, type Participant, type StepWork } from './participants.js';
 import type { ParticipantView } from '../metrics/state.js';
@@ -111,7 +111,8 @@ export class RemoteWorker implements Participant {
     if (this.state !== RemoteState.ACTIVE) return Promise.reject(new Error(`${this.id} is ${this.state}`));
     const inputs = rangeInputs(work, lo, hi);
     const expected = new Map<string, { node: TreeNode; examples: number }>();
-    for (const node of coverNodes(work.microbatches, lo, hi)) {
+    // float16 results come per microbatch (half-precision values cannot be pre-summed exactly).
+    for (const node of this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(work.microbatches, lo, hi)) {
       let examples = 0;
       for (let j = node[0]; j < node[1]; j++) examples += inputs.sizes[j - lo];
       expected.set(`${node[0]}:${node[1]}`, { node, examples });

@@ -41,7 +41,7 @@ function describeConfig(config: TrainConfig, spec: ModelSpec, data: Mnist, backe
     `lenet-dist: arch ${spec.arch} (${spec.activation}), ${spec.size.toLocaleString('en-US')} trainable parameters, backend ${backend}, ${config.threads} local thread(s)`,
     `data: ${data.train.count} train / ${data.test.count} test samples from ${data.dir} (sha256 ${data.sha256.slice(0, 16)}...)`,
     `batch: global ${plan.batchSize} = up to ${Math.ceil(plan.batchSize / plan.microbatch)} microbatches of ${plan.microbatch}; ${steps} steps per epoch; ${config.epochs} epochs`,
-    `optimizer: ${config.optimizer} lr ${config.lr} (warm-up ${config.warmupSteps} steps, x${config.lrDecay} per epoch), seed ${config.seed}, distortions ${config.distort ? 'on' : 'off'}`,
+    `optimizer: ${config.optimizer} lr ${config.lr} (warm-up ${config.warmupSteps} steps, x${config.lrDecay} per epoch), seed ${config.seed}, distortions ${config.distort ? 'on' : 'off'}, gradients ${config.gradDType}`,
     `checkpoints: ${config.checkpointDir}${config.metricsOut ? `; metrics: ${config.metricsOut}` : ''}`,
   ];
 }
@@ -111,7 +111,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   const membership = new Membership(log, config.workerWaitTimeoutS * 1000);
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
-    pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab });
+    pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
     membership.add(new LocalParticipant(pool, slab));
   }
   let framed: { version: number; frame: Uint8Array } = { version: -1, frame: new Uint8Array(0) };
@@ -141,7 +141,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       trainSamples: data.train.count,
       datasetSha256: data.sha256,
       paramCount: spec.size,
-      gradDType: 'float32',
+      gradDType: config.gradDType,
     },
     log,
     onWorker: (ws, hello, info) => {
@@ -151,7 +151,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         address: info.address,
         threads: hello.threads,
         sendPixels: info.sendPixels,
-        gradDType: 'float32',
+        gradDType: config.gradDType,
         slab,
         data,
         weightsFrame,

@@ -36,6 +36,11 @@ export function coverNodes(n: number, a: number, b: number): TreeNode[] {
   return out;
 }
 
+/** The leaves [lo,lo+1), ..., [hi-1,hi) as nodes. */
+export function leaves(lo: number, hi: number): TreeNode[] {
+  return Array.from({ length: hi - lo }, (_, i) => [lo + i, lo + i + 1] as const);
+}
+
 /** n slots of `width` float32 gradients plus a float64 loss sum and an example count per slot. */
 export interface Slab {
   width: number;

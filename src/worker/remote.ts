@@ -258,6 +258,7 @@ export class RemoteWorkerProcess {
       test: { images: empty, labels: empty },
       weights,
       slab,
+      gradDType: config.gradDType,
     });
     this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels };
   }
@@ -282,7 +283,7 @@ export class RemoteWorkerProcess {
         s.labels[index] = a.labels[i];
       });
     }
-    const result = await computeRange(s.pool, s.slab, { ...a, weightsVersion: a.weightsVersion });
+    const result = await computeRange(s.pool, s.slab, { ...a, leavesOnly: s.config.gradDType === 'float16' });
     for (const [lo, hi] of result.nodes) {
       send({
         type: 'result',

@@ -68,6 +68,19 @@ describe('remote workers', () => {
     expect(epochs(c.metrics)[0].weightsSha256).toBe(epochs(local)[0].weightsSha256);
   });
 
+  it('--grad-dtype float16: a 2-thread worker sends half-precision microbatch gradients; same weights as local float16, not as float32', async () => {
+    const c = await coordinator('f16-remote', ['--threads', '0', '--wait-workers', '1', '--grad-dtype', 'float16']);
+    start('lenet-worker', ['join', c.url, '--threads', '2']);
+    expect((await c.proc.done).code).toBe(0);
+    const local = join(dir.path, 'f16-local.jsonl');
+    const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '2', '--grad-dtype', 'float16', '--checkpoint-dir', join(dir.path, 'f16-local'), '--metrics-out', local]);
+    expect(r.code, r.stderr).toBe(0);
+    const f16 = epochs(c.metrics)[0].weightsSha256;
+    expect(f16).toBe(epochs(local)[0].weightsSha256);
+    expect(f16).not.toBe(reference);
+    expect(epochs(c.metrics)[0].testAccuracy).toBeGreaterThan(0.85);
+  });
+
   it('a worker without the dataset is sent pixels and still gives the same weights', async () => {
     const other = join(dir.path, 'other-data');
     (await import('node:fs')).mkdirSync(other);

@@ -104,3 +104,17 @@ describe('codec validation', () => {
     rejects(raw({ protocolVersion: 1, assignment: { ...base, pixels: new Uint8Array(10) } }), 'LENET_ERR_BAD_FRAME');
   });
 });
+
+describe('float16 gradients', () => {
+  it('are exact on the wire once rounded where computed, so sums do not depend on who computed them', async () => {
+    const { roundToFloat16 } = await import('../../../src/reduce/float16.js');
+    const g = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 10 ** ((i % 7) - 4));
+    roundToFloat16(g);
+    const once = g.slice();
+    roundToFloat16(g);
+    expect(g).toEqual(once); // idempotent
+    const msg = { type: 'result' as const, step: 1, lo: 0, hi: 1, examples: 1, lossSum: 1, gradient: g, computeMs: 0 };
+    const back = decode(encode(msg, 'float16')) as Extract<Message, { type: 'result' }>;
+    expect(back.gradient).toEqual(g);
+  });
+});
