@@ -1,9 +1,6 @@
 // Choosing and initialising the tfjs compute backend. tfjs-node ("tensorflow") is optional: it is
 // loaded dynamically when asked for (or by `auto`) and never required; wasm is the default.
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core's Node bundle registers no op gradients; the @tensorflow/tfjs bundle registers all of
-// them (and the cpu backend) into tfjs's global registries, which every tfjs package shares.
-import '@tensorflow/tfjs';
 import { BackendError, UsageError } from '../errors.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 
@@ -44,6 +41,11 @@ export async function resolveBackend(choice: BackendChoice): Promise<BackendName
 
 /** Loads and activates the backend; returns the name of the one that runs. */
 export async function initBackend(choice: BackendChoice): Promise<BackendName> {
+  // tfjs-core's Node bundle registers no op gradients; the @tensorflow/tfjs bundle registers all
+  // of them (and the cpu backend) into tfjs's global registries, which every tfjs package shares.
+  // Loaded here, not at the top, so a process that only hands out work (a worker's main thread)
+  // does not carry it: about 20 MB.
+  await import('@tensorflow/tfjs');
   const name = await resolveBackend(choice);
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');

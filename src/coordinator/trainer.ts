@@ -2,10 +2,11 @@
 // -> for each epoch: for each step: plan microbatches -> assign ranges -> reduce in fixed order
 // -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
 import { existsSync, rmSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, UsageError } from '../errors.js';
 import { DEFAULT_PORT } from '../constants.js';
-import { initBackend, threadsFor, type BackendName } from '../backend/select.js';
+import { initBackend, resolveBackend, threadsFor, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { batchRange, epochPermutation, stepsPerEpoch, type BatchPlan } from '../data/sampler.js';
 import { modelSpec, type ModelSpec } from '../model/architectures.js';
@@ -70,7 +71,12 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   const data = loadMnist({ dataDir: config.dataDir, trainLimit: config.trainLimit, testLimit: config.testLimit });
   if (data.train.count === 0 || data.test.count === 0) throw new UsageError('--train-limit and --test-limit must leave at least one sample');
   const spec = modelSpec(config.arch, config.activation);
-  const backend = await initBackend(config.backend);
+  // The compute backend runs in the threads. The main thread only exports checkpoints then, which
+  // the cpu backend does without a wasm heap of its own; with --threads 0 it also evaluates.
+  const backend = await resolveBackend(config.backend);
+  await initBackend(config.threads > 0 ? 'cpu' : backend);
+  // Quiets tfjs's "install tfjs-node" banner, which the cpu backend prints on first use.
+  if (config.threads > 0) tf.enableProdMode();
   config = { ...config, threads: threadsFor(backend, config.threads, log) };
   const plan: BatchPlan = { batchSize: config.batchSize, microbatch: config.microbatch, samples: data.train.count };
   const steps = stepsPerEpoch(plan);

@@ -49,15 +49,16 @@ describe('faults', () => {
     await c.waitFor(/worker-2 .* joined/);
     await sleep(400); // into epoch 1 (it takes well over a second): steps are running, so the kill lands mid-step
     a.kill('SIGKILL');
-    await c.waitFor(/worker-1 .*left/);
+    // Worker ids follow the order of joining, so the victims are found by name.
+    await c.waitFor(/\(victim-a@\S+, 1 thread\) left/);
     await c.waitFor(/epoch 1\/2/);
     await sleep(300); // into epoch 2
     b.kill('SIGKILL');
     const result = await c.done;
     expect(result.code, result.stderr).toBe(0);
     // Both died mid-run (not at the end), and their ranges went to someone else.
-    expect(result.stdout).toMatch(/worker-1 .*left: connection closed/);
-    expect(result.stdout).toMatch(/worker-2 .*left: connection closed/);
+    expect(result.stdout).toMatch(/\(victim-a@\S+, 1 thread\) left: connection closed/);
+    expect(result.stdout).toMatch(/\(victim-b@\S+, 1 thread\) left: connection closed/);
     expect(result.stdout).toMatch(/worker-\d .*microbatches \[\d+,\d+\) go to local/);
     expect(digests(metrics)).toEqual(reference);
     // Every microbatch of every step was computed exactly once by someone: 16 steps x 4 per epoch.
