@@ -5,11 +5,12 @@
 //
 //   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M]
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { firstEpochRecord, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -42,8 +43,7 @@ function coordArgs(name, threads) {
 }
 
 function samplesPerSecond(name) {
-  const epoch = readFileSync(join(work, `${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.type === 'epoch');
-  return epoch.samplesPerSecond;
+  return firstEpochRecord(join(work, `${name}.jsonl`)).samplesPerSecond;
 }
 
 function lenetDist(threads, i) {
@@ -55,18 +55,9 @@ function lenetDist(threads, i) {
 /** Coordinator with --threads 0 and one remote worker with `threads` threads, over loopback. */
 async function remote(threads, i) {
   const name = `r${threads}-${i}`;
-  const coord = spawn(process.execPath, [...coordArgs(name, 0), '--wait-workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  const url = await new Promise((resolve, reject) => {
-    coord.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening for workers on (ws:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    coord.on('exit', () => reject(new Error(`coordinator exited early:\n${out}`)));
-  });
-  const worker = spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm'], { stdio: 'ignore' });
-  await Promise.all([new Promise((r) => coord.on('close', r)), new Promise((r) => worker.on('close', r))]);
+  await runWithWorkers([...coordArgs(name, 0), '--wait-workers', '1'], (url) => [
+    spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm'], { stdio: 'ignore' }),
+  ]);
   return samplesPerSecond(name);
 }
 

@@ -7,11 +7,12 @@
 //
 //   npm run scaling -- [--samples N] [--sim 16,64,256] [--out DIR]
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { firstEpochRecord, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { samples: { type: 'string', default: '6400' }, sim: { type: 'string', default: '16,64,256' }, out: { type: 'string', default: 'results' }, help: { type: 'boolean', short: 'h' } } });
@@ -30,22 +31,10 @@ function coordArgs(name, extra) {
     '--checkpoint-dir', join(work, `ck-${name}`), '--metrics-out', join(work, `${name}.jsonl`), ...extra];
 }
 function epochRecord(name) {
-  return readFileSync(join(work, `${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.type === 'epoch');
+  return firstEpochRecord(join(work, `${name}.jsonl`));
 }
 async function withWorkers(name, extra, startWorkers) {
-  const coord = spawn(process.execPath, coordArgs(name, extra), { stdio: ['ignore', 'pipe', 'inherit'] });
-  let text = '';
-  const url = await new Promise((resolve, reject) => {
-    coord.stdout.on('data', (d) => {
-      text += d;
-      const m = text.match(/listening for workers on (ws:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    coord.on('exit', () => reject(new Error(`coordinator exited:\n${text}`)));
-  });
-  const kids = startWorkers(url);
-  await new Promise((r) => coord.on('close', r));
-  for (const k of kids) k.kill('SIGKILL');
+  await runWithWorkers(coordArgs(name, extra), startWorkers);
   return epochRecord(name);
 }
 function record(mode, participants, threads, batch, e) {
