@@ -69,9 +69,10 @@ Checkpoints and output:
   --quiet                    no progress bar or progress lines
   --log-format text|json     human-readable lines, or JSON lines            [text]
   --grad-dtype float32|float16
-                             float16 rounds every microbatch gradient to half precision, so
-                             remote workers send half the bytes (a different, still exactly
-                             reproducible, training run)                     [float32]
+                             float16 rounds every microbatch gradient to half precision where
+                             it is computed; remote workers then send 2 bytes per value, one
+                             result per microbatch (a different, still exactly reproducible,
+                             run)                                            [float32]
 Remote workers:
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
