@@ -1,6 +1,7 @@
 // `lenet-coord eval` and `lenet-coord predict`: using a trained checkpoint.
 import { resolve } from 'node:path';
-import { NUM_CLASSES, EVAL_CHUNK_SAMPLES } from '../constants.js';
+import { NUM_CLASSES } from '../constants.js';
+import { evaluate } from '../coordinator/evaluate.js';
 import { UsageError } from '../errors.js';
 import { BACKEND_CHOICES, initBackend } from '../backend/select.js';
 import { openCheckpoint } from '../checkpoint/store.js';
@@ -31,13 +32,17 @@ centred by its centre of mass in 28x28, as MNIST was prepared. A 28x28 image wit
 background is taken as already prepared.
 `;
 
-function openModel(path: string | undefined): { computer: GradientComputer; where: string; epoch: number; step: number } {
+function openCheckpointFlag(path: string | undefined): ReturnType<typeof openCheckpoint> {
   if (path === undefined) throw new UsageError('--checkpoint PATH is required (a checkpoint folder or a --checkpoint-dir)');
-  const ckpt = openCheckpoint(resolve(path));
+  return openCheckpoint(resolve(path));
+}
+
+function openModel(path: string | undefined): GradientComputer {
+  const ckpt = openCheckpointFlag(path);
   const empty = new Uint8Array(0);
   const computer = new GradientComputer(ckpt.spec, empty, empty, 0, false);
   computer.setWeights(ckpt.weights, 0);
-  return { computer, where: ckpt.path, epoch: ckpt.state.progress.epoch, step: ckpt.state.progress.step };
+  return computer;
 }
 
 export async function evalCommand(argv: string[], out: (s: string) => void): Promise<number> {
@@ -54,28 +59,20 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     return 0;
   }
   await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'));
-  const { computer, where, epoch, step } = openModel(stringFlag(flags, 'checkpoint'));
+  const ckpt = openCheckpointFlag(stringFlag(flags, 'checkpoint'));
   const dataDir = stringFlag(flags, 'data-dir');
   const data = loadMnist({ dataDir: dataDir === undefined ? undefined : resolve(dataDir), trainLimit: 0, testLimit: optionalIntFlag(flags, 'test-limit', 1) });
-  const total = data.test.count;
-  let correct = 0;
-  let lossSum = 0;
-  const confusion = new Array<number>(NUM_CLASSES * NUM_CLASSES).fill(0);
-  for (let from = 0; from < total; from += EVAL_CHUNK_SAMPLES) {
-    const r = computer.evaluate(data.test.images, data.test.labels, from, Math.min(total, from + EVAL_CHUNK_SAMPLES));
-    correct += r.correct;
-    lossSum += r.lossSum;
-    r.confusion.forEach((c, i) => (confusion[i] += c));
-  }
-  computer.dispose();
-  const accuracy = correct / total;
+  // The same evaluation the training run does after each epoch, so the accuracies agree.
+  const { correct, total, accuracy, loss, confusion } = await evaluate(undefined, ckpt.spec, data, ckpt.weights, 0);
+  const where = ckpt.path;
+  const { epoch, step } = ckpt.state.progress;
   if (flags.json) {
-    out(JSON.stringify({ checkpoint: where, epoch, step, accuracy, correct, total, testLoss: lossSum / total, confusion }) + '\n');
+    out(JSON.stringify({ checkpoint: where, epoch, step, accuracy, correct, total, testLoss: loss, confusion }) + '\n');
     return 0;
   }
   out(`checkpoint: ${where} (${epoch} epochs${step ? ` and ${step} steps` : ''})\n`);
   out(`accuracy: ${accuracy.toFixed(4)} (${correct}/${total})\n`);
-  out(`test loss: ${(lossSum / total).toFixed(4)}\n`);
+  out(`test loss: ${loss.toFixed(4)}\n`);
   out('confusion matrix (rows: true digit, columns: predicted):\n');
   out('      ' + Array.from({ length: NUM_CLASSES }, (_, i) => String(i).padStart(6)).join('') + '\n');
   for (let t = 0; t < NUM_CLASSES; t++) {
@@ -97,7 +94,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   if (positionals.length === 0) throw new UsageError('give at least one PNG image: lenet-coord predict --checkpoint PATH digit.png');
   const inputs = positionals.map((p) => mnistInput(p));
   await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'));
-  const { computer } = openModel(stringFlag(flags, 'checkpoint'));
+  const computer = openModel(stringFlag(flags, 'checkpoint'));
   const pixels = new Float32Array(inputs.length * 784);
   inputs.forEach((x, i) => pixels.set(x, i * 784));
   const probs = computer.predict(pixels, inputs.length);

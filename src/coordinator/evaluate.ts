@@ -1,5 +1,5 @@
-// Test-set evaluation after each epoch: on the coordinator's threads when it has any, else on its
-// main thread (a coordinator started with --threads 0 only coordinates training).
+// Test-set evaluation, after each epoch and for `lenet-coord eval`: on the coordinator's threads
+// when it has any, else on the calling thread (--threads 0, or the eval command).
 import { EVAL_CHUNK_SAMPLES, NUM_CLASSES } from '../constants.js';
 import type { ComputePool } from '../compute/pool.js';
 import { GradientComputer } from '../compute/gradients.js';
@@ -7,6 +7,8 @@ import type { Mnist } from '../data/mnist.js';
 import type { ModelSpec } from '../model/architectures.js';
 
 export interface Evaluation {
+  correct: number;
+  total: number;
   accuracy: number;
   loss: number;
   /** confusion[true * 10 + predicted] */
@@ -34,5 +36,5 @@ export async function evaluate(pool: ComputePool | undefined, spec: ModelSpec, d
     loss += r.lossSum;
     r.confusion.forEach((c, i) => (confusion[i] += c));
   }
-  return { accuracy: correct / testCount, loss: loss / testCount, confusion };
+  return { correct, total: testCount, accuracy: correct / testCount, loss: loss / testCount, confusion };
 }
