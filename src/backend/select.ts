@@ -52,6 +52,9 @@ export async function initBackend(choice: BackendChoice): Promise<BackendName> {
     registerWasmTrainingKernels();
   } else if (name === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
+    // Production mode quiets the "install tfjs-node" banner the cpu backend prints on first use
+    // (tfjs's warnings go through the same switch); lenet-dist says which backend runs itself.
+    tf.enableProdMode();
   }
   if (!(await tf.setBackend(name))) throw new BackendError(`the ${name} backend failed to initialise`);
   await tf.ready();

@@ -2,7 +2,6 @@
 // -> for each epoch: for each step: plan microbatches -> assign ranges -> reduce in fixed order
 // -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
 import { existsSync, rmSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, UsageError } from '../errors.js';
 import { DEFAULT_PORT } from '../constants.js';
@@ -75,8 +74,6 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   // the cpu backend does without a wasm heap of its own; with --threads 0 it also evaluates.
   const backend = await resolveBackend(config.backend);
   await initBackend(config.threads > 0 ? 'cpu' : backend);
-  // Quiets tfjs's "install tfjs-node" banner, which the cpu backend prints on first use.
-  if (config.threads > 0) tf.enableProdMode();
   config = { ...config, threads: threadsFor(backend, config.threads, log) };
   const plan: BatchPlan = { batchSize: config.batchSize, microbatch: config.microbatch, samples: data.train.count };
   const steps = stepsPerEpoch(plan);
