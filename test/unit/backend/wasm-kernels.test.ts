@@ -69,62 +69,43 @@ function relativeDiff(cpu: Float32Array, wasm: Float32Array): number {
   return diff / scale;
 }
 
-describe('Conv2DBackpropInput on wasm (XNNPACK-based replacement)', () => {
+const KERNELS = [
+  // Stride 2 goes to the backend's own Conv2DBackpropInput; the other cases to the replacement.
+  { name: 'Conv2DBackpropInput (XNNPACK-based replacement)', gradient: inputGrad },
+  { name: 'Conv2DBackpropFilter (supplied: wasm has none)', gradient: filterGrad },
+];
+
+describe('wasm training kernels', () => {
   beforeAll(async () => {
     await initBackend('cpu');
     await initBackend('wasm');
   });
 
-  // Stride 2 goes to the backend's own kernel; the others to the replacement.
-  for (const c of CASES) {
-    it(`matches the cpu backend to 1e-5 of its scale: ${c.name}`, async () => {
-      const cpu = await inputGrad('cpu', c);
-      const wasm = await inputGrad('wasm', c);
-      expect(wasm.length).toBe(cpu.length);
-      expect(relativeDiff(cpu, wasm)).toBeLessThan(1e-5);
-    });
-  }
-
-  it('leaves no tensors or backend data behind', async () => {
-    await inputGrad('wasm', CASES[1]);
-    const before = tf.memory().numTensors;
-    const dataBefore = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 5; i++) await inputGrad('wasm', CASES[1]);
-    expect(tf.memory().numTensors).toBe(before);
-    expect(tf.engine().backend.numDataIds()).toBe(dataBefore);
-  });
-});
-
-describe('Conv2DBackpropFilter on wasm', () => {
-  beforeAll(async () => {
-    await initBackend('cpu');
-    await initBackend('wasm');
-  });
-
-  it('is registered', () => {
+  it('Conv2DBackpropFilter is registered', () => {
     expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
   });
 
   // Tolerance is relative to the gradient's scale: max |wasm - cpu| <= 1e-5 * max |cpu|. XNNPACK
   // accumulates thousands of float32 products per entry, so entries that nearly cancel carry
   // absolute errors near float32 epsilon times the scale, not times themselves.
-  for (const c of CASES) {
-    it(`matches the cpu backend to 1e-5 of its scale: ${c.name}`, async () => {
-      const cpu = await filterGrad('cpu', c);
-      const wasm = await filterGrad('wasm', c);
-      expect(wasm.length).toBe(cpu.length);
-      expect(relativeDiff(cpu, wasm)).toBeLessThan(1e-5);
+  for (const k of KERNELS) {
+    for (const c of CASES) {
+      it(`${k.name} matches the cpu backend to 1e-5 of its scale: ${c.name}`, async () => {
+        const cpu = await k.gradient('cpu', c);
+        const wasm = await k.gradient('wasm', c);
+        expect(wasm.length).toBe(cpu.length);
+        expect(relativeDiff(cpu, wasm)).toBeLessThan(1e-5);
+      });
+    }
+
+    it(`${k.name} leaves no tensors or backend data behind`, async () => {
+      await tf.setBackend('wasm');
+      await k.gradient('wasm', CASES[1]);
+      const before = tf.memory().numTensors;
+      const dataBefore = tf.engine().backend.numDataIds();
+      for (let i = 0; i < 5; i++) await k.gradient('wasm', CASES[1]);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(tf.engine().backend.numDataIds()).toBe(dataBefore);
     });
   }
-
-  it('leaves no tensors or backend data behind', async () => {
-    await tf.setBackend('wasm');
-    const c = CASES[1];
-    await filterGrad('wasm', c);
-    const before = tf.memory().numTensors;
-    const dataBefore = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 5; i++) await filterGrad('wasm', c);
-    expect(tf.memory().numTensors).toBe(before);
-    expect(tf.engine().backend.numDataIds()).toBe(dataBefore);
-  });
 });
