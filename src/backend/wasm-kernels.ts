@@ -27,19 +27,23 @@ function wasmKernel(name: string): KernelFunc {
   return config.kernelFunc;
 }
 
+type Shape4 = [number, number, number, number];
+
+/** The attributes both convolution gradient kernels receive (besides the shape they produce). */
+interface ConvGradAttrs {
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
 function conv2DBackpropFilter(args: { inputs: { x: TensorInfo; dy: TensorInfo }; backend: object; attrs: NamedAttrMap }): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, dy } = inputs;
-  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
-    strides: [number, number] | number;
-    pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
-    dataFormat: 'NHWC' | 'NCHW';
-    dimRoundingMode?: 'floor' | 'round' | 'ceil';
-    filterShape: [number, number, number, number];
-  };
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as ConvGradAttrs & { filterShape: Shape4 };
   if (dataFormat === 'NCHW') throw new Error('Conv2DBackpropFilter (wasm): only NHWC is supported');
   const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
+    x.shape as Shape4,
     filterShape,
     strides,
     1,
@@ -88,14 +92,8 @@ let stockBackpropInput: KernelFunc | undefined;
 function conv2DBackpropInput(args: { inputs: { dy: TensorInfo; filter: TensorInfo }; backend: object; attrs: NamedAttrMap }): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { dy, filter } = inputs;
-  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as {
-    strides: [number, number] | number;
-    pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
-    dataFormat: 'NHWC' | 'NCHW';
-    dimRoundingMode?: 'floor' | 'round' | 'ceil';
-    inputShape: [number, number, number, number];
-  };
-  const info = backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode);
+  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as ConvGradAttrs & { inputShape: Shape4 };
+  const info = backend_util.computeConv2DInfo(inputShape, filter.shape as Shape4, strides, 1, pad, dimRoundingMode);
   const { top, bottom, left, right } = info.padInfo;
   const kh = info.filterHeight;
   const kw = info.filterWidth;
