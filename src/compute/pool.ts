@@ -2,6 +2,7 @@
 // gradient slab with the coordinator through SharedArrayBuffers.
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { THREAD_YOUNG_GENERATION_MB } from '../constants.js';
 import type { BackendName } from '../backend/select.js';
 import type { ModelSpec } from '../model/architectures.js';
 import type { Slab } from '../reduce/ordered-sum.js';
@@ -59,6 +60,7 @@ export class ComputePool {
       idleTimeout: Number.MAX_SAFE_INTEGER,
       concurrentTasksPerWorker: 1,
       workerData: init,
+      resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
     });
   }
 
