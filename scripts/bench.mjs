@@ -2,6 +2,9 @@
 // `model.fit` (1 thread, wasm) on the same model, batch and samples, and of a coordinator with
 // one remote worker over loopback (protocol overhead). Each configuration runs in its own
 // processes, one after another so they never share the CPU. Prints the median of --repeats runs.
+// Two reference figures bound what the ratios can reach on the machine at hand: two independent
+// 1-thread runs at the same time (the most any 2-thread run can get from its cores), and the
+// loopback round trip of a weights-sized frame each way (the floor under a remote step).
 //
 //   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M]
 import { execFileSync, spawn } from 'node:child_process';
@@ -61,6 +64,16 @@ async function remote(threads, i) {
   return samplesPerSecond(name);
 }
 
+/** Two independent 1-thread runs at the same time: their summed throughput. */
+async function sideBySide(i) {
+  const names = [`pair-a-${i}`, `pair-b-${i}`];
+  await Promise.all(names.map((name) => new Promise((resolve, reject) => {
+    spawn(process.execPath, coordArgs(name, 1), { stdio: ['ignore', 'ignore', 'inherit'] })
+      .on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${name} exited with ${code}`))));
+  })));
+  return names.reduce((sum, name) => sum + samplesPerSecond(name), 0);
+}
+
 function plainFit() {
   const out = execFileSync(process.execPath, [join(root, 'scripts/bench-fit.mjs'), String(samples), String(batch)], { encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop()).samplesPerSecond;
@@ -72,6 +85,7 @@ const rows = [
   { name: 'lenet-dist, 2 threads', run: (i) => lenetDist(2, i) },
   { name: '1 remote worker x 1 thread (loopback)', run: (i) => remote(1, i) },
   { name: '1 remote worker x 2 threads (loopback)', run: (i) => remote(2, i) },
+  { name: 'two 1-thread runs side by side (sum)', run: sideBySide },
 ];
 console.log(`bench: LeNet-5 (lenet5, 60,806 params) training throughput, ${samples} MNIST samples per run, global batch ${batch}, ` +
   `microbatch ${microbatch}, median of ${repeats} run(s)`);
@@ -90,7 +104,17 @@ const one = results[rows[1].name];
 const two = results[rows[2].name];
 const r1 = results[rows[3].name];
 const r2 = results[rows[4].name];
+const pair = results[rows[5].name];
 console.log(`ratios: lenet-dist 1 thread / model.fit = ${(one / fit).toFixed(2)}x; 2 threads / 1 thread = ${(two / one).toFixed(2)}x; 2 threads / model.fit = ${(two / fit).toFixed(2)}x`);
+console.log(`machine ceiling for 2 threads: two independent 1-thread runs at once give ${(pair / one).toFixed(2)}x one run; ` +
+  `lenet-dist's 2 threads reach ${((two / pair) * 100).toFixed(0)}% of that`);
 console.log(`remote over loopback vs the same number of local threads: 1 thread ${(r1 / one).toFixed(3)}x (${((1 - r1 / one) * 100).toFixed(1)}% slower), ` +
   `2 threads ${(r2 / two).toFixed(3)}x (${((1 - r2 / two) * 100).toFixed(1)}% slower)`);
+// The remote worker's extra time per step, beside the transport floor after a step-long idle gap.
+const stepMs = (sps) => (batch / sps) * 1000;
+const gap = Math.round(stepMs(one));
+const floor = JSON.parse(execFileSync(process.execPath, [join(root, 'scripts/bench-loopback.mjs'), String(4 * 60806), String(gap)], { encoding: 'utf8' }).trim());
+console.log(`remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more; ` +
+  `loopback floor (one 243 KB frame each way between two processes after ${gap} ms idle): ` +
+  `median ${floor.medianMs.toFixed(1)} ms (p10 ${floor.p10Ms.toFixed(1)}, p90 ${floor.p90Ms.toFixed(1)})`);
 rmSync(work, { recursive: true, force: true });
