@@ -30,19 +30,23 @@ export function fasterAvgPoolGrad(stock: KernelFunc) {
     const dx = (backend as WasmBackend).makeOutput(input.shape, 'float32');
     const src = heapF32(backend, dy);
     const dst = heapF32(backend, dx);
-    const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth, strideHeight: sh, strideWidth: sw } = info;
+    const { batchSize, inChannels: c, outHeight, outWidth, strideHeight: sh, strideWidth: sw } = info;
     // The float32 multiplier the stock kernel uses; a float32 times a float32 is exact in a double,
     // so storing the product rounds once, as float32 multiplication does.
     const multiplier = Math.fround(1 / (sh * sw));
-    let o = 0;
-    for (let b = 0; b < batchSize; b++) {
-      for (let i = 0; i < inHeight; i++) {
-        const rowBase = (b * outHeight + Math.floor(i / sh)) * outWidth * c;
-        for (let j = 0; j < inWidth; j++) {
-          const base = rowBase + Math.floor(j / sw) * c;
-          for (let k = 0; k < c; k++) dst[o++] = src[base + k] * multiplier;
+    const outRow = outWidth * c; // one row of dy
+    const inRow = outWidth * sw * c; // one row of dx
+    // Each dy row fills sh rows of dx, each dy value sw neighbours along the row.
+    for (let r = 0; r < batchSize * outHeight; r++) {
+      const from = r * outRow;
+      const to = r * sh * inRow;
+      for (let j = 0; j < outWidth; j++) {
+        for (let k = 0; k < c; k++) {
+          const v = src[from + j * c + k] * multiplier;
+          for (let q = 0; q < sw; q++) dst[to + (j * sw + q) * c + k] = v;
         }
       }
+      for (let p = 1; p < sh; p++) dst.copyWithin(to + p * inRow, to, to + inRow);
     }
     return dx;
   };
