@@ -1,7 +1,8 @@
 // Training kernels for the tfjs WebAssembly backend (src/backend/kernels/): the one it lacks
-// (Conv2DBackpropFilter) and faster replacements for the slow paths a LeNet-5 step profile shows
-// (tf.profile, see README "Per-core speed"). Each replacement handles the cases it is built for
-// and hands every other case to the backend's own kernel; each is tested against the cpu backend.
+// (Conv2DBackpropFilter) and faster replacements for the slow paths a step profile shows
+// (`node scripts/profile-step.mjs`; see README "Compute backends"). Each replacement handles the
+// cases it is built for and hands every other case to the backend's own kernel; each is tested
+// against the cpu backend.
 import { getKernel, registerKernel, unregisterKernel, type KernelFunc } from '@tensorflow/tfjs-core';
 import { conv2DBackpropFilter, fasterConv2DBackpropInput } from './kernels/convolution.js';
 import { fasterBatchMatMul } from './kernels/matmul.js';
