@@ -3,9 +3,18 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
+function epochRecords(metricsFile) {
+  return readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'epoch');
+}
+
 /** The first `epoch` record of a --metrics-out file. */
 export function firstEpochRecord(metricsFile) {
-  return readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.type === 'epoch');
+  return epochRecords(metricsFile)[0];
+}
+
+/** The last `epoch` record of a --metrics-out file. */
+export function lastEpochRecord(metricsFile) {
+  return epochRecords(metricsFile).at(-1);
 }
 
 /**

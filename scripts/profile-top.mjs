@@ -2,18 +2,27 @@
 // that time grouped by where the code lives (lenet-dist, ws, protobufjs, tfjs, Node internals,
 // garbage collection, idle). Used for the README's account of what bounds the coordinator.
 //
-//   node scripts/profile-top.mjs PROFILE.cpuprofile [N]
+//   node scripts/profile-top.mjs PROFILE.cpuprofile [N] [--skip SECONDS]
+//
+// --skip leaves out the first SECONDS of the profile (start-up: module loading, reading MNIST).
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
-const [file, count] = [process.argv[2], Number(process.argv[3] ?? 15)];
-if (!file || file === '--help' || file === '-h') {
-  console.log('Usage: node scripts/profile-top.mjs PROFILE.cpuprofile [N]');
-  process.exit(file ? 0 : 2);
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { skip: { type: 'string', default: '0' }, help: { type: 'boolean', short: 'h' } } });
+const [file, count] = [positionals[0], Number(positionals[1] ?? 15)];
+if (!file || values.help) {
+  console.log('Usage: node scripts/profile-top.mjs PROFILE.cpuprofile [N] [--skip SECONDS]');
+  process.exit(values.help ? 0 : 2);
 }
 const profile = JSON.parse(readFileSync(file, 'utf8'));
 // Self time per node: each sample's node, weighted by the time until the next sample.
+const skipUs = Number(values.skip) * 1e6;
 const selfUs = new Map();
-profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0)));
+let at = 0;
+profile.samples.forEach((id, i) => {
+  at += profile.timeDeltas[i];
+  if (at >= skipUs) selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0));
+});
 const byFunction = new Map();
 const byPlace = new Map();
 const place = (url, name) => {

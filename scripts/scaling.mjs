@@ -12,7 +12,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { firstEpochRecord, runWithWorkers } from './lib.mjs';
+import { lastEpochRecord, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { samples: { type: 'string', default: '6400' }, sim: { type: 'string', default: '16,64,256' }, out: { type: 'string', default: 'results' }, help: { type: 'boolean', short: 'h' } } });
@@ -26,15 +26,16 @@ const work = mkdtempSync(join(tmpdir(), 'lenet-scaling-'));
 const samples = Number(values.samples);
 const rows = [];
 
-function coordArgs(name, extra) {
-  return [join(root, 'bin/lenet-coord.js'), 'start', '--epochs', '1', '--test-limit', '100', '--quiet', '--port', '0', '--backend', 'wasm',
+function coordArgs(name, extra, epochs = 1) {
+  return [join(root, 'bin/lenet-coord.js'), 'start', '--epochs', String(epochs), '--test-limit', '100', '--quiet', '--port', '0', '--backend', 'wasm',
     '--checkpoint-dir', join(work, `ck-${name}`), '--metrics-out', join(work, `${name}.jsonl`), ...extra];
 }
+/** The run's last epoch: with more than one epoch, the figures after warm-up. */
 function epochRecord(name) {
-  return firstEpochRecord(join(work, `${name}.jsonl`));
+  return lastEpochRecord(join(work, `${name}.jsonl`));
 }
-async function withWorkers(name, extra, startWorkers) {
-  await runWithWorkers(coordArgs(name, extra), startWorkers);
+async function withWorkers(name, extra, startWorkers, epochs = 1) {
+  await runWithWorkers(coordArgs(name, extra, epochs), startWorkers);
   return epochRecord(name);
 }
 function record(mode, participants, threads, batch, e) {
@@ -116,9 +117,11 @@ const perMicrobatchMs = rows.find((r) => r.mode === 'local' && r.threads === 1).
 for (const n of values.sim.split(',').map(Number)) {
   const batch = 32 * n;
   const limit = Math.min(60000, batch * 20);
+  // Two epochs of 20 steps, the second recorded: the first is warm-up (the JIT, and socket buffers
+  // that grow only under load) and ran 30% slower at 64 workers.
   const e = await withWorkers(`sim-${n}`, ['--threads', '0', '--wait-workers', String(n), '--batch-size', String(batch), '--microbatch', '32', '--train-limit', String(limit)], (url) => [
     spawn(process.execPath, [join(root, 'scripts/sim-workers.mjs'), url, String(n), perMicrobatchMs.toFixed(2)], { stdio: 'ignore' }),
-  ]);
+  ], 2);
   record('sim', n, n, batch, e);
 }
 
