@@ -68,6 +68,8 @@ export class RemoteWorker implements Participant {
   private pending: Pending | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly heartbeat: NodeJS.Timeout;
+  /** Where results are decoded: each is validated and copied into the slab before the next frame. */
+  private readonly decoded: Float32Array;
 
   constructor(
     private readonly ws: WebSocket,
@@ -76,6 +78,7 @@ export class RemoteWorker implements Participant {
     this.id = `worker-${opts.workerId}`;
     this.name = `${opts.name || 'worker'}@${opts.address}`;
     this.threads = opts.threads;
+    this.decoded = new Float32Array(opts.slab.width);
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     ws.on('close', (code, reason) => this.onSocketClose(code, reason.toString()));
     ws.on('error', (err) => this.close(CLOSE_BAD_MESSAGE, `socket error: ${err.message}`));
@@ -203,7 +206,7 @@ export class RemoteWorker implements Participant {
     let msg: Message;
     try {
       if (!isBinary) throw new ProtocolError('LENET_ERR_BAD_FRAME', 'text frame; the protocol is binary');
-      msg = decode(data);
+      msg = decode(data, this.decoded);
     } catch (err) {
       const e = err as ProtocolError;
       this.opts.onViolation((e.code ?? 'LENET_ERR_BAD_FRAME').replace('LENET_ERR_', '').toLowerCase());

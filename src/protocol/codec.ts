@@ -40,11 +40,10 @@ function float32ToBytes(values: Float32Array): Uint8Array {
   return copy;
 }
 
-function bytesToFloat32(bytes: Uint8Array, count: number): Float32Array {
-  const out = new Float32Array(count);
-  const view = new Uint8Array(out.buffer);
+function bytesToFloat32(bytes: Uint8Array, count: number, out: Float32Array = new Float32Array(count)): Float32Array {
+  const view = new Uint8Array(out.buffer, out.byteOffset, count * 4);
   view.set(bytes.subarray(0, count * 4));
-  if (!LITTLE_ENDIAN) Buffer.from(out.buffer).swap32();
+  if (!LITTLE_ENDIAN) Buffer.from(out.buffer, out.byteOffset, count * 4).swap32();
   return out;
 }
 
@@ -54,7 +53,7 @@ function encodeTensor(values: Float32Array, dtype: GradDType = 'float32'): WireT
     : { shape: [values.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(values) };
 }
 
-function decodeTensor(t: WireTensor | undefined, what: string): Float32Array {
+function decodeTensor(t: WireTensor | undefined, what: string, into?: Float32Array): Float32Array {
   if (!t) throw bad(`${what}: tensor missing`);
   const shape = t.shape ?? [];
   const count = shape.reduce((a, b) => a * b, 1);
@@ -63,7 +62,8 @@ function decodeTensor(t: WireTensor | undefined, what: string): Float32Array {
   const width = t.dtype === DTYPE_FLOAT32 ? 4 : t.dtype === DTYPE_FLOAT16 ? 2 : 0;
   if (width === 0) throw bad(`${what}: unsupported tensor dtype ${t.dtype}`);
   if (data.length !== count * width) throw bad(`${what}: ${data.length} bytes for ${count} values of ${width} bytes`);
-  return width === 4 ? bytesToFloat32(data, count) : float16BytesToFloat32(data, count);
+  const out = into?.length === count ? into : new Float32Array(count);
+  return width === 4 ? bytesToFloat32(data, count, out) : float16BytesToFloat32(data, count, out);
 }
 
 // ---- envelopes --------------------------------------------------------------------------
@@ -113,7 +113,7 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 // protobufjs hands over Buffers; expose plain Uint8Array views of the same memory.
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0));
 
-function fromWire(w: Wire): Message {
+function fromWire(w: Wire, into?: Float32Array): Message {
   const body = Object.keys(w).find((k) => k !== 'protocolVersion' && w[k] !== undefined && w[k] !== null);
   const b = (body ? w[body] : {}) as Record<string, unknown>;
   switch (body) {
@@ -150,7 +150,7 @@ function fromWire(w: Wire): Message {
     case 'reject':
       return { type: 'reject', reason: u32(b.reason), message: str(b.message) };
     case 'weights':
-      return { type: 'weights', version: u32(b.version), values: decodeTensor(b.values as WireTensor, 'weights') };
+      return { type: 'weights', version: u32(b.version), values: decodeTensor(b.values as WireTensor, 'weights', into) };
     case 'assignment': {
       const samples = Uint32Array.from((b.samples as number[] | undefined) ?? []);
       const positions = Uint32Array.from((b.positions as number[] | undefined) ?? []);
@@ -174,7 +174,7 @@ function fromWire(w: Wire): Message {
         hi: u32(b.hi),
         examples: u32(b.examples),
         lossSum: typeof b.lossSum === 'number' ? b.lossSum : NaN,
-        gradient: decodeTensor(b.gradient as WireTensor, 'result'),
+        gradient: decodeTensor(b.gradient as WireTensor, 'result', into),
         computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
       };
     case 'ready':
@@ -191,8 +191,12 @@ function fromWire(w: Wire): Message {
 /**
  * Decodes and structurally validates one frame. Throws ProtocolError (with the close code to
  * use) for oversized frames, undecodable bytes, another protocol version, or a malformed body.
+ * A tensor body (weights, a result's gradient) with exactly `into.length` values is decoded into
+ * `into`, which the message then shares: for a caller that is done with each message before it
+ * decodes the next (the coordinator, with 64 workers, spent a fifth of its busy time collecting
+ * a fresh 243 KB array per result).
  */
-export function decode(frame: Uint8Array): Message {
+export function decode(frame: Uint8Array, into?: Float32Array): Message {
   if (frame.length > MAX_FRAME_BYTES) {
     throw new ProtocolError('LENET_ERR_FRAME_TOO_BIG', `frame of ${frame.length} bytes exceeds ${MAX_FRAME_BYTES}`, CLOSE_TOO_BIG);
   }
@@ -205,5 +209,5 @@ export function decode(frame: Uint8Array): Message {
   if (wire.protocolVersion !== PROTOCOL_VERSION) {
     throw new ProtocolError('LENET_ERR_PROTOCOL_VERSION', `peer speaks protocol version ${wire.protocolVersion ?? 0}, this side speaks ${PROTOCOL_VERSION}`, CLOSE_VERSION_MISMATCH);
   }
-  return fromWire(wire);
+  return fromWire(wire, into);
 }

@@ -39,8 +39,7 @@ export function float32ToFloat16Bytes(values: Float32Array): Uint8Array {
   return out;
 }
 
-export function float16BytesToFloat32(bytes: Uint8Array, count: number): Float32Array {
-  const out = new Float32Array(count);
+export function float16BytesToFloat32(bytes: Uint8Array, count: number, out: Float32Array = new Float32Array(count)): Float32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, count * 2);
   for (let i = 0; i < count; i++) {
     const h = view.getUint16(i * 2, true);

@@ -52,6 +52,20 @@ describe('codec round trips', () => {
     const back = decode(f16) as Extract<Message, { type: 'result' }>;
     for (let i = 0; i < grad.length; i++) expect(Math.abs(back.gradient[i] - grad[i])).toBeLessThanOrEqual(Math.abs(grad[i]) * 1e-3 + 1e-7);
   });
+
+  it('decodes a gradient into a caller-owned array of its length, and allocates for any other length', () => {
+    const msg = SAMPLES.find((m) => m.type === 'result')!;
+    for (const dtype of ['float32', 'float16'] as const) {
+      const into = new Float32Array(grad.length).fill(NaN);
+      const back = decode(encode(msg, dtype), into) as Extract<Message, { type: 'result' }>;
+      expect(back.gradient).toBe(into);
+      expect(back).toEqual(decode(encode(msg, dtype)));
+      const other = new Float32Array(grad.length + 1);
+      const fresh = decode(encode(msg, dtype), other) as Extract<Message, { type: 'result' }>;
+      expect(fresh.gradient).not.toBe(other);
+      expect(Array.from(other)).toEqual(new Array(grad.length + 1).fill(0));
+    }
+  });
 });
 
 describe('codec validation', () => {
