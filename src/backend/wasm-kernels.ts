@@ -5,6 +5,7 @@
 // against the cpu backend.
 import { getKernel, registerKernel, unregisterKernel, type KernelFunc } from '@tensorflow/tfjs-core';
 import { conv2DBackpropFilter, fasterConv2DBackpropInput } from './kernels/convolution.js';
+import { fasterIdentity } from './kernels/identity.js';
 import { fasterBatchMatMul } from './kernels/matmul.js';
 import { fasterPadV2 } from './kernels/pad.js';
 import { fasterAvgPoolGrad } from './kernels/pooling.js';
@@ -17,6 +18,7 @@ const REPLACEMENTS: Record<string, (stock: KernelFunc) => (args: never) => unkno
   AvgPoolGrad: fasterAvgPoolGrad,
   PadV2: fasterPadV2,
   Tanh: fasterTanh,
+  Identity: fasterIdentity,
 };
 const replaced = new WeakSet<KernelFunc>();
 

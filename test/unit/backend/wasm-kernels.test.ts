@@ -131,6 +131,17 @@ const CASES: KernelCase[] = [
     run: () => tf.pad(rand(c.x, 8), c.p as [number, number][], c.value),
   })),
   {
+    kernel: 'Identity',
+    name: 'a clone shares memory and survives its source (tf.clone)',
+    tolerance: 0,
+    run: () => {
+      const x = rand([32, 28, 28, 6], 12);
+      const y = tf.clone(x);
+      x.dispose();
+      return tf.add(y, 0);
+    },
+  },
+  {
     kernel: 'Tanh',
     name: 'values from -12 to 12 (absolute error, at most a few float32 ulps of 1)',
     tolerance: 5e-7,
