@@ -99,22 +99,22 @@ for (const row of rows) {
   results[row.name] = median(r);
   console.log(`  ${row.name.padEnd(40)} ${median(r).toFixed(0).padStart(6)} samples/s   (runs: ${r.map((x) => x.toFixed(0)).join(', ')})`);
 }
-const fit = results[rows[0].name];
 const one = results[rows[1].name];
-const two = results[rows[2].name];
 const r1 = results[rows[3].name];
-const r2 = results[rows[4].name];
-const pair = results[rows[5].name];
-console.log(`ratios: lenet-dist 1 thread / model.fit = ${(one / fit).toFixed(2)}x; 2 threads / 1 thread = ${(two / one).toFixed(2)}x; 2 threads / model.fit = ${(two / fit).toFixed(2)}x`);
-console.log(`machine ceiling for 2 threads: two independent 1-thread runs at once give ${(pair / one).toFixed(2)}x one run; ` +
-  `lenet-dist's 2 threads reach ${((two / pair) * 100).toFixed(0)}% of that`);
-console.log(`remote over loopback vs the same number of local threads: 1 thread ${(r1 / one).toFixed(3)}x (${((1 - r1 / one) * 100).toFixed(1)}% slower), ` +
-  `2 threads ${(r2 / two).toFixed(3)}x (${((1 - r2 / two) * 100).toFixed(1)}% slower)`);
+// Ratios are taken within each round (its runs follow each other within a minute or two) and
+// their median is printed: the machine's speed drifts between rounds more than within one.
+const ratio = (a, b) => median(runs.get(rows[a].name).map((x, i) => x / runs.get(rows[b].name)[i]));
+const slower = (r) => `${r.toFixed(3)}x (${((1 - r) * 100).toFixed(1)}% slower)`;
+console.log('ratios (median over rounds of the ratio within a round):');
+console.log(`  lenet-dist 1 thread / model.fit = ${ratio(1, 0).toFixed(2)}x; 2 threads / 1 thread = ${ratio(2, 1).toFixed(2)}x; 2 threads / model.fit = ${ratio(2, 0).toFixed(2)}x`);
+console.log(`  machine ceiling for 2 threads: two independent 1-thread runs at once give ${ratio(5, 1).toFixed(2)}x one run; ` +
+  `lenet-dist's 2 threads reach ${(ratio(2, 5) * 100).toFixed(0)}% of that`);
+console.log(`  remote over loopback vs the same number of local threads: 1 thread ${slower(ratio(3, 1))}, 2 threads ${slower(ratio(4, 2))}`);
 // The remote worker's extra time per step, beside the transport floor after a step-long idle gap.
 const stepMs = (sps) => (batch / sps) * 1000;
 const gap = Math.round(stepMs(one));
 const floor = JSON.parse(execFileSync(process.execPath, [join(root, 'scripts/bench-loopback.mjs'), String(4 * 60806), String(gap)], { encoding: 'utf8' }).trim());
-console.log(`remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more; ` +
+console.log(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more; ` +
   `loopback floor (one 243 KB frame each way between two processes after ${gap} ms idle): ` +
   `median ${floor.medianMs.toFixed(1)} ms (p10 ${floor.p10Ms.toFixed(1)}, p90 ${floor.p90Ms.toFixed(1)})`);
 rmSync(work, { recursive: true, force: true });
