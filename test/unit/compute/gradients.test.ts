@@ -44,6 +44,30 @@ describe('GradientComputer', () => {
     });
   }
 
+  // src/compute/direct-lenet5.ts runs the tape's kernels without the engine: it must give the
+  // tape's bits, or every run would depend on which path a thread took.
+  for (const activation of ['relu', 'tanh'] as const) {
+    for (const size of [16, 1]) {
+      it(`computes lenet5 (${activation}) without the tape to the tape's bits, microbatch of ${size}`, () => {
+        tf.setBackend('wasm');
+        const spec = modelSpec('lenet5', activation);
+        const weights = initWeights(spec, 5);
+        const one = { ...input, samples: input.samples.slice(0, size), positions: input.positions.slice(0, size) };
+        const results = [false, true].map((tape) => {
+          const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, true, tape);
+          computer.setWeights(weights, 0);
+          const grad = new Float32Array(spec.size);
+          const loss = computer.microbatchGradient(one, grad);
+          computer.dispose();
+          return { grad, loss };
+        });
+        expect(results[0].loss).toBe(results[1].loss);
+        expect(Buffer.from(results[0].grad.buffer).equals(Buffer.from(results[1].grad.buffer))).toBe(true);
+        expect(results[0].grad.some((g) => g !== 0)).toBe(true);
+      });
+    }
+  }
+
   it('is bit-for-bit repeatable on wasm', () => {
     expect(gradientOn('wasm', 'lenet5').grad).toEqual(gradientOn('wasm', 'lenet5').grad);
   });
