@@ -4,7 +4,9 @@
 // processes, one after another so they never share the CPU. Prints the median of --repeats runs.
 // Two reference figures bound what the ratios can reach on the machine at hand: two independent
 // 1-thread runs at the same time (the most any 2-thread run can get from its cores), and the
-// loopback round trip of a weights-sized frame each way (the floor under a remote step).
+// loopback round trip of a weights-sized frame each way (the floor under a remote step). The
+// last two rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
+// cost per step is fixed, so there it weighs a quarter as much.
 //
 //   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M]
 import { execFileSync, spawn } from 'node:child_process';
@@ -37,10 +39,10 @@ const work = mkdtempSync(join(tmpdir(), 'lenet-bench-'));
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function coordArgs(name, threads) {
+function coordArgs(name, threads, batchSize = batch) {
   return [
     join(root, 'bin/lenet-coord.js'), 'start', '--epochs', '1', '--threads', String(threads),
-    '--train-limit', String(samples), '--test-limit', '1000', '--batch-size', String(batch), '--microbatch', String(microbatch),
+    '--train-limit', String(samples), '--test-limit', '1000', '--batch-size', String(batchSize), '--microbatch', String(microbatch),
     '--checkpoint-dir', join(work, `ck-${name}`), '--metrics-out', join(work, `${name}.jsonl`), '--quiet', '--backend', 'wasm', '--port', '0',
   ];
 }
@@ -49,16 +51,16 @@ function samplesPerSecond(name) {
   return firstEpochRecord(join(work, `${name}.jsonl`)).samplesPerSecond;
 }
 
-function lenetDist(threads, i) {
-  const name = `t${threads}-${i}`;
-  execFileSync(process.execPath, coordArgs(name, threads), { stdio: ['ignore', 'ignore', 'inherit'] });
+function lenetDist(threads, i, batchSize = batch) {
+  const name = `t${threads}-b${batchSize}-${i}`;
+  execFileSync(process.execPath, coordArgs(name, threads, batchSize), { stdio: ['ignore', 'ignore', 'inherit'] });
   return samplesPerSecond(name);
 }
 
 /** Coordinator with --threads 0 and one remote worker with `threads` threads, over loopback. */
-async function remote(threads, i) {
-  const name = `r${threads}-${i}`;
-  await runWithWorkers([...coordArgs(name, 0), '--wait-workers', '1'], (url) => [
+async function remote(threads, i, batchSize = batch) {
+  const name = `r${threads}-b${batchSize}-${i}`;
+  await runWithWorkers([...coordArgs(name, 0, batchSize), '--wait-workers', '1'], (url) => [
     spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm'], { stdio: 'ignore' }),
   ]);
   return samplesPerSecond(name);
@@ -86,6 +88,9 @@ const rows = [
   { name: '1 remote worker x 1 thread (loopback)', run: (i) => remote(1, i) },
   { name: '1 remote worker x 2 threads (loopback)', run: (i) => remote(2, i) },
   { name: 'two 1-thread runs side by side (sum)', run: sideBySide },
+  // The remote worker's cost per step is fixed, so a larger global batch amortises it.
+  { name: `lenet-dist, 1 thread, batch ${4 * batch}`, run: (i) => lenetDist(1, i, 4 * batch) },
+  { name: `1 remote worker x 1 thread, batch ${4 * batch}`, run: (i) => remote(1, i, 4 * batch) },
 ];
 console.log(`bench: LeNet-5 (lenet5, 60,806 params) training throughput, ${samples} MNIST samples per run, global batch ${batch}, ` +
   `microbatch ${microbatch}, median of ${repeats} run(s)`);
@@ -109,7 +114,8 @@ console.log('ratios (median over rounds of the ratio within a round):');
 console.log(`  lenet-dist 1 thread / model.fit = ${ratio(1, 0).toFixed(2)}x; 2 threads / 1 thread = ${ratio(2, 1).toFixed(2)}x; 2 threads / model.fit = ${ratio(2, 0).toFixed(2)}x`);
 console.log(`  machine ceiling for 2 threads: two independent 1-thread runs at once give ${ratio(5, 1).toFixed(2)}x one run; ` +
   `lenet-dist's 2 threads reach ${(ratio(2, 5) * 100).toFixed(0)}% of that`);
-console.log(`  remote over loopback vs the same number of local threads: 1 thread ${slower(ratio(3, 1))}, 2 threads ${slower(ratio(4, 2))}`);
+console.log(`  remote over loopback vs the same number of local threads: 1 thread ${slower(ratio(3, 1))}, 2 threads ${slower(ratio(4, 2))}; ` +
+  `at batch ${4 * batch}, 1 thread ${slower(ratio(7, 6))}`);
 // The remote worker's extra time per step, beside the transport floor after a step-long idle gap.
 const stepMs = (sps) => (batch / sps) * 1000;
 const gap = Math.round(stepMs(one));
