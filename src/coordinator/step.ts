@@ -9,6 +9,7 @@ import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
 import type { Optimizer } from './optimizer.js';
 import type { Log } from '../metrics/log.js';
+import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
 import type { Membership, Participant, StepWork } from './participants.js';
 
@@ -81,13 +82,7 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
 }
 
 /** Where a step's time went, in milliseconds (compute and transfer of its slowest range). */
-export interface StepTiming {
-  step: number;
-  compute: number;
-  transfer: number;
-  reduce: number;
-  optimizer: number;
-}
+export type StepTiming = Record<StepPhase, number>;
 
 /** Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another participant. */
 async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<RangeResult> {

@@ -20,11 +20,11 @@ import { CLOSE_NORMAL } from '../protocol/errors.js';
 import { createOptimizer, type Optimizer } from './optimizer.js';
 import { evaluate } from './evaluate.js';
 import { LocalParticipant, Membership } from './participants.js';
-import { StepDeadline, trainStep, type StepContext } from './step.js';
+import { StepDeadline, trainStep, type StepContext, type StepTiming } from './step.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
 import { httpHandler } from './http.js';
-import { RunState } from '../metrics/state.js';
+import { RunState, STEP_PHASES } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
 import { prometheusRegistry } from '../metrics/prometheus.js';
 
@@ -252,7 +252,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       let trainMs = progress.partial?.trainMs ?? 0;
       let lossSum = progress.partial?.lossSum ?? 0;
       let seen = progress.partial?.samples ?? 0;
-      const timing = { steps: 0, step: 0, compute: 0, transfer: 0, reduce: 0, optimizer: 0 };
+      // Summed step timings of this process's steps of the epoch, averaged into its record.
+      let timedSteps = 0;
+      const timeSums = Object.fromEntries(STEP_PHASES.map((k) => [k, 0])) as StepTiming;
       for (let step = progress.step; step < steps; step++) {
         const t0 = performance.now();
         const r = await trainStep(ctx, perm, epoch, step, progress.globalStep);
@@ -260,8 +262,8 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         lossSum += r.lossSum;
         seen += r.count;
         state.recordStep({ step: progress.globalStep, epoch, loss: r.lossSum / r.count, samples: r.count, samplesPerSecond: (r.count / r.timing.step) * 1000, timing: r.timing, at: Date.now() });
-        timing.steps++;
-        for (const k of ['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const) timing[k] += r.timing[k];
+        timedSteps++;
+        for (const k of STEP_PHASES) timeSums[k] += r.timing[k];
         progress = { epoch, step: step + 1, globalStep: progress.globalStep + 1, partial: { lossSum, samples: seen, trainMs } };
         view.update({ epoch: epoch + 1, epochs: config.epochs, done: batchRange(plan, step).start + r.count, total: data.train.count, samplesPerSecond: (seen / trainMs) * 1000, loss: lossSum / seen });
         if (config.checkpointEverySteps > 0 && progress.globalStep % config.checkpointEverySteps === 0 && step + 1 < steps) {
@@ -286,7 +288,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         globalStep: progress.globalStep,
         weightsSha256: digest,
         remoteWorkers: membership.remoteCount(),
-        stepTimeMs: Object.fromEntries((['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const).map((k) => [k, timing.steps > 0 ? timing[k] / timing.steps : 0])),
+        stepTimeMs: Object.fromEntries(STEP_PHASES.map((k) => [k, timedSteps > 0 ? timeSums[k] / timedSteps : 0])),
         participants: [...membership.seen.values()].map((p) => ({ id: p.id, kind: p.kind, name: p.name, threads: p.threads, microbatches: p.microbatchesDone })),
       };
       history = [...history, record];

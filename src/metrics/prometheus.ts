@@ -1,11 +1,11 @@
 // /metrics in Prometheus text format (prom-client), read from the run's live state.
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { RunState } from './state.js';
-
-const PHASES = ['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const;
+import { STEP_PHASES, type RunState } from './state.js';
 
 export function prometheusRegistry(state: RunState): Registry {
   const registry = new Registry();
+  const live = () => state.participants().filter((p) => p.state !== 'closed');
+  const lastEpoch = () => state.epochs.at(-1);
   const steps = new Counter({ name: 'lenet_steps_total', help: 'Optimizer steps completed by this process', registers: [registry] });
   const samples = new Counter({ name: 'lenet_samples_total', help: 'Training samples processed by this process', registers: [registry] });
   const phase = new Gauge({ name: 'lenet_step_phase_seconds', help: 'Time of the last step, by phase', labelNames: ['phase'], registers: [registry] });
@@ -17,7 +17,7 @@ export function prometheusRegistry(state: RunState): Registry {
   state.onStep((s) => {
     steps.inc();
     samples.inc(s.samples);
-    for (const p of PHASES) phase.set({ phase: p }, s.timing[p] / 1000);
+    for (const p of STEP_PHASES) phase.set({ phase: p }, s.timing[p] / 1000);
     loss.set(s.loss);
     sps.set(s.samplesPerSecond);
   });
@@ -27,9 +27,9 @@ export function prometheusRegistry(state: RunState): Registry {
     labelNames: ['kind'],
     registers: [registry],
     collect() {
-      const live = state.participants().filter((p) => p.state !== 'closed');
-      this.set({ kind: 'local' }, live.filter((p) => p.kind === 'local').length);
-      this.set({ kind: 'remote' }, live.filter((p) => p.kind === 'remote').length);
+      const now = live();
+      this.set({ kind: 'local' }, now.filter((p) => p.kind === 'local').length);
+      this.set({ kind: 'remote' }, now.filter((p) => p.kind === 'remote').length);
     },
   });
   new Gauge({
@@ -37,7 +37,7 @@ export function prometheusRegistry(state: RunState): Registry {
     help: 'Compute threads of the participants currently taking part',
     registers: [registry],
     collect() {
-      this.set(state.participants().filter((p) => p.state !== 'closed').reduce((a, p) => a + p.threads, 0));
+      this.set(live().reduce((a, p) => a + p.threads, 0));
     },
   });
   new Gauge({
@@ -45,7 +45,7 @@ export function prometheusRegistry(state: RunState): Registry {
     help: 'Epochs completed',
     registers: [registry],
     collect() {
-      this.set(state.epochs.length > 0 ? state.epochs[state.epochs.length - 1].epoch : 0);
+      this.set(lastEpoch()?.epoch ?? 0);
     },
   });
   new Gauge({
@@ -53,7 +53,7 @@ export function prometheusRegistry(state: RunState): Registry {
     help: 'Test accuracy after the last completed epoch (0..1)',
     registers: [registry],
     collect() {
-      const e = state.epochs[state.epochs.length - 1];
+      const e = lastEpoch();
       if (e) this.set(e.testAccuracy);
     },
   });
@@ -62,7 +62,7 @@ export function prometheusRegistry(state: RunState): Registry {
     help: 'Test loss after the last completed epoch',
     registers: [registry],
     collect() {
-      const e = state.epochs[state.epochs.length - 1];
+      const e = lastEpoch();
       if (e) this.set(e.testLoss);
     },
   });

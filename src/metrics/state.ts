@@ -2,6 +2,10 @@
 // trainer reports after each step and epoch, plus the participants as they are right now.
 import type { EpochRecord } from './recorder.js';
 
+/** Where a step's time goes, in report order: the whole step, then its phases. */
+export const STEP_PHASES = ['step', 'compute', 'transfer', 'reduce', 'optimizer'] as const;
+export type StepPhase = (typeof STEP_PHASES)[number];
+
 export interface StepSample {
   step: number;
   epoch: number;
@@ -9,7 +13,7 @@ export interface StepSample {
   loss: number;
   samples: number;
   samplesPerSecond: number;
-  timing: Record<'step' | 'compute' | 'transfer' | 'reduce' | 'optimizer', number>;
+  timing: Record<StepPhase, number>;
   at: number;
 }
 
