@@ -2,6 +2,7 @@
 // each remote worker. Membership changes (joins, departures) take effect between steps; a
 // participant that fails during a step has its range recomputed by another one.
 import type { ComputePool } from '../compute/pool.js';
+import type { RangeTask } from '../compute/types.js';
 import { computeRange, type RangeResult } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import { LenetError } from '../errors.js';
@@ -58,15 +59,24 @@ export interface Participant {
   compute(work: StepWork, lo: number, hi: number): Promise<RangeResult>;
 }
 
-/** The sample indices, epoch positions and microbatch sizes of leaves [lo,hi) of a step. */
-export function rangeInputs(work: StepWork, lo: number, hi: number): { samples: Uint32Array; positions: Uint32Array; sizes: number[] } {
+/** Leaves [lo,hi) of a step as a range task: their sample indices, epoch positions and sizes. */
+export function rangeTask(work: StepWork, lo: number, hi: number): RangeTask {
   const from = work.start + lo * work.microbatch;
   const to = work.start + Math.min(hi * work.microbatch, work.count);
   const sizes: number[] = [];
   for (let j = lo; j < hi; j++) sizes.push(Math.min(work.microbatch, work.count - j * work.microbatch));
   const positions = new Uint32Array(to - from);
   for (let i = 0; i < positions.length; i++) positions[i] = from + i;
-  return { samples: work.perm.slice(from, to), positions, sizes };
+  return {
+    weightsVersion: work.globalStep,
+    epoch: work.epoch,
+    microbatches: work.microbatches,
+    lo,
+    hi,
+    samples: work.perm.slice(from, to),
+    positions,
+    sizes,
+  };
 }
 
 export class LocalParticipant implements Participant {
@@ -92,14 +102,7 @@ export class LocalParticipant implements Participant {
   }
 
   async compute(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
-    const result = await computeRange(this.pool, this.slab, {
-      weightsVersion: work.globalStep,
-      epoch: work.epoch,
-      microbatches: work.microbatches,
-      lo,
-      hi,
-      ...rangeInputs(work, lo, hi),
-    });
+    const result = await computeRange(this.pool, this.slab, rangeTask(work, lo, hi));
     this.microbatchesDone += hi - lo;
     return result;
   }

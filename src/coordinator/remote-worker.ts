@@ -14,7 +14,7 @@ import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLO
 import type { GradDType, Message, ResultMessage } from '../protocol/messages.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
-import { rangeInputs, type Participant, type StepWork } from './participants.js';
+import { rangeTask, type Participant, type StepWork } from './participants.js';
 import type { ParticipantView } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
 
@@ -112,21 +112,21 @@ export class RemoteWorker implements Participant {
 
   private computeNow(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
     if (this.state !== RemoteState.ACTIVE) return Promise.reject(new Error(`${this.id} is ${this.state}`));
-    const inputs = rangeInputs(work, lo, hi);
+    const task = rangeTask(work, lo, hi);
     const expected = new Map<string, { node: TreeNode; examples: number }>();
     // float16 results come per microbatch (half-precision values cannot be pre-summed exactly).
     for (const node of this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(work.microbatches, lo, hi)) {
       let examples = 0;
-      for (let j = node[0]; j < node[1]; j++) examples += inputs.sizes[j - lo];
+      for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - lo];
       expected.set(`${node[0]}:${node[1]}`, { node, examples });
     }
     let pixels = new Uint8Array(0);
     let labels = new Uint8Array(0);
     if (this.opts.sendPixels) {
-      pixels = new Uint8Array(inputs.samples.length * IMAGE_PIXELS);
-      labels = new Uint8Array(inputs.samples.length);
+      pixels = new Uint8Array(task.samples.length * IMAGE_PIXELS);
+      labels = new Uint8Array(task.samples.length);
       const { images, labels: all } = this.opts.data.train;
-      inputs.samples.forEach((s, i) => {
+      task.samples.forEach((s, i) => {
         pixels.set(images.subarray(s * IMAGE_PIXELS, (s + 1) * IMAGE_PIXELS), i * IMAGE_PIXELS);
         labels[i] = all[s];
       });
@@ -139,18 +139,7 @@ export class RemoteWorker implements Participant {
         this.sentVersion = work.globalStep;
       }
       this.send(
-        encode({
-          type: 'assignment',
-          step: work.globalStep,
-          weightsVersion: work.globalStep,
-          epoch: work.epoch,
-          microbatches: work.microbatches,
-          lo,
-          hi,
-          ...inputs,
-          pixels,
-          labels,
-        }),
+        encode({ type: 'assignment', step: work.globalStep, ...task, pixels, labels }),
       );
     });
   }

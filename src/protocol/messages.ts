@@ -1,5 +1,6 @@
 // The protocol's messages as a TypeScript union tagged by `type`, mirroring proto/lenet.proto.
 // Only codec.ts converts between these and wire bytes.
+import type { RangeTask } from '../compute/types.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -62,17 +63,10 @@ export interface WeightsMessage {
   values: Float32Array;
 }
 
-export interface AssignmentMessage {
+/** A range of a step's microbatches for a worker: the range task its threads compute, on the wire. */
+export interface AssignmentMessage extends Omit<RangeTask, 'leavesOnly'> {
   type: 'assignment';
   step: number;
-  weightsVersion: number;
-  epoch: number;
-  microbatches: number;
-  lo: number;
-  hi: number;
-  samples: Uint32Array;
-  positions: Uint32Array;
-  sizes: number[];
   /** With sendPixels: 784 bytes per sample, in `samples` order; else empty. */
   pixels: Uint8Array;
   labels: Uint8Array;
