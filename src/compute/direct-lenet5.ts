@@ -7,16 +7,11 @@
 //
 // Each step below names the tfjs op or gradient (tfjs-core/src/gradients/*_grad.ts) it follows.
 // Casts of float32 to float32 that those ops insert copy values unchanged and are left out.
-import { getKernel, type KernelFunc, type Tensor, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { Tensor, TensorInfo } from '@tensorflow/tfjs-core';
+import { scalar, wasmKernel, type WasmBackend } from '../backend/kernels/wasm-backend.js';
 import { NUM_CLASSES } from '../constants.js';
 import type { ModelSpec } from '../model/architectures.js';
 import { LENET5_PAD, RESCALE_OFFSET, RESCALE_SCALE } from '../model/forward.js';
-
-interface Backend {
-  makeOutput(shape: number[], dtype: 'float32', memoryOffset?: number, values?: Float32Array): TensorInfo;
-  readSync(dataId: object): Float32Array;
-  disposeData(dataId: object): boolean;
-}
 
 const CONV = { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined };
 const POOL = { filterSize: 2, strides: 2, pad: 'valid', dimRoundingMode: undefined };
@@ -27,35 +22,29 @@ export function directGradientSupports(spec: ModelSpec, backendName: string): bo
 }
 
 export class DirectLenet5 {
-  private readonly kernels = new Map<string, KernelFunc>();
+  /** Every tensor this gradient made; all are freed when it returns or throws. */
   private live: TensorInfo[] = [];
 
   constructor(
-    private readonly backend: Backend,
+    private readonly backend: WasmBackend,
     private readonly spec: ModelSpec,
   ) {}
 
-  private run(name: string, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown> = {}): TensorInfo {
-    let kernel = this.kernels.get(name);
-    if (!kernel) {
-      const config = getKernel(name, 'wasm');
-      if (!config) throw new Error(`the wasm backend has no ${name} kernel`);
-      kernel = config.kernelFunc;
-      this.kernels.set(name, kernel);
-    }
-    const out = kernel({ inputs, backend: this.backend as never, attrs: attrs as never }) as TensorInfo;
-    this.live.push(out);
-    return out;
-  }
-
-  private upload(values: Float32Array, shape: number[]): TensorInfo {
-    const t = this.backend.makeOutput(shape, 'float32', undefined, values);
+  private keep(t: TensorInfo): TensorInfo {
     this.live.push(t);
     return t;
   }
 
+  private run(name: string, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown> = {}): TensorInfo {
+    return this.keep(wasmKernel(name)({ inputs, backend: this.backend as never, attrs: attrs as never }) as TensorInfo);
+  }
+
+  private upload(values: Float32Array, shape: number[]): TensorInfo {
+    return this.keep(this.backend.makeOutput(shape, 'float32', undefined, values));
+  }
+
   private scalar(value: number): TensorInfo {
-    return this.upload(Float32Array.of(value), []);
+    return this.keep(scalar(this.backend, value));
   }
 
   private act(z: TensorInfo): TensorInfo {
@@ -148,8 +137,8 @@ export class DirectLenet5 {
       const db1 = this.biasGrad(dz1);
       const dk1 = this.run('Conv2DBackpropFilter', { x: scaled, dy: dz1 }, { ...CONV, filterShape: k1.shape });
       // The first layer's input gradient is not needed (pixels are not trained), as on the tape.
-      const grads = [dk1, db1, dk2, db2, dk3, db3, dk4, db4, dk5, db5].map((g) => this.backend.readSync(g.dataId).slice());
-      return { loss: this.backend.readSync(loss.dataId)[0], grads };
+      const grads = [dk1, db1, dk2, db2, dk3, db3, dk4, db4, dk5, db5].map((g) => this.backend.readSync(g.dataId) as Float32Array);
+      return { loss: (this.backend.readSync(loss.dataId) as Float32Array)[0], grads };
     } finally {
       for (const t of this.live) this.backend.disposeData(t.dataId);
       this.live = [];

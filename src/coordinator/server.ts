@@ -57,7 +57,6 @@ export class CoordinatorServer {
   constructor(private readonly opts: ServerOptions) {}
 
   /** Starts listening on the configured port, or on `portOverride`; returns the URL workers use. */
-  /** Starts listening on the configured port, or on `portOverride`; returns the URL workers use. */
   async listen(portOverride?: number): Promise<string> {
     const host = this.opts.host;
     const port = portOverride ?? this.opts.port;

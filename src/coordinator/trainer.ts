@@ -219,6 +219,8 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     },
   };
   let checkpoint: string | undefined;
+  // The run as it stands: weights, optimizer state, progress and the epoch records so far.
+  const saveNow = (): Promise<string> => saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
   try {
     state.phase = 'waiting';
     await membership.waitFor(config.waitWorkers, url);
@@ -267,7 +269,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         progress = { epoch, step: step + 1, globalStep: progress.globalStep + 1, partial: { lossSum, samples: seen, trainMs } };
         view.update({ epoch: epoch + 1, epochs: config.epochs, done: batchRange(plan, step).start + r.count, total: data.train.count, samplesPerSecond: (seen / trainMs) * 1000, loss: lossSum / seen });
         if (config.checkpointEverySteps > 0 && progress.globalStep % config.checkpointEverySteps === 0 && step + 1 < steps) {
-          const path = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
+          const path = await saveNow();
           pruneMidEpoch(config.checkpointDir, path);
         }
       }
@@ -294,7 +296,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       history = [...history, record];
       state.recordEpoch(record);
       state.phase = 'training';
-      checkpoint = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
+      checkpoint = await saveNow();
       pruneMidEpoch(config.checkpointDir);
       recorder.write(record);
       log(

@@ -8,6 +8,8 @@ export interface WasmBackend {
   makeOutput(shape: number[], dtype: DataType, memoryOffset?: number, values?: Float32Array): TensorInfo;
   /** A view of the tensor's bytes in wasm memory; invalid after any later allocation. */
   typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
+  /** A copy of the tensor's values. */
+  readSync(dataId: object): Float32Array | Int32Array | Uint8Array;
   disposeData(dataId: object): boolean;
 }
 
