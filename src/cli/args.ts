@@ -1,5 +1,6 @@
 // Helpers shared by the command-line programs: flag parsing with exact error messages, and the
 // top-level error handler that turns user mistakes into one line and an exit code.
+import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LenetError, UsageError } from '../errors.js';
 
@@ -52,6 +53,12 @@ export function choiceFlag<T extends string>(flags: Flags, name: string, choices
 
 export function stringFlag(flags: Flags, name: string): string | undefined {
   return str(flags, name);
+}
+
+/** A path flag made absolute (relative to the working directory), or undefined when not given. */
+export function pathFlag(flags: Flags, name: string): string | undefined {
+  const path = str(flags, name);
+  return path === undefined ? undefined : resolve(path);
 }
 
 /** Runs a CLI main function: user errors print one line and exit with their code; bugs print a stack. */

@@ -26,7 +26,7 @@ import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { OPTIMIZERS } from '../coordinator/optimizer.js';
 import { LOG_FORMATS } from '../metrics/log.js';
-import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, stringFlag } from './args.js';
+import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, pathFlag, stringFlag } from './args.js';
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
@@ -146,8 +146,6 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
   for (const f of [tlsCert, tlsKey]) if (f !== undefined && !existsSync(f)) throw new UsageError(`${f}: file not found`);
   const threads = intFlag(flags, 'threads', availableParallelism(), 0, MAX_THREADS);
   const waitWorkers = intFlag(flags, 'wait-workers', 0, 0, 10_000);
-  const dataDir = stringFlag(flags, 'data-dir');
-  const metricsOut = stringFlag(flags, 'metrics-out');
   return {
     arch: choiceFlag(flags, 'arch', ARCHS, 'lenet5'),
     activation: choiceFlag(flags, 'activation', ACTIVATIONS, 'relu'),
@@ -162,14 +160,14 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     warmupSteps: intFlag(flags, 'warmup-steps', DEFAULT_WARMUP_STEPS, 0),
     seed: intFlag(flags, 'seed', DEFAULT_SEED, 0, 0xffffffff),
     distort: flags.distort === true,
-    dataDir: dataDir === undefined ? undefined : resolve(dataDir),
+    dataDir: pathFlag(flags, 'data-dir'),
     trainLimit: optionalIntFlag(flags, 'train-limit', 1),
     testLimit: optionalIntFlag(flags, 'test-limit', 1),
     checkpointDir: resolve(stringFlag(flags, 'checkpoint-dir') ?? DEFAULT_CHECKPOINT_DIR),
     resume: flags.resume === true,
     checkpointEverySteps: intFlag(flags, 'checkpoint-every-steps', 0, 0),
     fresh: flags.fresh === true,
-    metricsOut: metricsOut === undefined ? undefined : resolve(metricsOut),
+    metricsOut: pathFlag(flags, 'metrics-out'),
     quiet: flags.quiet === true,
     logFormat: choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'),
     gradDType: choiceFlag(flags, 'grad-dtype', ['float32', 'float16'] as const, 'float32'),

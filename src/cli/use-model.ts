@@ -1,5 +1,4 @@
 // `lenet-coord eval` and `lenet-coord predict`: using a trained checkpoint.
-import { resolve } from 'node:path';
 import { NUM_CLASSES } from '../constants.js';
 import { evaluate } from '../coordinator/evaluate.js';
 import { UsageError } from '../errors.js';
@@ -8,7 +7,7 @@ import { openCheckpoint } from '../checkpoint/store.js';
 import { GradientComputer } from '../compute/gradients.js';
 import { loadMnist } from '../data/mnist.js';
 import { mnistInput } from '../data/png.js';
-import { choiceFlag, optionalIntFlag, parseFlags, stringFlag } from './args.js';
+import { choiceFlag, optionalIntFlag, parseFlags, pathFlag } from './args.js';
 
 export const EVAL_USAGE = `Usage: lenet-coord eval --checkpoint PATH [options]
 
@@ -34,7 +33,7 @@ background is taken as already prepared.
 
 function openCheckpointFlag(path: string | undefined): ReturnType<typeof openCheckpoint> {
   if (path === undefined) throw new UsageError('--checkpoint PATH is required (a checkpoint folder or a --checkpoint-dir)');
-  return openCheckpoint(resolve(path));
+  return openCheckpoint(path);
 }
 
 function openModel(path: string | undefined): GradientComputer {
@@ -59,9 +58,8 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     return 0;
   }
   await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'));
-  const ckpt = openCheckpointFlag(stringFlag(flags, 'checkpoint'));
-  const dataDir = stringFlag(flags, 'data-dir');
-  const data = loadMnist({ dataDir: dataDir === undefined ? undefined : resolve(dataDir), trainLimit: 0, testLimit: optionalIntFlag(flags, 'test-limit', 1) });
+  const ckpt = openCheckpointFlag(pathFlag(flags, 'checkpoint'));
+  const data = loadMnist({ dataDir: pathFlag(flags, 'data-dir'), trainLimit: 0, testLimit: optionalIntFlag(flags, 'test-limit', 1) });
   // The same evaluation the training run does after each epoch, so the accuracies agree.
   const { correct, total, accuracy, loss, confusion } = await evaluate(undefined, ckpt.spec, data, ckpt.weights, 0);
   const where = ckpt.path;
@@ -94,7 +92,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   if (positionals.length === 0) throw new UsageError('give at least one PNG image: lenet-coord predict --checkpoint PATH digit.png');
   const inputs = positionals.map((p) => mnistInput(p));
   await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'));
-  const computer = openModel(stringFlag(flags, 'checkpoint'));
+  const computer = openModel(pathFlag(flags, 'checkpoint'));
   const pixels = new Float32Array(inputs.length * 784);
   inputs.forEach((x, i) => pixels.set(x, i * 784));
   const probs = computer.predict(pixels, inputs.length);

@@ -2,13 +2,12 @@
 // checks can use the real parser).
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { DEFAULT_CONNECT_TIMEOUT_S, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { LOG_FORMATS, type LogFormat } from '../metrics/log.js';
 import type { WorkerOptions } from '../worker/remote.js';
-import { choiceFlag, intFlag, parseFlags, stringFlag } from './args.js';
+import { choiceFlag, intFlag, parseFlags, pathFlag, stringFlag } from './args.js';
 
 export const WORKER_USAGE = `Usage: lenet-worker join <ws://HOST:PORT | wss://HOST:PORT> [options]
 
@@ -60,12 +59,11 @@ export function parseJoinArgs(rest: string[]): (Omit<WorkerOptions, 'log'> & { l
   if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new UsageError(`'${url}' must start with ws:// or wss://`);
   const ca = stringFlag(flags, 'ca');
   if (ca !== undefined && !existsSync(ca)) throw new UsageError(`--ca ${ca}: file not found`);
-  const dataDir = stringFlag(flags, 'data-dir');
   return {
     url,
     threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
     backend: choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'),
-    dataDir: dataDir === undefined ? undefined : resolve(dataDir),
+    dataDir: pathFlag(flags, 'data-dir'),
     token: stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined),
     connectTimeoutS: intFlag(flags, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT_S, 0, 7 * 24 * 3600),
     ca,
