@@ -2,6 +2,7 @@
 import type { Activation, ArchName } from './model/architectures.js';
 import type { BackendChoice } from './backend/select.js';
 import type { OptimizerName } from './coordinator/optimizer.js';
+import type { GradDType } from './reduce/float16.js';
 
 export interface TrainConfig {
   arch: ArchName;
@@ -52,7 +53,7 @@ export interface TrainConfig {
   tlsCert?: string;
   tlsKey?: string;
   /** float16: microbatch gradients rounded to half precision (remote workers send half the bytes). */
-  gradDType: 'float32' | 'float16';
+  gradDType: GradDType;
 }
 
 /** The settings that must be equal for --resume to continue a run exactly. */

@@ -26,6 +26,7 @@ import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { OPTIMIZERS } from '../coordinator/optimizer.js';
 import { LOG_FORMATS } from '../metrics/log.js';
+import { GRAD_DTYPES } from '../reduce/float16.js';
 import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, pathFlag, stringFlag } from './args.js';
 
 function isLoopback(host: string): boolean {
@@ -170,7 +171,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     metricsOut: pathFlag(flags, 'metrics-out'),
     quiet: flags.quiet === true,
     logFormat: choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'),
-    gradDType: choiceFlag(flags, 'grad-dtype', ['float32', 'float16'] as const, 'float32'),
+    gradDType: choiceFlag(flags, 'grad-dtype', GRAD_DTYPES, 'float32'),
     host,
     port: optionalIntFlag(flags, 'port', 0, 65535),
     waitWorkers,

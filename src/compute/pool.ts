@@ -5,6 +5,7 @@ import { Piscina } from 'piscina';
 import { THREAD_YOUNG_GENERATION_MB } from '../constants.js';
 import type { BackendName } from '../backend/select.js';
 import type { ModelSpec } from '../model/architectures.js';
+import type { GradDType } from '../reduce/float16.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit } from './types.js';
 
@@ -21,7 +22,7 @@ export interface PoolOptions {
   test: { images: Uint8Array; labels: Uint8Array };
   weights: Float32Array;
   slab: Slab;
-  gradDType: 'float32' | 'float16';
+  gradDType: GradDType;
 }
 
 /** Starts a pool of `threads` and waits until every thread has its backend up. */

@@ -2,6 +2,7 @@
 // these: pixels, weights and gradient sums live in SharedArrayBuffers named in ThreadInit.
 import type { Activation, ArchName } from '../model/architectures.js';
 import type { BackendName } from '../backend/select.js';
+import type { GradDType } from '../reduce/float16.js';
 import type { TreeNode } from '../reduce/ordered-sum.js';
 
 /** Handed to every thread once, as piscina's workerData. */
@@ -23,7 +24,7 @@ export interface ThreadInit {
   slabCount: Int32Array;
   slabSlots: number;
   /** float16: every microbatch gradient is rounded to half precision before any sum. */
-  gradDType: 'float32' | 'float16';
+  gradDType: GradDType;
 }
 
 /** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */

@@ -11,7 +11,8 @@ import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../co
 import type { Mnist } from '../data/mnist.js';
 import { decode, encode } from '../protocol/codec.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
-import type { GradDType, Message, ResultMessage } from '../protocol/messages.js';
+import type { Message, ResultMessage } from '../protocol/messages.js';
+import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
 import { rangeTask, type Participant, type StepWork } from './participants.js';

@@ -6,9 +6,9 @@ import { endianness } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { MAX_FRAME_BYTES } from '../constants.js';
-import { float16BytesToFloat32, float32ToFloat16Bytes } from '../reduce/float16.js';
+import { float16BytesToFloat32, float32ToFloat16Bytes, type GradDType } from '../reduce/float16.js';
 import { CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_VERSION_MISMATCH, ProtocolError } from './errors.js';
-import { PROTOCOL_VERSION, type GradDType, type Message, type RunConfigMessage } from './messages.js';
+import { PROTOCOL_VERSION, type Message, type RunConfigMessage } from './messages.js';
 
 const PROTO_FILE = fileURLToPath(new URL('../../proto/lenet.proto', import.meta.url));
 const root = protobuf.loadSync(PROTO_FILE);

@@ -1,6 +1,7 @@
 // The protocol's messages as a TypeScript union tagged by `type`, mirroring proto/lenet.proto.
 // Only codec.ts converts between these and wire bytes.
 import type { RangeTask } from '../compute/types.js';
+import type { GradDType } from '../reduce/float16.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -12,8 +13,6 @@ export enum RejectReason {
   BAD_MESSAGE = 4,
   SHUTTING_DOWN = 5,
 }
-
-export type GradDType = 'float32' | 'float16';
 
 export interface RunConfigMessage {
   arch: string;

@@ -1,6 +1,11 @@
 // IEEE half precision for --grad-dtype float16. Every microbatch gradient is rounded to half
 // precision where it is computed, before any sum, so the reduction tree still sees the same
 // values whoever computed them; the wire then carries them exactly in 2 bytes each.
+
+/** How gradients are computed into sums and sent (--grad-dtype). */
+export const GRAD_DTYPES = ['float32', 'float16'] as const;
+export type GradDType = (typeof GRAD_DTYPES)[number];
+
 /** IEEE half precision, round to nearest even; used by --grad-dtype float16. */
 export function float32ToFloat16Bytes(values: Float32Array): Uint8Array {
   const out = Buffer.alloc(values.length * 2);
