@@ -107,6 +107,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     weights.set(initWeights(spec, config.seed));
     optimizer = createOptimizer(config.optimizer, spec.size);
   }
+  // Before any thread or socket exists, so a path that cannot be written fails with nothing to undo.
+  const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
+  if (resumed) recorder.reconcile(history);
   for (const line of describeConfig(config, spec, data, backend, plan)) log(line);
 
   // Participants: local threads, then remote workers as they join.
@@ -200,8 +203,6 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     url,
   };
 
-  const recorder = new MetricsRecorder(config.metricsOut, resumed !== undefined);
-  if (resumed) recorder.reconcile(history);
   const view = new ProgressView(process.stderr, !config.quiet);
   const ctx: StepContext = {
     plan,

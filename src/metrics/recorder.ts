@@ -1,6 +1,8 @@
 // Machine-readable results: JSON lines, one `run` record then one `epoch` record per epoch.
 // Each record is appended and flushed as it happens, so a crash loses nothing already reported.
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { UsageError } from '../errors.js';
 
 export interface RunRecord {
   type: 'run';
@@ -31,8 +33,16 @@ export interface EpochRecord {
 }
 
 export class MetricsRecorder {
+  /** Creates the file's folder if needed; a path that cannot be written is the user's to fix. */
   constructor(private readonly path: string | undefined, append: boolean) {
-    if (path && !append) writeFileSync(path, '');
+    if (!path) return;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      if (append) appendFileSync(path, '');
+      else writeFileSync(path, '');
+    } catch (err) {
+      throw new UsageError(`--metrics-out ${path}: cannot write there (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
   }
 
   /**

@@ -115,6 +115,18 @@ describe('lenet-coord errors', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('creates the folder of --metrics-out, and names a path it cannot write in one line', async () => {
+    const nested = join(dir.path, 'new', 'folder', 'm.jsonl');
+    const ok = await runCli('lenet-coord', ['start', ...SMALL_RUN, '--epochs', '1', '--threads', '1', '--checkpoint-dir', join(dir.path, 'nested'), '--metrics-out', nested]);
+    expect(ok.code).toBe(0);
+    expect(readJsonLines(nested).filter((x) => x.type === 'epoch')).toHaveLength(1);
+    // A folder where the file should be: refused before any thread starts, so the process exits.
+    const bad = await runCli('lenet-coord', ['start', ...SMALL_RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'bad'), '--metrics-out', dir.path], 60_000);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^error LENET_ERR_USAGE: --metrics-out .*: cannot write there \(EISDIR\)/);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   it('rejects bad flag values with the flag named', async () => {
     const cases: [string[], RegExp][] = [
       [['--threads=-1'], /--threads must be between 0 and 256/],
