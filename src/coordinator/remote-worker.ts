@@ -44,8 +44,8 @@ export interface RemoteWorkerOptions {
   gradDType: GradDType;
   slab: Slab;
   data: Mnist;
-  /** Latest weights, encoded once per version and shared by all workers. */
-  weightsFrame: (version: number) => Uint8Array;
+  /** The weights of a version, encoded once and shared by all workers; call `sent` when written. */
+  weightsFrame: (version: number) => { frame: Uint8Array; sent: () => void };
   log: Log;
   /** A frame from this worker was refused (for /metrics), with a short reason. */
   onViolation: (reason: string) => void;
@@ -136,7 +136,8 @@ export class RemoteWorker implements Participant {
       this.pending = { step: work.globalStep, expected, received: new Set(), resolve, reject };
       this.state = RemoteState.BUSY;
       if (this.sentVersion !== work.globalStep) {
-        this.send(this.opts.weightsFrame(work.globalStep));
+        const { frame, sent } = this.opts.weightsFrame(work.globalStep);
+        this.send(frame, sent);
         this.sentVersion = work.globalStep;
       }
       this.send(
@@ -165,8 +166,10 @@ export class RemoteWorker implements Participant {
     this.finish(reason);
   }
 
-  private send(frame: Uint8Array): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true });
+  /** `sent` is called once the socket has taken the frame, or at once when it is not open. */
+  private send(frame: Uint8Array, sent?: () => void): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true }, sent);
+    else sent?.();
   }
 
   private finish(reason: string): void {

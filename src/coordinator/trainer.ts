@@ -15,7 +15,8 @@ import { startPool, type ComputePool } from '../compute/pool.js';
 import { listCheckpoints, loadNewestCheckpoint, pruneMidEpoch, saveCheckpoint, type Progress } from '../checkpoint/store.js';
 import { MetricsRecorder, type EpochRecord, type RunRecord } from '../metrics/recorder.js';
 import { Progress as ProgressView } from '../metrics/progress.js';
-import { encode } from '../protocol/codec.js';
+import { encodeTensorFrame } from '../protocol/codec.js';
+import { VersionedFrame } from '../protocol/frames.js';
 import { CLOSE_NORMAL } from '../protocol/errors.js';
 import { createOptimizer, type Optimizer } from './optimizer.js';
 import { evaluate } from './evaluate.js';
@@ -120,11 +121,8 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
     membership.add(new LocalParticipant(pool, slab));
   }
-  let framed: { version: number; frame: Uint8Array } = { version: -1, frame: new Uint8Array(0) };
-  const weightsFrame = (version: number): Uint8Array => {
-    if (framed.version !== version) framed = { version, frame: encode({ type: 'weights', version, values: weights }) };
-    return framed.frame;
-  };
+  // The weights of each version are encoded once, into reused memory, for every worker.
+  const weightsFrame = new VersionedFrame((version, alloc) => encodeTensorFrame({ type: 'weights', version, values: weights }, 'float32', alloc));
   const remotes = new Set<RemoteWorker>();
   const state = new RunState();
   state.participants = () => [...membership.seen.values()].map((p) => p.view());
@@ -160,7 +158,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         gradDType: config.gradDType,
         slab,
         data,
-        weightsFrame,
+        weightsFrame: (version) => weightsFrame.take(version),
         log,
         onViolation: (reason) => state.reject(reason),
         onReady: (w) => {

@@ -20,7 +20,8 @@ import { startPool, type ComputePool } from '../compute/pool.js';
 import { computeRange } from '../compute/range.js';
 import { createSharedSlab, slot, type Slab } from '../reduce/ordered-sum.js';
 import { authProof } from '../protocol/auth.js';
-import { decode, encode } from '../protocol/codec.js';
+import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
+import { FramePool } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
 import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
@@ -84,6 +85,13 @@ export class RemoteWorkerProcess {
   workerId: string | undefined;
   private session: Session | undefined;
   private queue: Promise<void> = Promise.resolve();
+  /** Buffers for outgoing results. */
+  private readonly frames = new FramePool();
+  /**
+   * Where incoming weights are decoded, until onWeights copies them into the threads' shared
+   * weights (the threads may still be computing the previous step: a step can be reassigned).
+   */
+  private inbox: { values: Float32Array; waiting: boolean } | undefined;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -146,7 +154,14 @@ export class RemoteWorkerProcess {
         else if (welcomed) send({ type: 'heartbeat', sentAtMs: Date.now() });
       }, HEARTBEAT_INTERVAL_MS);
       const send = (msg: Message): void => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(encode(msg, this.session?.config.gradDType), { binary: true });
+        if (ws.readyState !== WebSocket.OPEN) return;
+        if (msg.type !== 'result') {
+          ws.send(encode(msg), { binary: true });
+          return;
+        }
+        // Every step's gradients: encoded into reused memory, handed back once written.
+        const frame = encodeTensorFrame(msg, this.session?.config.gradDType, (bytes) => this.frames.take(bytes));
+        ws.send(frame, { binary: true }, () => this.frames.give(frame));
       };
       const end = (value: { kind: 'done' } | { kind: 'served' | 'failed'; reason: string } | Error): void => {
         if (finished) return;
@@ -162,7 +177,10 @@ export class RemoteWorkerProcess {
         let msg: Message;
         try {
           if (!isBinary) throw new Error('text frame');
-          msg = decode(data as Buffer);
+          // Weights are decoded into the inbox unless an earlier version still waits there.
+          const inbox = this.inbox;
+          msg = decode(data as Buffer, inbox?.waiting === false ? inbox.values : undefined);
+          if (inbox && msg.type === 'weights' && msg.values === inbox.values) inbox.waiting = true;
         } catch (err) {
           if ((err as ProtocolError).code === 'LENET_ERR_PROTOCOL_VERSION') {
             end(new WorkerRejectedError(RejectReason.PROTOCOL_VERSION, (err as Error).message));
@@ -261,6 +279,7 @@ export class RemoteWorkerProcess {
       gradDType: config.gradDType,
     });
     this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels };
+    this.inbox = { values: new Float32Array(spec.size), waiting: false };
   }
 
   private async onWeights(version: number, values: Float32Array): Promise<void> {
@@ -269,6 +288,7 @@ export class RemoteWorkerProcess {
     if (values.length !== s.weights.length) throw new Error(`weights have ${values.length} values, expected ${s.weights.length}`);
     s.weights.set(values);
     s.weightsVersion = version;
+    if (this.inbox?.values === values) this.inbox.waiting = false;
   }
 
   private async onAssignment(a: AssignmentMessage, send: (m: Message) => void): Promise<void> {

@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import { decode, encode } from '../../../src/protocol/codec.js';
+import { decode, encode, encodeTensorFrame } from '../../../src/protocol/codec.js';
+import { float32ToFloat16Bytes } from '../../../src/reduce/float16.js';
 import { ProtocolError } from '../../../src/protocol/errors.js';
 import { PROTOCOL_VERSION, RejectReason, type Message } from '../../../src/protocol/messages.js';
 import { MAX_FRAME_BYTES } from '../../../src/constants.js';
@@ -65,6 +66,60 @@ describe('codec round trips', () => {
       expect(fresh.gradient).not.toBe(other);
       expect(Array.from(other)).toEqual(new Array(grad.length + 1).fill(0));
     }
+  });
+});
+
+describe('hand-written tensor frames', () => {
+  // The reference: what protobufjs itself writes for the same message.
+  const root = protobuf.loadSync(new URL('../../../proto/lenet.proto', import.meta.url).pathname);
+  const Envelope = root.lookupType('lenet.v1.Envelope');
+  const tensor = (v: Float32Array, half: boolean): Record<string, unknown> => ({
+    shape: [v.length],
+    dtype: half ? 2 : 1,
+    data: half ? float32ToFloat16Bytes(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength),
+  });
+  const reference = (msg: Extract<Message, { type: 'weights' | 'result' }>, half: boolean): Uint8Array => {
+    const body =
+      msg.type === 'weights'
+        ? { weights: { version: msg.version, values: tensor(msg.values, false) } }
+        : { result: { step: msg.step, lo: msg.lo, hi: msg.hi, examples: msg.examples, lossSum: msg.lossSum, gradient: tensor(msg.gradient, half), computeMs: msg.computeMs } };
+    return Envelope.encode(Envelope.create({ protocolVersion: PROTOCOL_VERSION, ...body })).finish();
+  };
+  // Sizes and numbers that take 1 to 5 varint bytes; zeros (left out) and -0 (kept) included.
+  const big = Float32Array.from({ length: 60806 }, (_, i) => Math.cos(i) * 1e-2);
+  const cases: Extract<Message, { type: 'weights' | 'result' }>[] = [
+    { type: 'weights', version: 0, values: new Float32Array(1) },
+    { type: 'weights', version: 1, values: new Float32Array(0) },
+    { type: 'weights', version: 12, values: grad },
+    { type: 'weights', version: 2 ** 32 - 1, values: big },
+    { type: 'result', step: 0, lo: 0, hi: 1, examples: 0, lossSum: 0, gradient: new Float32Array(3), computeMs: 0 },
+    { type: 'result', step: 1, lo: 0, hi: 1, examples: 1, lossSum: -0, gradient: new Float32Array(3), computeMs: -0 },
+    { type: 'result', step: 300_000, lo: 127, hi: 128, examples: 16_384, lossSum: -1.5e300, gradient: big, computeMs: 17.25 },
+    { type: 'result', step: 2 ** 28, lo: 2, hi: 4, examples: 64, lossSum: 12.5, gradient: grad, computeMs: 1e-9 },
+  ];
+
+  it('are byte for byte what protobufjs writes, in float32 and float16', () => {
+    for (const msg of cases) {
+      for (const half of msg.type === 'result' ? [false, true] : [false]) {
+        const ours = encodeTensorFrame(msg, half ? 'float16' : 'float32');
+        expect(Buffer.from(ours).equals(Buffer.from(reference(msg, half))), `${msg.type} ${half ? 'float16' : 'float32'}`).toBe(true);
+      }
+    }
+  });
+
+  it('read from shared memory and write into a larger reused buffer as a prefix of it', () => {
+    const shared = new Float32Array(new SharedArrayBuffer(big.byteLength));
+    shared.set(big);
+    const msg = { type: 'result' as const, step: 9, lo: 0, hi: 2, examples: 64, lossSum: 3, gradient: shared, computeMs: 2 };
+    const reused = new Uint8Array(400_000).fill(0xee);
+    const frame = encodeTensorFrame(msg, 'float32', (bytes) => {
+      expect(bytes).toBeLessThanOrEqual(reused.length);
+      return reused;
+    });
+    expect(frame.buffer).toBe(reused.buffer);
+    expect(frame.byteOffset).toBe(0);
+    expect(Buffer.from(frame).equals(Buffer.from(reference({ ...msg, gradient: big }, false)))).toBe(true);
+    expect(reused[frame.length]).toBe(0xee);
   });
 });
 
