@@ -21,6 +21,15 @@ export function directGradientSupports(spec: ModelSpec, backendName: string): bo
   return spec.arch === 'lenet5' && backendName === 'wasm';
 }
 
+/**
+ * Called once the dense layers' gradients (parameters 4..9, in ModelSpec order) are final, with
+ * the microbatch's loss sum, before the backward pass goes on through the convolutions.
+ */
+export type DenseReady = (loss: number, denseGrads: Float32Array[]) => void;
+
+/** The first dense parameter in ModelSpec order: kernels and biases 0..3 are the convolutions'. */
+export const FIRST_DENSE_PARAM = 4;
+
 export class DirectLenet5 {
   /** Every tensor this gradient made; all are freed when it returns or throws. */
   private live: TensorInfo[] = [];
@@ -69,7 +78,7 @@ export class DirectLenet5 {
    * expanded parameter tensors, in ModelSpec order): the values forward + summedCrossEntropy
    * under tf.valueAndGrads give.
    */
-  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, params: Tensor[]): { loss: number; grads: Float32Array[] } {
+  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, params: Tensor[], early?: DenseReady): { loss: number; grads: Float32Array[] } {
     const [k1, b1, k2, b2, k3, b3, k4, b4, k5, b5] = params as TensorInfo[];
     try {
       // ---- forward (forward.ts, lenet5) ----
@@ -124,6 +133,11 @@ export class DirectLenet5 {
       const dz3 = this.actGrad(da3, z3, a3);
       const db3 = this.biasGrad(dz3);
       const dk3 = this.run('BatchMatMul', { a: flat, b: dz3 }, { transposeA: true, transposeB: false });
+      // The dense layers' gradients are final here; the convolutions' take the rest of the time.
+      const read = (t: TensorInfo): Float32Array => this.backend.readSync(t.dataId) as Float32Array;
+      const lossValue = read(loss)[0];
+      const denseGrads = [dk3, db3, dk4, db4, dk5, db5].map(read);
+      early?.(lossValue, denseGrads);
       const dFlat = this.run('BatchMatMul', { a: dz3, b: k3 }, { transposeA: false, transposeB: true });
       // Reshape_grad, AvgPool_grad, activation, Add_grad, Conv2D_grad.
       const dp2 = this.run('Reshape', { x: dFlat }, { shape: p2.shape });
@@ -137,8 +151,7 @@ export class DirectLenet5 {
       const db1 = this.biasGrad(dz1);
       const dk1 = this.run('Conv2DBackpropFilter', { x: scaled, dy: dz1 }, { ...CONV, filterShape: k1.shape });
       // The first layer's input gradient is not needed (pixels are not trained), as on the tape.
-      const grads = [dk1, db1, dk2, db2, dk3, db3, dk4, db4, dk5, db5].map((g) => this.backend.readSync(g.dataId) as Float32Array);
-      return { loss: (this.backend.readSync(loss.dataId) as Float32Array)[0], grads };
+      return { loss: lossValue, grads: [...[dk1, db1, dk2, db2].map(read), ...denseGrads] };
     } finally {
       for (const t of this.live) this.backend.disposeData(t.dataId);
       this.live = [];

@@ -7,7 +7,7 @@ import { copyImage, distortImage } from '../data/distort.js';
 import type { ModelSpec } from '../model/architectures.js';
 import { forward, summedCrossEntropy } from '../model/forward.js';
 import { compactInto, expandWeights } from '../model/weights.js';
-import { DirectLenet5, directGradientSupports } from './direct-lenet5.js';
+import { DirectLenet5, FIRST_DENSE_PARAM, directGradientSupports } from './direct-lenet5.js';
 
 export interface MicrobatchInput {
   /** Sample indices into the training images. */
@@ -45,8 +45,12 @@ export class GradientComputer {
     this.version = version;
   }
 
-  /** Writes the gradient of the summed loss over the microbatch into `out`; returns the loss sum. */
-  microbatchGradient(input: MicrobatchInput, out: Float32Array): number {
+  /**
+   * Writes the gradient of the summed loss over the microbatch into `out`; returns the loss sum.
+   * `onDense(loss)` is called once the dense layers' part of `out` (from denseOffset(spec)) is
+   * final: before the convolutions' backward pass where the direct path runs, else at the end.
+   */
+  microbatchGradient(input: MicrobatchInput, out: Float32Array, onDense?: (loss: number) => void): number {
     const n = input.samples.length;
     const pixels = new Float32Array(n * IMAGE_PIXELS);
     const oneHot = new Float32Array(n * NUM_CLASSES);
@@ -60,8 +64,14 @@ export class GradientComputer {
       oneHot[i * NUM_CLASSES + this.labels[index]] = 1;
     }
     if (this.direct) {
-      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, this.params);
-      compactInto(this.spec, grads, out);
+      const early = onDense
+        ? (loss: number, dense: Float32Array[]): void => {
+            compactInto(this.spec, dense, out, FIRST_DENSE_PARAM);
+            onDense(loss);
+          }
+        : undefined;
+      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, this.params, early);
+      compactInto(this.spec, onDense ? grads.slice(0, FIRST_DENSE_PARAM) : grads, out);
       return loss;
     }
     const grads: Float32Array[] = [];
@@ -74,6 +84,7 @@ export class GradientComputer {
       return value.dataSync()[0];
     });
     compactInto(this.spec, grads, out);
+    onDense?.(loss);
     return loss;
   }
 

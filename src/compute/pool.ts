@@ -9,6 +9,9 @@ import type { GradDType } from '../reduce/float16.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit } from './types.js';
 
+// Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
+
 const THREAD_FILE = fileURLToPath(new URL('./thread.js', import.meta.url));
 
 /** What a pool's threads share with their owner. */
@@ -43,6 +46,7 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     slabCount: o.slab.count,
     slabSlots: o.slab.slots,
     gradDType: o.gradDType,
+    signals: new Int32Array(new SharedArrayBuffer(4 * o.slab.slots)),
   });
   await pool.ready();
   return pool;
@@ -51,9 +55,11 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
 export class ComputePool {
   private readonly piscina: Piscina;
   readonly threads: number;
+  private readonly signals: Int32Array;
 
   constructor(threads: number, init: ThreadInit) {
     this.threads = threads;
+    this.signals = init.signals;
     this.piscina = new Piscina({
       filename: THREAD_FILE,
       minThreads: threads,
@@ -71,7 +77,14 @@ export class ComputePool {
   }
 
   gradients(task: GradientTask): Promise<GradientReply> {
+    if (task.early) Atomics.store(this.signals, task.lo, 0);
     return this.piscina.run(task) as Promise<GradientReply>;
+  }
+
+  /** Resolves once the thread running the `early` task that starts at slot `lo` has raised its flag. */
+  async denseReady(lo: number): Promise<void> {
+    const wait = waitAsync(this.signals, lo, 0);
+    if (wait.async) await wait.value;
   }
 
   evaluate(task: EvalTask): Promise<EvalReply> {

@@ -3,7 +3,7 @@
 // the maximal subtrees of the range, all along the fixed reduction tree. Used by the
 // coordinator's own threads and by remote workers alike.
 import { splitEvenly } from '../reduce/partition.js';
-import { coverNodes, leaves, reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { coverNodes, leaves, reduceInPlace, wholeSlot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
 import type { RangeTask } from './types.js';
 
@@ -14,32 +14,51 @@ export interface RangeResult {
   computeMs: number;
 }
 
-export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask): Promise<RangeResult> {
+/**
+ * Sends the dense part of a range's sums ahead of the rest (remote workers): `onDense(nodes)` is
+ * called once values [split, width) of every node's slot, and its loss and count, are final;
+ * values [0, split) follow when computeRange resolves.
+ */
+export interface EarlyDense {
+  split: number;
+  onDense: (nodes: TreeNode[]) => void;
+}
+
+export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense): Promise<RangeResult> {
   const offsets = [0];
   for (const s of task.sizes) offsets.push(offsets[offsets.length - 1] + s);
   const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
-  const replies = await Promise.all(
-    parts.map(([a, b]) => {
-      const from = offsets[a - task.lo];
-      const to = offsets[b - task.lo];
-      return pool.gradients({
-        type: 'gradients',
-        weightsVersion: task.weightsVersion,
-        epoch: task.epoch,
-        microbatches: task.microbatches,
-        lo: a,
-        hi: b,
-        samples: task.samples.slice(from, to),
-        positions: task.positions.slice(from, to),
-        sizes: task.sizes.slice(a - task.lo, b - task.lo),
-        leavesOnly: task.leavesOnly,
-      });
-    }),
-  );
+  const inFlight = parts.map(([a, b]) => {
+    const from = offsets[a - task.lo];
+    const to = offsets[b - task.lo];
+    return pool.gradients({
+      type: 'gradients',
+      weightsVersion: task.weightsVersion,
+      epoch: task.epoch,
+      microbatches: task.microbatches,
+      lo: a,
+      hi: b,
+      samples: task.samples.slice(from, to),
+      positions: task.positions.slice(from, to),
+      sizes: task.sizes.slice(a - task.lo, b - task.lo),
+      leavesOnly: task.leavesOnly,
+      early: early !== undefined,
+    });
+  });
+  const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
+  // What each thread leaves summed: its own maximal subtrees.
+  const ready = new Set(parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b)).map(([lo, hi]) => `${lo}:${hi}`));
+  const isReady = (a: number, b: number): boolean => ready.has(`${a}:${b}`);
+  if (early) {
+    // A thread that fails before its flag is raised rejects here instead of leaving us waiting.
+    await Promise.all(parts.map(([a], i) => Promise.race([pool.denseReady(a), inFlight[i]])));
+    for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, isReady, { from: early.split, to: slab.width, totals: true });
+    early.onDense(nodes);
+  }
+  const replies = await Promise.all(inFlight);
   const computeMs = Math.max(...replies.map((r) => r.computeMs));
-  if (task.leavesOnly) return { nodes: leaves(task.lo, task.hi), computeMs };
-  const ready = new Set(replies.flatMap((r) => r.nodes.map(([lo, hi]) => `${lo}:${hi}`)));
-  const nodes = coverNodes(task.microbatches, task.lo, task.hi);
-  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => ready.has(`${a}:${b}`));
+  if (task.leavesOnly) return { nodes, computeMs };
+  const part = early ? { from: 0, to: early.split, totals: false } : wholeSlot(slab);
+  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, isReady, part);
   return { nodes, computeMs };
 }

@@ -3,8 +3,8 @@
 // gradient sums in the shared slab.
 import { workerData } from 'node:worker_threads';
 import { initBackend } from '../backend/select.js';
-import { modelSpec } from '../model/architectures.js';
-import { coverNodes, leaves, reduceInPlace, slot, type Slab } from '../reduce/ordered-sum.js';
+import { denseOffset, modelSpec } from '../model/architectures.js';
+import { coverNodes, leaves, reduceInPlace, slot, wholeSlot, type Slab, type SlotPart } from '../reduce/ordered-sum.js';
 import { roundToFloat16 } from '../reduce/float16.js';
 import { GradientComputer } from './gradients.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
@@ -15,6 +15,8 @@ const ready: Promise<GradientComputer> = (async () => {
   const spec = modelSpec(init.arch, init.activation);
   return new GradientComputer(spec, init.trainImages, init.trainLabels, init.seed, init.distort);
 })();
+const denseFrom = denseOffset(modelSpec(init.arch, init.activation));
+
 const slab: Slab = {
   width: init.weights.length,
   slots: init.slabSlots,
@@ -26,6 +28,18 @@ const slab: Slab = {
 function onGradientTask(computer: GradientComputer, task: GradientTask): GradientReply {
   const started = performance.now();
   computer.setWeights(init.weights, task.weightsVersion);
+  const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
+  const sum = (part: SlotPart): void => {
+    for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => b - a === 1, part);
+  };
+  // With `early`: the dense part of the sums goes out before the last convolutions' backward.
+  const onDense = (leaf: number, size: number) => (loss: number): void => {
+    slab.loss[leaf] = loss;
+    slab.count[leaf] = size;
+    sum({ from: denseFrom, to: slab.width, totals: true });
+    Atomics.store(init.signals, task.lo, 1);
+    Atomics.notify(init.signals, task.lo);
+  };
   let offset = 0;
   for (let leaf = task.lo; leaf < task.hi; leaf++) {
     const size = task.sizes[leaf - task.lo];
@@ -35,14 +49,17 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
       epoch: task.epoch,
     };
     const grad = slot(slab, leaf);
-    slab.loss[leaf] = computer.microbatchGradient(input, grad);
+    const last = task.early && leaf === task.hi - 1;
+    const loss = computer.microbatchGradient(input, grad, last ? onDense(leaf, size) : undefined);
+    if (!last) {
+      slab.loss[leaf] = loss;
+      slab.count[leaf] = size;
+    }
     if (init.gradDType === 'float16') roundToFloat16(grad);
-    slab.count[leaf] = size;
     offset += size;
   }
-  if (task.leavesOnly) return { type: 'gradients', nodes: leaves(task.lo, task.hi), computeMs: performance.now() - started };
-  const nodes = coverNodes(task.microbatches, task.lo, task.hi);
-  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => b - a === 1);
+  if (task.early) sum({ from: 0, to: denseFrom, totals: false });
+  else if (!task.leavesOnly) sum(wholeSlot(slab));
   return { type: 'gradients', nodes, computeMs: performance.now() - started };
 }
 

@@ -25,6 +25,8 @@ export interface ThreadInit {
   slabSlots: number;
   /** float16: every microbatch gradient is rounded to half precision before any sum. */
   gradDType: GradDType;
+  /** One flag per slab slot: a thread with an `early` task sets its task's `lo` flag to 1. */
+  signals: Int32Array;
 }
 
 /** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */
@@ -48,6 +50,12 @@ export interface RangeTask {
 /** Compute the gradient sums of microbatches [lo,hi) of a step and leave them in the slab. */
 export interface GradientTask extends RangeTask {
   type: 'gradients';
+  /**
+   * Sum the dense layers' part of the subtrees (and their losses and counts) as soon as the last
+   * microbatch's dense gradients are final, then raise `signals[lo]` (Atomics.notify) before the
+   * convolutions' backward pass; their part is summed at the end. Not with leavesOnly.
+   */
+  early?: boolean;
 }
 
 export interface GradientReply {

@@ -30,6 +30,9 @@ export enum RemoteState {
 interface Pending {
   step: number;
   expected: Map<string, { node: TreeNode; examples: number }>;
+  /** Parameter ranges [from, to) received so far, per subtree. */
+  parts: Map<string, [number, number][]>;
+  /** Subtrees whose every parameter has come. */
   received: Set<string>;
   resolve: (r: RangeResult) => void;
   reject: (e: Error) => void;
@@ -133,7 +136,7 @@ export class RemoteWorker implements Participant {
       });
     }
     return new Promise<RangeResult>((resolve, reject) => {
-      this.pending = { step: work.globalStep, expected, received: new Set(), resolve, reject };
+      this.pending = { step: work.globalStep, expected, parts: new Map(), received: new Set(), resolve, reject };
       this.state = RemoteState.BUSY;
       if (this.sentVersion !== work.globalStep) {
         const { frame, sent } = this.opts.weightsFrame(work.globalStep);
@@ -246,7 +249,10 @@ export class RemoteWorker implements Participant {
     }
   }
 
-  /** Validates a subtree sum and writes it into the slab; resolves the step when all have come. */
+  /**
+   * Validates a subtree sum, or a part of one, and writes it into the slab; resolves the step when
+   * every subtree has come whole.
+   */
   private onResult(msg: ResultMessage): void {
     const p = this.pending;
     if (!p || msg.step !== p.step) {
@@ -260,13 +266,17 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `result for subtree [${msg.lo},${msg.hi}) that was not assigned`);
       return;
     }
-    if (p.received.has(key)) {
-      this.opts.onViolation('duplicate_result'); // the first valid result won
+    const slab = this.opts.slab;
+    const from = msg.offset;
+    const to = msg.offset + msg.gradient.length;
+    if (msg.gradient.length === 0 || to > slab.width) {
+      this.opts.onViolation('bad_result_shape');
+      this.close(CLOSE_BAD_MESSAGE, `gradient values [${from},${to}) are not inside the model's ${slab.width}`);
       return;
     }
-    if (msg.gradient.length !== this.opts.slab.width) {
-      this.opts.onViolation('bad_result_shape');
-      this.close(CLOSE_BAD_MESSAGE, `gradient has ${msg.gradient.length} values, the model has ${this.opts.slab.width}`);
+    const parts = p.parts.get(key) ?? [];
+    if (parts.some(([a, b]) => from < b && a < to)) {
+      this.opts.onViolation('duplicate_result'); // the first valid value of a parameter won
       return;
     }
     if (msg.examples !== want.examples) {
@@ -279,11 +289,17 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `non-finite values in the result for [${msg.lo},${msg.hi})`);
       return;
     }
-    const slab = this.opts.slab;
-    slot(slab, msg.lo).set(msg.gradient);
+    if (parts.length > 0 && slab.loss[msg.lo] !== msg.lossSum) {
+      this.opts.onViolation('inconsistent_result');
+      this.close(CLOSE_BAD_MESSAGE, `parts of the result for [${msg.lo},${msg.hi}) disagree on its loss`);
+      return;
+    }
+    slot(slab, msg.lo).set(msg.gradient, from);
     slab.loss[msg.lo] = msg.lossSum;
     slab.count[msg.lo] = msg.examples;
-    p.received.add(key);
+    parts.push([from, to]);
+    p.parts.set(key, parts);
+    if (parts.reduce((n, [a, b]) => n + b - a, 0) === slab.width) p.received.add(key);
     if (p.received.size === p.expected.size) {
       this.pending = undefined;
       this.state = RemoteState.ACTIVE;

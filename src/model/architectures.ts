@@ -100,3 +100,18 @@ export function modelSpec(arch: ArchName, activation: Activation = 'relu'): Mode
   }
   return { arch, activation, params, size: params.reduce((a, p) => a + p.size, 0) };
 }
+
+/**
+ * Where the dense layers' parameters start in the flat weights (the convolutions' come first).
+ * Their gradients are final before the backward pass reaches the convolutions, and they are 96%
+ * of LeNet-5's parameters, so a remote worker sends them first (see compute/range.ts).
+ */
+export function denseOffset(spec: ModelSpec): number {
+  let offset = 0;
+  for (const p of spec.params) {
+    if (p.shape.length === 2) return offset;
+    offset += p.size;
+  }
+  return spec.size;
+}
+

@@ -46,16 +46,20 @@ export function expandWeights(spec: ModelSpec, flat: Float32Array): Float32Array
   return out;
 }
 
-/** Writes full-size per-parameter arrays (e.g. gradients) into `flat`, dropping masked entries. */
-export function compactInto(spec: ModelSpec, full: Float32Array[], flat: Float32Array): void {
+/**
+ * Writes full-size per-parameter arrays (e.g. gradients) into `flat`, dropping masked entries.
+ * `full[i]` belongs to parameter `first + i`; the parameters not given are left as they are.
+ */
+export function compactInto(spec: ModelSpec, full: Float32Array[], flat: Float32Array, first = 0): void {
   let offset = 0;
-  spec.params.forEach((p, idx) => {
-    const src = full[idx];
+  for (let idx = 0; idx < first; idx++) offset += spec.params[idx].size;
+  full.forEach((src, i) => {
+    const p = spec.params[first + i];
     if (!p.mask) {
       flat.set(src, offset);
     } else {
       let k = offset;
-      for (let i = 0; i < src.length; i++) if (p.mask[i]) flat[k++] = src[i];
+      for (let j = 0; j < src.length; j++) if (p.mask[j]) flat[k++] = src[j];
     }
     offset += p.size;
   });

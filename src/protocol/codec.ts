@@ -182,7 +182,8 @@ export function encodeTensorFrame(
   const bodyBytes =
     msg.type === 'weights'
       ? u32Field(msg.version) + lenField(tensorBytes)
-      : u32Field(msg.step) + u32Field(msg.lo) + u32Field(msg.hi) + u32Field(msg.examples) + f64Field(msg.lossSum) + lenField(tensorBytes) + f64Field(msg.computeMs);
+      : u32Field(msg.step) + u32Field(msg.lo) + u32Field(msg.hi) + u32Field(msg.examples) + f64Field(msg.lossSum) + lenField(tensorBytes) + f64Field(msg.computeMs) +
+        u32Field(msg.offset);
   const body = msg.type === 'weights' ? BODY_WEIGHTS : BODY_RESULT;
   const total = u32Field(PROTOCOL_VERSION) + varintBytes((body << 3) | WIRE_LEN) + varintBytes(bodyBytes) + bodyBytes;
 
@@ -191,7 +192,7 @@ export function encodeTensorFrame(
   if (msg.type === 'weights') w.u32(1, msg.version).len(2, tensorBytes);
   else w.u32(1, msg.step).u32(2, msg.lo).u32(3, msg.hi).u32(4, msg.examples).f64(5, msg.lossSum).len(6, tensorBytes);
   w.len(1, varintBytes(values.length)).varint(values.length).u32(2, dtype).bytes(3, data);
-  if (msg.type === 'result') w.f64(7, msg.computeMs);
+  if (msg.type === 'result') w.f64(7, msg.computeMs).u32(8, msg.offset);
   if (w.pos !== total) throw new Error(`tensor frame: wrote ${w.pos} bytes, sized ${total}`);
   return w.buf;
 }
@@ -262,6 +263,7 @@ function fromWire(w: Wire, into?: Float32Array): Message {
         hi: u32(b.hi),
         examples: u32(b.examples),
         lossSum: typeof b.lossSum === 'number' ? b.lossSum : NaN,
+        offset: u32(b.offset),
         gradient: decodeTensor(b.gradient as WireTensor, 'result', into),
         computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
       };

@@ -3,7 +3,8 @@
 import type { RangeTask } from '../compute/types.js';
 import type { GradDType } from '../reduce/float16.js';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: results may come in parts (GradientResult.offset). */
+export const PROTOCOL_VERSION = 2;
 
 export enum RejectReason {
   UNSPECIFIED = 0,
@@ -78,6 +79,8 @@ export interface ResultMessage {
   hi: number;
   examples: number;
   lossSum: number;
+  /** Values [offset, offset + gradient.length) of the subtree's sum; the parts of a subtree cover it once. */
+  offset: number;
   gradient: Float32Array;
   computeMs: number;
 }

@@ -66,20 +66,34 @@ export function slot(slab: Slab, i: number): Float32Array {
 }
 
 /**
+ * Which part of a slot a reduction covers: gradient values [from,to), and whether the loss sums
+ * and example counts come along. A sum taken in parts is the same bits as one taken whole: every
+ * value is added along the same tree either way.
+ */
+export interface SlotPart {
+  from: number;
+  to: number;
+  totals: boolean;
+}
+
+export const wholeSlot = (slab: Slab): SlotPart => ({ from: 0, to: slab.width, totals: true });
+
+/**
  * Makes slot lo hold node [lo,hi)'s sum, computing missing nodes from their children.
  * `ready(lo,hi)` tells whether a node's value is already in slot lo; every leaf must be ready.
+ * With `part`, only that part of each slot is summed (ready() must then describe that part).
  */
-export function reduceInPlace(slab: Slab, lo: number, hi: number, ready: (lo: number, hi: number) => boolean): void {
+export function reduceInPlace(slab: Slab, lo: number, hi: number, ready: (lo: number, hi: number) => boolean, part: SlotPart = wholeSlot(slab)): void {
   if (ready(lo, hi)) return;
   if (hi - lo === 1) throw new Error(`reduceInPlace: leaf ${lo} has no value`);
   const mid = splitPoint(lo, hi);
-  reduceInPlace(slab, lo, mid, ready);
-  reduceInPlace(slab, mid, hi, ready);
-  const w = slab.width;
+  reduceInPlace(slab, lo, mid, ready, part);
+  reduceInPlace(slab, mid, hi, ready, part);
   const g = slab.grads;
-  const left = lo * w;
-  const right = mid * w;
-  for (let i = 0; i < w; i++) g[left + i] += g[right + i];
+  const left = lo * slab.width;
+  const right = mid * slab.width;
+  for (let i = part.from; i < part.to; i++) g[left + i] += g[right + i];
+  if (!part.totals) return;
   slab.loss[lo] += slab.loss[mid];
   slab.count[lo] += slab.count[mid];
 }

@@ -15,10 +15,10 @@ import { IMAGE_PIXELS, MAX_FRAME_BYTES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, 
 import { LenetError } from '../errors.js';
 import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
-import { modelSpec, type Activation, type ArchName } from '../model/architectures.js';
+import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { startPool, type ComputePool } from '../compute/pool.js';
 import { computeRange } from '../compute/range.js';
-import { createSharedSlab, slot, type Slab } from '../reduce/ordered-sum.js';
+import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
@@ -71,6 +71,8 @@ interface Session {
   weightsVersion: number;
   images: Uint8Array;
   labels: Uint8Array;
+  /** Where the dense layers' part of a result starts. */
+  denseFrom: number;
 }
 
 function sameRun(a: RunConfigMessage, b: RunConfigMessage): boolean {
@@ -278,7 +280,7 @@ export class RemoteWorkerProcess {
       slab,
       gradDType: config.gradDType,
     });
-    this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels };
+    this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels, denseFrom: denseOffset(spec) };
     this.inbox = { values: new Float32Array(spec.size), waiting: false };
   }
 
@@ -303,8 +305,9 @@ export class RemoteWorkerProcess {
         s.labels[index] = a.labels[i];
       });
     }
-    const result = await computeRange(s.pool, s.slab, { ...a, leavesOnly: s.config.gradDType === 'float16' });
-    for (const [lo, hi] of result.nodes) {
+    // float32 sums go out in two parts: the dense layers' (96% of the bytes) while the threads
+    // still run the convolutions' backward pass, then the convolutions'. float16 goes per leaf.
+    const sendPart = (lo: number, hi: number, from: number, to: number, computeMs: number): void =>
       send({
         type: 'result',
         step: a.step,
@@ -312,9 +315,15 @@ export class RemoteWorkerProcess {
         hi,
         examples: s.slab.count[lo],
         lossSum: s.slab.loss[lo],
-        gradient: slot(s.slab, lo),
-        computeMs: result.computeMs,
+        offset: from,
+        gradient: slot(s.slab, lo).subarray(from, to),
+        computeMs,
       });
-    }
+    const leavesOnly = s.config.gradDType === 'float16';
+    const early = leavesOnly
+      ? undefined
+      : { split: s.denseFrom, onDense: (nodes: TreeNode[]) => nodes.forEach(([lo, hi]) => sendPart(lo, hi, s.denseFrom, s.slab.width, 0)) };
+    const result = await computeRange(s.pool, s.slab, { ...a, leavesOnly }, early);
+    for (const [lo, hi] of result.nodes) sendPart(lo, hi, 0, early ? s.denseFrom : s.slab.width, result.computeMs);
   }
 }

@@ -55,6 +55,6 @@ describe('fuzzing the coordinator', () => {
     expect(stats.poisoned).toBeGreaterThan(0); // the attacker did get real assignments and answered them with poison
     expect(digests(metrics)).toEqual(digests(refMetrics));
     expect(rssMax - rssBefore).toBeLessThan(300);
-    expect(result.stdout).toMatch(/non-finite values|was not assigned|gradient has 17 values/);
+    expect(result.stdout).toMatch(/non-finite values|was not assigned/);
   }, 300_000);
 });

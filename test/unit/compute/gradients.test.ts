@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../src/backend/select.js';
 import { GradientComputer } from '../../../src/compute/gradients.js';
 import { loadMnist, type Mnist } from '../../../src/data/mnist.js';
-import { modelSpec, type ArchName } from '../../../src/model/architectures.js';
+import { denseOffset, modelSpec, type ArchName } from '../../../src/model/architectures.js';
 import { initWeights } from '../../../src/model/weights.js';
 
 let mnist: Mnist;
@@ -66,6 +66,29 @@ describe('GradientComputer', () => {
         expect(results[0].grad.some((g) => g !== 0)).toBe(true);
       });
     }
+  }
+
+  // A remote worker sends the dense layers' part of a sum while the convolutions' backward runs.
+  for (const tape of [false, true]) {
+    it(`calls onDense once the dense part is final${tape ? ' (at the end on the tape)' : ', before the convolutions\' part is written'}`, () => {
+      tf.setBackend('wasm');
+      const spec = modelSpec('lenet5');
+      const split = denseOffset(spec);
+      const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, false, tape);
+      computer.setWeights(initWeights(spec, 3), 0);
+      const plain = new Float32Array(spec.size);
+      const plainLoss = computer.microbatchGradient(input, plain);
+      const grad = new Float32Array(spec.size).fill(NaN);
+      const seen: { loss: number; dense: Float32Array; convWritten: boolean }[] = [];
+      const loss = computer.microbatchGradient(input, grad, (l) => seen.push({ loss: l, dense: grad.slice(split), convWritten: !Number.isNaN(grad[0]) }));
+      computer.dispose();
+      expect(seen).toHaveLength(1);
+      expect(seen[0].loss).toBe(plainLoss);
+      expect(loss).toBe(plainLoss);
+      expect(Buffer.from(seen[0].dense.buffer).equals(Buffer.from(plain.slice(split).buffer))).toBe(true);
+      expect(seen[0].convWritten).toBe(tape);
+      expect(Buffer.from(grad.buffer).equals(Buffer.from(plain.buffer))).toBe(true);
+    });
   }
 
   it('is bit-for-bit repeatable on wasm', () => {

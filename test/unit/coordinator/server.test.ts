@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoordinatorServer } from '../../../src/coordinator/server.js';
 import { authProof } from '../../../src/protocol/auth.js';
 import { decode, encode } from '../../../src/protocol/codec.js';
-import { RejectReason, type HelloMessage, type Message } from '../../../src/protocol/messages.js';
+import { PROTOCOL_VERSION, RejectReason, type HelloMessage, type Message } from '../../../src/protocol/messages.js';
 
 const DATASET = 'ab'.repeat(32);
 const joined: HelloMessage[] = [];
@@ -98,7 +98,7 @@ describe('coordinator handshake', () => {
     const root = protobuf.loadSync(new URL('../../../proto/lenet.proto', import.meta.url).pathname);
     const Envelope = root.lookupType('lenet.v1.Envelope');
     const { answer } = await handshake((nonce) =>
-      Envelope.encode(Envelope.create({ protocolVersion: 2, hello: { backend: 'wasm', threads: 1, authProof: authProof('s3cret', nonce) } })).finish(),
+      Envelope.encode(Envelope.create({ protocolVersion: PROTOCOL_VERSION + 1, hello: { backend: 'wasm', threads: 1, authProof: authProof('s3cret', nonce) } })).finish(),
     );
     expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.PROTOCOL_VERSION });
   });

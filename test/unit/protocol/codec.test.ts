@@ -31,7 +31,8 @@ const SAMPLES: Message[] = [
     pixels: new Uint8Array(4 * 784).fill(3),
     labels: Uint8Array.from([1, 2, 3, 4]),
   },
-  { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, gradient: grad, computeMs: 17.25 },
+  { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, offset: 0, gradient: grad, computeMs: 17.25 },
+  { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, offset: 1672, gradient: grad, computeMs: 17.25 },
   { type: 'ready', threads: 2 },
   { type: 'heartbeat', sentAtMs: 1764300000123 },
   { type: 'goodbye', reason: 'run complete', runComplete: true },
@@ -82,7 +83,7 @@ describe('hand-written tensor frames', () => {
     const body =
       msg.type === 'weights'
         ? { weights: { version: msg.version, values: tensor(msg.values, false) } }
-        : { result: { step: msg.step, lo: msg.lo, hi: msg.hi, examples: msg.examples, lossSum: msg.lossSum, gradient: tensor(msg.gradient, half), computeMs: msg.computeMs } };
+        : { result: { step: msg.step, lo: msg.lo, hi: msg.hi, examples: msg.examples, lossSum: msg.lossSum, gradient: tensor(msg.gradient, half), computeMs: msg.computeMs, offset: msg.offset } };
     return Envelope.encode(Envelope.create({ protocolVersion: PROTOCOL_VERSION, ...body })).finish();
   };
   // Sizes and numbers that take 1 to 5 varint bytes; zeros (left out) and -0 (kept) included.
@@ -92,10 +93,10 @@ describe('hand-written tensor frames', () => {
     { type: 'weights', version: 1, values: new Float32Array(0) },
     { type: 'weights', version: 12, values: grad },
     { type: 'weights', version: 2 ** 32 - 1, values: big },
-    { type: 'result', step: 0, lo: 0, hi: 1, examples: 0, lossSum: 0, gradient: new Float32Array(3), computeMs: 0 },
-    { type: 'result', step: 1, lo: 0, hi: 1, examples: 1, lossSum: -0, gradient: new Float32Array(3), computeMs: -0 },
-    { type: 'result', step: 300_000, lo: 127, hi: 128, examples: 16_384, lossSum: -1.5e300, gradient: big, computeMs: 17.25 },
-    { type: 'result', step: 2 ** 28, lo: 2, hi: 4, examples: 64, lossSum: 12.5, gradient: grad, computeMs: 1e-9 },
+    { type: 'result', step: 0, lo: 0, hi: 1, examples: 0, lossSum: 0, offset: 0, gradient: new Float32Array(3), computeMs: 0 },
+    { type: 'result', step: 1, lo: 0, hi: 1, examples: 1, lossSum: -0, offset: 1, gradient: new Float32Array(3), computeMs: -0 },
+    { type: 'result', step: 300_000, lo: 127, hi: 128, examples: 16_384, lossSum: -1.5e300, offset: 1672, gradient: big, computeMs: 17.25 },
+    { type: 'result', step: 2 ** 28, lo: 2, hi: 4, examples: 64, lossSum: 12.5, offset: 2 ** 31, gradient: grad, computeMs: 1e-9 },
   ];
 
   it('are byte for byte what protobufjs writes, in float32 and float16', () => {
@@ -110,7 +111,7 @@ describe('hand-written tensor frames', () => {
   it('read from shared memory and write into a larger reused buffer as a prefix of it', () => {
     const shared = new Float32Array(new SharedArrayBuffer(big.byteLength));
     shared.set(big);
-    const msg = { type: 'result' as const, step: 9, lo: 0, hi: 2, examples: 64, lossSum: 3, gradient: shared, computeMs: 2 };
+    const msg = { type: 'result' as const, step: 9, lo: 0, hi: 2, examples: 64, lossSum: 3, offset: 0, gradient: shared, computeMs: 2 };
     const reused = new Uint8Array(400_000).fill(0xee);
     const frame = encodeTensorFrame(msg, 'float32', (bytes) => {
       expect(bytes).toBeLessThanOrEqual(reused.length);
@@ -158,19 +159,19 @@ describe('codec validation', () => {
 
   it('rejects tensors whose bytes do not match their shape or dtype', () => {
     const tensor = (shape: number[], dtype: number, bytes: number): Record<string, unknown> => ({ shape, dtype, data: new Uint8Array(bytes) });
-    rejects(raw({ protocolVersion: 1, weights: { version: 1, values: tensor([10], 1, 39) } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: 1, weights: { version: 1, values: tensor([10], 7, 40) } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: 1, weights: { version: 1, values: tensor([2, 5], 1, 40) } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: 1, weights: { version: 1 } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, weights: { version: 1, values: tensor([10], 1, 39) } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, weights: { version: 1, values: tensor([10], 7, 40) } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, weights: { version: 1, values: tensor([2, 5], 1, 40) } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, weights: { version: 1 } }), 'LENET_ERR_BAD_FRAME');
   });
 
   it('rejects assignments whose ranges and arrays disagree', () => {
     const base = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 4, lo: 0, hi: 2, samples: [1, 2], positions: [0, 1], sizes: [1, 1] };
-    expect(decode(raw({ protocolVersion: 1, assignment: base })).type).toBe('assignment');
-    rejects(raw({ protocolVersion: 1, assignment: { ...base, hi: 5 } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: 1, assignment: { ...base, sizes: [1] } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: 1, assignment: { ...base, samples: [1] } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: 1, assignment: { ...base, pixels: new Uint8Array(10) } }), 'LENET_ERR_BAD_FRAME');
+    expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, assignment: base })).type).toBe('assignment');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, hi: 5 } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, sizes: [1] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, samples: [1] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, pixels: new Uint8Array(10) } }), 'LENET_ERR_BAD_FRAME');
   });
 });
 
@@ -182,7 +183,7 @@ describe('float16 gradients', () => {
     const once = g.slice();
     roundToFloat16(g);
     expect(g).toEqual(once); // idempotent
-    const msg = { type: 'result' as const, step: 1, lo: 0, hi: 1, examples: 1, lossSum: 1, gradient: g, computeMs: 0 };
+    const msg = { type: 'result' as const, step: 1, lo: 0, hi: 1, examples: 1, lossSum: 1, offset: 0, gradient: g, computeMs: 0 };
     const back = decode(encode(msg, 'float16')) as Extract<Message, { type: 'result' }>;
     expect(back.gradient).toEqual(g);
   });

@@ -66,4 +66,31 @@ describe('reduceInPlace', () => {
     for (const v of values) for (let j = 0; j < naive.length; j++) naive[j] += v[j];
     expect(naive).not.toEqual(tree);
   });
+
+  it('gives the same bits summed in two parts of each slot (a worker\'s early dense part) as whole', () => {
+    const n = 6;
+    const width = 300;
+    const split = 37;
+    const fill = (): ReturnType<typeof createSharedSlab> => {
+      const slab = createSharedSlab(width, n);
+      for (let i = 0; i < n; i++) {
+        slot(slab, i).set(Float32Array.from({ length: width }, (_, j) => Math.fround(Math.sin(i * 31 + j) * 10 ** ((j % 7) - 3))));
+        slab.loss[i] = i + 0.5;
+        slab.count[i] = i + 1;
+      }
+      return slab;
+    };
+    const leaf = (a: number, b: number): boolean => b - a === 1;
+    const whole = fill();
+    reduceInPlace(whole, 0, n, leaf);
+    const parts = fill();
+    reduceInPlace(parts, 0, n, leaf, { from: split, to: width, totals: true });
+    expect(parts.count[0]).toBe(whole.count[0]);
+    expect(parts.loss[0]).toBe(whole.loss[0]);
+    expect(slot(parts, 0).subarray(split)).toEqual(slot(whole, 0).subarray(split));
+    expect(slot(parts, 0).subarray(0, split)).not.toEqual(slot(whole, 0).subarray(0, split)); // not summed yet
+    reduceInPlace(parts, 0, n, leaf, { from: 0, to: split, totals: false });
+    expect(Buffer.from(slot(parts, 0).slice().buffer).equals(Buffer.from(slot(whole, 0).slice().buffer))).toBe(true);
+    expect(parts.loss[0]).toBe(whole.loss[0]); // totals were added once
+  });
 });

@@ -1,0 +1,110 @@
+// The coordinator's side of a remote worker: assembling a subtree's sum from the parts a worker
+// sends (the dense layers' part early, the convolutions' after), and refusing parts that do not fit.
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RemoteWorker } from '../../../src/coordinator/remote-worker.js';
+import type { StepWork } from '../../../src/coordinator/participants.js';
+import { encode } from '../../../src/protocol/codec.js';
+import { createSharedSlab, slot } from '../../../src/reduce/ordered-sum.js';
+
+const WIDTH = 10;
+
+class FakeSocket extends EventEmitter {
+  readonly OPEN = 1;
+  readyState = 1;
+  sent: Uint8Array[] = [];
+  closed: { code: number; reason: string } | undefined;
+  send(frame: Uint8Array, _opts: unknown, cb?: () => void): void {
+    this.sent.push(frame);
+    cb?.();
+  }
+  close(code: number, reason: string): void {
+    this.closed = { code, reason };
+    this.readyState = 3;
+  }
+  frame(msg: Parameters<typeof encode>[0]): void {
+    this.emit('message', Buffer.from(encode(msg)), true);
+  }
+}
+
+const workers: RemoteWorker[] = [];
+/** compute() sends its assignment after earlier ranges: a turn of the event loop. */
+const sentAssignment = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+afterEach(() => workers.splice(0).forEach((w) => w.close(1000, 'test over')));
+
+function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[] } {
+  const ws = new FakeSocket();
+  const slab = createSharedSlab(WIDTH, 2);
+  const violations: string[] = [];
+  const worker = new RemoteWorker(ws as never, {
+    workerId: 1,
+    name: 'w',
+    address: '127.0.0.1',
+    threads: 1,
+    sendPixels: false,
+    gradDType: 'float32',
+    slab,
+    data: undefined as never,
+    weightsFrame: () => ({ frame: new Uint8Array(1), sent: () => undefined }),
+    log: () => undefined,
+    onViolation: (reason) => violations.push(reason),
+    onReady: () => undefined,
+    onClose: () => undefined,
+  });
+  workers.push(worker);
+  ws.frame({ type: 'ready', threads: 1 });
+  return { ws, worker, slab, violations };
+}
+
+// Step 5: two microbatches of 2 samples, one subtree [0,2) of 4 examples.
+const work: StepWork = { globalStep: 5, epoch: 0, microbatches: 2, microbatch: 2, perm: Uint32Array.from([0, 1, 2, 3]), start: 0, count: 4 };
+const values = Float32Array.from({ length: WIDTH }, (_, i) => i + 0.25);
+const part = (from: number, to: number, lossSum = 3.5) =>
+  ({ type: 'result', step: 5, lo: 0, hi: 2, examples: 4, lossSum, offset: from, gradient: values.slice(from, to), computeMs: 1 }) as const;
+
+describe('RemoteWorker results in parts', () => {
+  it('assembles a subtree from parts in any order and resolves once every value has come', async () => {
+    const { ws, worker, slab, violations } = setUp();
+    let done = false;
+    const result = worker.compute(work, 0, 2).then((r) => ((done = true), r));
+    await sentAssignment();
+    ws.frame(part(6, WIDTH));
+    await Promise.resolve();
+    expect(done).toBe(false);
+    ws.frame(part(0, 6));
+    expect((await result).nodes).toEqual([[0, 2]]);
+    expect(Array.from(slot(slab, 0))).toEqual(Array.from(values));
+    expect([slab.loss[0], slab.count[0]]).toEqual([3.5, 4]);
+    expect(violations).toEqual([]);
+    expect(ws.closed).toBeUndefined();
+  });
+
+  it('ignores a part that overlaps one already taken (the first value won)', async () => {
+    const { ws, worker, slab, violations } = setUp();
+    const result = worker.compute(work, 0, 2);
+    await sentAssignment();
+    ws.frame(part(0, 6));
+    ws.frame({ ...part(4, 8), gradient: new Float32Array(4).fill(99) });
+    ws.frame(part(6, WIDTH));
+    await result;
+    expect(Array.from(slot(slab, 0))).toEqual(Array.from(values));
+    expect(violations).toEqual(['duplicate_result']);
+  });
+
+  it('disconnects a worker whose parts disagree on the loss, or reach past the model', async () => {
+    const a = setUp();
+    a.worker.compute(work, 0, 2).catch(() => undefined);
+    await sentAssignment();
+    a.ws.frame(part(0, 6));
+    a.ws.frame(part(6, WIDTH, 4.5));
+    expect(a.violations).toEqual(['inconsistent_result']);
+    expect(a.ws.closed?.reason).toMatch(/disagree on its loss/);
+
+    const b = setUp();
+    b.worker.compute(work, 0, 2).catch(() => undefined);
+    await sentAssignment();
+    b.ws.frame({ ...part(0, 6), offset: 6 });
+    expect(b.violations).toEqual(['bad_result_shape']);
+    expect(b.ws.closed?.reason).toMatch(/\[6,12\) are not inside the model's 10/);
+  });
+});
