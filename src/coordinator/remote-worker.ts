@@ -47,6 +47,11 @@ export interface RemoteWorkerOptions {
   gradDType: GradDType;
   slab: Slab;
   data: Mnist;
+  /**
+   * Where a result may be split in two parts (denseOffset of the model): a worker sends values
+   * [split, width) and [0, split) of a subtree's sum, or all of it at once.
+   */
+  partSplit: number;
   /** The weights of a version, encoded once and shared by all workers; call `sent` when written. */
   weightsFrame: (version: number) => { frame: Uint8Array; sent: () => void };
   log: Log;
@@ -269,9 +274,10 @@ export class RemoteWorker implements Participant {
     const slab = this.opts.slab;
     const from = msg.offset;
     const to = msg.offset + msg.gradient.length;
-    if (msg.gradient.length === 0 || to > slab.width) {
+    const split = this.opts.partSplit;
+    if (!(from === 0 && to === slab.width) && !(from === split && to === slab.width) && !(from === 0 && to === split)) {
       this.opts.onViolation('bad_result_shape');
-      this.close(CLOSE_BAD_MESSAGE, `gradient values [${from},${to}) are not inside the model's ${slab.width}`);
+      this.close(CLOSE_BAD_MESSAGE, `gradient values [${from},${to}) are neither all ${slab.width} values nor the part before or from ${split}`);
       return;
     }
     const parts = p.parts.get(key) ?? [];

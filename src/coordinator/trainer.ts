@@ -8,7 +8,7 @@ import { DEFAULT_PORT } from '../constants.js';
 import { initBackend, resolveBackend, threadsFor, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { batchRange, epochPermutation, stepsPerEpoch, type BatchPlan } from '../data/sampler.js';
-import { modelSpec, type ModelSpec } from '../model/architectures.js';
+import { denseOffset, modelSpec, type ModelSpec } from '../model/architectures.js';
 import { initWeights, weightsSha256 } from '../model/weights.js';
 import { createSharedSlab } from '../reduce/ordered-sum.js';
 import { startPool, type ComputePool } from '../compute/pool.js';
@@ -157,6 +157,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         sendPixels: info.sendPixels,
         gradDType: config.gradDType,
         slab,
+        partSplit: denseOffset(spec),
         data,
         weightsFrame: (version) => weightsFrame.take(version),
         log,

@@ -44,6 +44,7 @@ function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeo
     sendPixels: false,
     gradDType: 'float32',
     slab,
+    partSplit: 6,
     data: undefined as never,
     weightsFrame: () => ({ frame: new Uint8Array(1), sent: () => undefined }),
     log: () => undefined,
@@ -84,14 +85,14 @@ describe('RemoteWorker results in parts', () => {
     const result = worker.compute(work, 0, 2);
     await sentAssignment();
     ws.frame(part(0, 6));
-    ws.frame({ ...part(4, 8), gradient: new Float32Array(4).fill(99) });
+    ws.frame({ ...part(0, WIDTH), gradient: new Float32Array(WIDTH).fill(99) });
     ws.frame(part(6, WIDTH));
     await result;
     expect(Array.from(slot(slab, 0))).toEqual(Array.from(values));
     expect(violations).toEqual(['duplicate_result']);
   });
 
-  it('disconnects a worker whose parts disagree on the loss, or reach past the model', async () => {
+  it('disconnects a worker whose parts disagree on the loss, or are not the agreed parts', async () => {
     const a = setUp();
     a.worker.compute(work, 0, 2).catch(() => undefined);
     await sentAssignment();
@@ -105,6 +106,12 @@ describe('RemoteWorker results in parts', () => {
     await sentAssignment();
     b.ws.frame({ ...part(0, 6), offset: 6 });
     expect(b.violations).toEqual(['bad_result_shape']);
-    expect(b.ws.closed?.reason).toMatch(/\[6,12\) are not inside the model's 10/);
+    expect(b.ws.closed?.reason).toMatch(/\[6,12\) are neither all 10 values nor the part before or from 6/);
+
+    const c = setUp();
+    c.worker.compute(work, 0, 2).catch(() => undefined);
+    await sentAssignment();
+    c.ws.frame(part(0, 3)); // a part, but not one of the two agreed
+    expect(c.violations).toEqual(['bad_result_shape']);
   });
 });
