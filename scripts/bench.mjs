@@ -4,7 +4,8 @@
 // processes, one after another so they never share the CPU. Prints the median of --repeats runs.
 // Two reference figures bound what the ratios can reach on the machine at hand: two independent
 // 1-thread runs at the same time (the most any 2-thread run can get from its cores), and the
-// loopback round trip of a weights-sized frame each way (the floor under a remote step). The
+// loopback round trip of a weights-sized frame each way (what a remote step would pay for its two
+// frames if none of it overlapped compute; results now partly do). The
 // last two rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
 // cost per step is fixed, so there it weighs a quarter as much.
 //
