@@ -45,6 +45,8 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
       early: early !== undefined,
     });
   });
+  // Marked handled: if the early wait below throws, a thread failing later must not be unhandled.
+  for (const p of inFlight) p.catch(() => undefined);
   const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
   // What each thread leaves summed: its own maximal subtrees.
   const ready = new Set(parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b)).map(([lo, hi]) => `${lo}:${hi}`));

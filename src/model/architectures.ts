@@ -103,7 +103,7 @@ export function modelSpec(arch: ArchName, activation: Activation = 'relu'): Mode
 
 /**
  * Where the dense layers' parameters start in the flat weights (the convolutions' come first).
- * Their gradients are final before the backward pass reaches the convolutions, and they are 96%
+ * Their gradients are final before the backward pass reaches the convolutions, and they are 97%
  * of LeNet-5's parameters, so a remote worker sends them first (see compute/range.ts).
  */
 export function denseOffset(spec: ModelSpec): number {

@@ -305,7 +305,7 @@ export class RemoteWorkerProcess {
         s.labels[index] = a.labels[i];
       });
     }
-    // float32 sums go out in two parts: the dense layers' (96% of the bytes) while the threads
+    // float32 sums go out in two parts: the dense layers' (97% of the bytes) while the threads
     // still run the convolutions' backward pass, then the convolutions'. float16 goes per leaf.
     const sendPart = (lo: number, hi: number, from: number, to: number, computeMs: number): void =>
       send({
