@@ -74,12 +74,12 @@ export class DirectLenet5 {
   }
 
   /**
-   * The summed cross-entropy of the microbatch and its gradient with respect to `params` (the
-   * expanded parameter tensors, in ModelSpec order): the values forward + summedCrossEntropy
-   * under tf.valueAndGrads give.
+   * The summed cross-entropy of the microbatch and its gradient with respect to the expanded
+   * parameter tensors (`conv`: parameters 0..3, then `denseParams()`: 4..9, in ModelSpec order): the
+   * values forward + summedCrossEntropy under tf.valueAndGrads give.
    */
-  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, params: Tensor[], early?: DenseReady): { loss: number; grads: Float32Array[] } {
-    const [k1, b1, k2, b2, k3, b3, k4, b4, k5, b5] = params as TensorInfo[];
+  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, conv: Tensor[], denseParams: () => Tensor[], early?: DenseReady): { loss: number; grads: Float32Array[] } {
+    const [k1, b1, k2, b2] = conv as TensorInfo[];
     try {
       // ---- forward (forward.ts, lenet5) ----
       const x = this.upload(pixels, [n, 28, 28, 1]);
@@ -96,6 +96,8 @@ export class DirectLenet5 {
       const a2 = this.act(z2);
       const p2 = this.run('AvgPool', { x: a2 }, POOL);
       const flat = this.run('Reshape', { x: p2 }, { shape: [n, -1] });
+      // Asked for only now: on a remote worker they may still be arriving.
+      const [k3, b3, k4, b4, k5, b5] = denseParams() as TensorInfo[];
       const dense = (h: TensorInfo, k: TensorInfo, b: TensorInfo): TensorInfo =>
         this.run('Add', { a: this.run('BatchMatMul', { a: h, b: k }, { transposeA: false, transposeB: false }), b });
       const z3 = dense(flat, k3, b3);

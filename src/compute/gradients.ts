@@ -20,6 +20,8 @@ export interface MicrobatchInput {
 export class GradientComputer {
   private params: tf.Tensor[] = [];
   private version = -1;
+  /** The dense layers' weights of `version`, not loaded yet (see setWeights). */
+  private pendingDense: { flat: Float32Array; wait: () => void } | undefined;
   /** The tape-free path where it applies (lenet5 on wasm); it gives the tape's bits, faster. */
   private readonly direct: DirectLenet5 | undefined;
 
@@ -37,12 +39,30 @@ export class GradientComputer {
     }
   }
 
-  /** Loads weights into tensors unless `version` is already loaded. */
-  setWeights(flat: Float32Array, version: number): void {
+  /**
+   * Loads weights into tensors unless `version` is already loaded. With `awaitDense`, only the
+   * convolutions' are loaded now; the dense layers' are read from `flat` when first needed, after
+   * awaitDense() returns (a remote worker's threads start while those are still arriving).
+   */
+  setWeights(flat: Float32Array, version: number, awaitDense?: () => void): void {
     if (version === this.version) return;
     tf.dispose(this.params);
-    this.params = expandWeights(this.spec, flat).map((w, i) => tf.tensor(w, this.spec.params[i].shape, 'float32'));
+    const expanded = expandWeights(this.spec, flat);
+    this.params = (awaitDense ? expanded.slice(0, FIRST_DENSE_PARAM) : expanded).map((w, i) => tf.tensor(w, this.spec.params[i].shape, 'float32'));
+    this.pendingDense = awaitDense ? { flat, wait: awaitDense } : undefined;
     this.version = version;
+  }
+
+  /** Every parameter tensor, the dense layers' loaded first if they are still pending. */
+  private allParams(): tf.Tensor[] {
+    const pending = this.pendingDense;
+    if (pending) {
+      pending.wait();
+      this.pendingDense = undefined;
+      const dense = expandWeights(this.spec, pending.flat).slice(FIRST_DENSE_PARAM);
+      this.params = [...this.params, ...dense.map((w, i) => tf.tensor(w, this.spec.params[FIRST_DENSE_PARAM + i].shape, 'float32'))];
+    }
+    return this.params;
   }
 
   /**
@@ -70,7 +90,7 @@ export class GradientComputer {
             onDense(loss);
           }
         : undefined;
-      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, this.params, early);
+      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, this.params.slice(0, FIRST_DENSE_PARAM), () => this.allParams().slice(FIRST_DENSE_PARAM), early);
       compactInto(this.spec, onDense ? grads.slice(0, FIRST_DENSE_PARAM) : grads, out);
       return loss;
     }
@@ -79,7 +99,7 @@ export class GradientComputer {
       const x = tf.tensor4d(pixels, [n, 28, 28, 1]);
       const y = tf.tensor2d(oneHot, [n, NUM_CLASSES]);
       const lossFn = (...params: tf.Tensor[]): tf.Scalar => summedCrossEntropy(forward(this.spec, params, x), y);
-      const { value, grads: g } = tf.valueAndGrads(lossFn)(this.params);
+      const { value, grads: g } = tf.valueAndGrads(lossFn)(this.allParams());
       for (const t of g) grads.push(t.dataSync() as Float32Array);
       return value.dataSync()[0];
     });
@@ -98,7 +118,7 @@ export class GradientComputer {
       oneHot[i * NUM_CLASSES + labels[from + i]] = 1;
     }
     const { predicted, lossSum } = tf.tidy(() => {
-      const logits = forward(this.spec, this.params, tf.tensor4d(pixels, [n, 28, 28, 1]));
+      const logits = forward(this.spec, this.allParams(), tf.tensor4d(pixels, [n, 28, 28, 1]));
       const lossSum = summedCrossEntropy(logits, tf.tensor2d(oneHot, [n, NUM_CLASSES])).dataSync()[0];
       return { predicted: tf.argMax(logits, 1).dataSync(), lossSum };
     });
@@ -114,12 +134,13 @@ export class GradientComputer {
 
   /** Class probabilities [n,10] for pixels in [0,1] (n images of 784, concatenated). */
   predict(pixels: Float32Array, n: number): Float32Array {
-    return tf.tidy(() => tf.softmax(forward(this.spec, this.params, tf.tensor4d(pixels, [n, 28, 28, 1]))).dataSync() as Float32Array);
+    return tf.tidy(() => tf.softmax(forward(this.spec, this.allParams(), tf.tensor4d(pixels, [n, 28, 28, 1]))).dataSync() as Float32Array);
   }
 
   dispose(): void {
     tf.dispose(this.params);
     this.params = [];
+    this.pendingDense = undefined;
     this.version = -1;
   }
 }

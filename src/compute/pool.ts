@@ -26,6 +26,8 @@ export interface PoolOptions {
   weights: Float32Array;
   slab: Slab;
   gradDType: GradDType;
+  /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense). */
+  denseVersion?: Int32Array;
 }
 
 /** Starts a pool of `threads` and waits until every thread has its backend up. */
@@ -47,6 +49,7 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     slabSlots: o.slab.slots,
     gradDType: o.gradDType,
     signals: new Int32Array(new SharedArrayBuffer(4 * o.slab.slots)),
+    denseVersion: o.denseVersion ?? new Int32Array(new SharedArrayBuffer(4)),
   });
   await pool.ready();
   return pool;

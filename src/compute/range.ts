@@ -24,7 +24,8 @@ export interface EarlyDense {
   onDense: (nodes: TreeNode[]) => void;
 }
 
-export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense): Promise<RangeResult> {
+/** `awaitDense`: the dense layers' weights of the task's version may still be arriving (GradientTask). */
+export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false): Promise<RangeResult> {
   const offsets = [0];
   for (const s of task.sizes) offsets.push(offsets[offsets.length - 1] + s);
   const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
@@ -43,6 +44,7 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
       sizes: task.sizes.slice(a - task.lo, b - task.lo),
       leavesOnly: task.leavesOnly,
       early: early !== undefined,
+      awaitDense,
     });
   });
   // Marked handled: if the early wait below throws, a thread failing later must not be unhandled.

@@ -25,9 +25,18 @@ const slab: Slab = {
   count: init.slabCount,
 };
 
+/** Blocks until the dense layers' weights of `version` (or newer) are in place. */
+function awaitDense(version: number): void {
+  for (;;) {
+    const have = Atomics.load(init.denseVersion, 0);
+    if (have >= version) return;
+    Atomics.wait(init.denseVersion, 0, have, 1000);
+  }
+}
+
 function onGradientTask(computer: GradientComputer, task: GradientTask): GradientReply {
   const started = performance.now();
-  computer.setWeights(init.weights, task.weightsVersion);
+  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitDense(task.weightsVersion) : undefined);
   const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
   const sum = (part: SlotPart): void => {
     for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, (a, b) => b - a === 1, part);

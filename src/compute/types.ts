@@ -27,6 +27,8 @@ export interface ThreadInit {
   gradDType: GradDType;
   /** One flag per slab slot: a thread with an `early` task sets its task's `lo` flag to 1. */
   signals: Int32Array;
+  /** [0]: the newest version whose dense layers' weights are in `weights` (awaitDense tasks). */
+  denseVersion: Int32Array;
 }
 
 /** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */
@@ -56,6 +58,11 @@ export interface GradientTask extends RangeTask {
    * convolutions' backward pass; their part is summed at the end. Not with leavesOnly.
    */
   early?: boolean;
+  /**
+   * The dense layers' weights may still be arriving (remote workers): start on the convolutions
+   * and wait for `denseVersion[0] >= weightsVersion` before the dense layers.
+   */
+  awaitDense?: boolean;
 }
 
 export interface GradientReply {

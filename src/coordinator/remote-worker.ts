@@ -10,6 +10,7 @@ import type { WebSocket } from 'ws';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../constants.js';
 import type { Mnist } from '../data/mnist.js';
 import { decode, encode } from '../protocol/codec.js';
+import type { SharedFrame } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
 import type { Message, ResultMessage } from '../protocol/messages.js';
 import type { GradDType } from '../reduce/float16.js';
@@ -52,8 +53,11 @@ export interface RemoteWorkerOptions {
    * [split, width) and [0, split) of a subtree's sum, or all of it at once.
    */
   partSplit: number;
-  /** The weights of a version, encoded once and shared by all workers; call `sent` when written. */
-  weightsFrame: (version: number) => { frame: Uint8Array; sent: () => void };
+  /**
+   * The weights of a version in two parts, the convolutions' and the dense layers', encoded once
+   * and shared by all workers; call `sent` when written.
+   */
+  weightsFrames: (version: number) => [conv: SharedFrame, dense: SharedFrame];
   log: Log;
   /** A frame from this worker was refused (for /metrics), with a short reason. */
   onViolation: (reason: string) => void;
@@ -143,14 +147,13 @@ export class RemoteWorker implements Participant {
     return new Promise<RangeResult>((resolve, reject) => {
       this.pending = { step: work.globalStep, expected, parts: new Map(), received: new Set(), resolve, reject };
       this.state = RemoteState.BUSY;
-      if (this.sentVersion !== work.globalStep) {
-        const { frame, sent } = this.opts.weightsFrame(work.globalStep);
-        this.send(frame, sent);
-        this.sentVersion = work.globalStep;
-      }
-      this.send(
-        encode({ type: 'assignment', step: work.globalStep, ...task, pixels, labels }),
-      );
+      // The convolutions' weights, the assignment, then the dense layers' weights: the worker's
+      // threads start the forward pass while the larger part is still on its way.
+      const weights = this.sentVersion !== work.globalStep ? this.opts.weightsFrames(work.globalStep) : undefined;
+      this.sentVersion = work.globalStep;
+      if (weights) this.send(weights[0].frame, weights[0].sent);
+      this.send(encode({ type: 'assignment', step: work.globalStep, ...task, pixels, labels }));
+      if (weights) this.send(weights[1].frame, weights[1].sent);
     });
   }
 

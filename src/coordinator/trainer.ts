@@ -121,8 +121,13 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
     membership.add(new LocalParticipant(pool, slab));
   }
-  // The weights of each version are encoded once, into reused memory, for every worker.
-  const weightsFrame = new VersionedFrame((version, alloc) => encodeTensorFrame({ type: 'weights', version, values: weights }, 'float32', alloc));
+  // The weights of each version are encoded once, into reused memory, for every worker, in two
+  // parts: the convolutions' go before the assignment, the dense layers' after it.
+  const split = denseOffset(spec);
+  const weightsPart = (from: number, to: number): VersionedFrame =>
+    new VersionedFrame((version, alloc) => encodeTensorFrame({ type: 'weights', version, offset: from, values: weights.subarray(from, to) }, 'float32', alloc));
+  const convWeights = weightsPart(0, split);
+  const denseWeights = weightsPart(split, spec.size);
   const remotes = new Set<RemoteWorker>();
   const state = new RunState();
   state.participants = () => [...membership.seen.values()].map((p) => p.view());
@@ -157,9 +162,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         sendPixels: info.sendPixels,
         gradDType: config.gradDType,
         slab,
-        partSplit: denseOffset(spec),
+        partSplit: split,
         data,
-        weightsFrame: (version) => weightsFrame.take(version),
+        weightsFrames: (version) => [convWeights.take(version), denseWeights.take(version)],
         log,
         onViolation: (reason) => state.reject(reason),
         onReady: (w) => {

@@ -181,7 +181,7 @@ export function encodeTensorFrame(
   const tensorBytes = lenField(varintBytes(values.length)) + u32Field(dtype) + (data.length > 0 ? lenField(data.length) : 0);
   const bodyBytes =
     msg.type === 'weights'
-      ? u32Field(msg.version) + lenField(tensorBytes)
+      ? u32Field(msg.version) + lenField(tensorBytes) + u32Field(msg.offset)
       : u32Field(msg.step) + u32Field(msg.lo) + u32Field(msg.hi) + u32Field(msg.examples) + f64Field(msg.lossSum) + lenField(tensorBytes) + f64Field(msg.computeMs) +
         u32Field(msg.offset);
   const body = msg.type === 'weights' ? BODY_WEIGHTS : BODY_RESULT;
@@ -192,7 +192,8 @@ export function encodeTensorFrame(
   if (msg.type === 'weights') w.u32(1, msg.version).len(2, tensorBytes);
   else w.u32(1, msg.step).u32(2, msg.lo).u32(3, msg.hi).u32(4, msg.examples).f64(5, msg.lossSum).len(6, tensorBytes);
   w.len(1, varintBytes(values.length)).varint(values.length).u32(2, dtype).bytes(3, data);
-  if (msg.type === 'result') w.f64(7, msg.computeMs).u32(8, msg.offset);
+  if (msg.type === 'weights') w.u32(3, msg.offset);
+  else w.f64(7, msg.computeMs).u32(8, msg.offset);
   if (w.pos !== total) throw new Error(`tensor frame: wrote ${w.pos} bytes, sized ${total}`);
   return w.buf;
 }
@@ -202,7 +203,18 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 // protobufjs hands over Buffers; expose plain Uint8Array views of the same memory.
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0));
 
-function fromWire(w: Wire, into?: Float32Array): Message {
+/**
+ * Where a decoded tensor goes: an array of exactly its length is filled in place (else a new one
+ * is made). A function chooses by the part's offset and length.
+ */
+export type TensorTarget = Float32Array | ((offset: number, count: number) => Float32Array | undefined);
+
+function target(into: TensorTarget | undefined, offset: number, t: WireTensor | undefined): Float32Array | undefined {
+  if (typeof into !== 'function') return into;
+  return into(offset, (t?.shape ?? []).reduce((a, b) => a * b, 1));
+}
+
+function fromWire(w: Wire, into?: TensorTarget): Message {
   const body = Object.keys(w).find((k) => k !== 'protocolVersion' && w[k] !== undefined && w[k] !== null);
   const b = (body ? w[body] : {}) as Record<string, unknown>;
   switch (body) {
@@ -238,8 +250,11 @@ function fromWire(w: Wire, into?: Float32Array): Message {
     }
     case 'reject':
       return { type: 'reject', reason: u32(b.reason), message: str(b.message) };
-    case 'weights':
-      return { type: 'weights', version: u32(b.version), values: decodeTensor(b.values as WireTensor, 'weights', into) };
+    case 'weights': {
+      const offset = u32(b.offset);
+      const values = decodeTensor(b.values as WireTensor, 'weights', target(into, offset, b.values as WireTensor));
+      return { type: 'weights', version: u32(b.version), offset, values };
+    }
     case 'assignment': {
       const samples = Uint32Array.from((b.samples as number[] | undefined) ?? []);
       const positions = Uint32Array.from((b.positions as number[] | undefined) ?? []);
@@ -264,7 +279,7 @@ function fromWire(w: Wire, into?: Float32Array): Message {
         examples: u32(b.examples),
         lossSum: typeof b.lossSum === 'number' ? b.lossSum : NaN,
         offset: u32(b.offset),
-        gradient: decodeTensor(b.gradient as WireTensor, 'result', into),
+        gradient: decodeTensor(b.gradient as WireTensor, 'result', target(into, u32(b.offset), b.gradient as WireTensor)),
         computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
       };
     case 'ready':
@@ -281,12 +296,12 @@ function fromWire(w: Wire, into?: Float32Array): Message {
 /**
  * Decodes and structurally validates one frame. Throws ProtocolError (with the close code to
  * use) for oversized frames, undecodable bytes, another protocol version, or a malformed body.
- * A tensor body (weights, a result's gradient) with exactly `into.length` values is decoded into
- * `into`, which the message then shares: for a caller that is done with each message before it
- * decodes the next (the coordinator, with 64 workers, spent a fifth of its busy time collecting
- * a fresh 243 KB array per result).
+ * A tensor body (weights, a result's gradient) is decoded into `into` when that has exactly its
+ * length (see TensorTarget), and the message then shares it: for a caller that is done with each
+ * message before it decodes the next (the coordinator, with 64 workers, spent a fifth of its busy
+ * time collecting a fresh 243 KB array per result), or that decodes weights where they belong.
  */
-export function decode(frame: Uint8Array, into?: Float32Array): Message {
+export function decode(frame: Uint8Array, into?: TensorTarget): Message {
   if (frame.length > MAX_FRAME_BYTES) {
     throw new ProtocolError('LENET_ERR_FRAME_TOO_BIG', `frame of ${frame.length} bytes exceeds ${MAX_FRAME_BYTES}`, CLOSE_TOO_BIG);
   }

@@ -31,6 +31,12 @@ export class FramePool {
   }
 }
 
+/** One send of a shared frame: `sent` is for ws.send's callback. */
+export interface SharedFrame {
+  frame: Uint8Array;
+  sent: () => void;
+}
+
 /**
  * One frame per version, sent to many sockets (the coordinator's weights: encoded once per
  * optimizer step, whoever needs them). A version's buffer returns to the pool once it is no
@@ -45,7 +51,7 @@ export class VersionedFrame {
   ) {}
 
   /** The frame of `version`, and the callback to give ws.send for this one send of it. */
-  take(version: number): { frame: Uint8Array; sent: () => void } {
+  take(version: number): SharedFrame {
     if (this.current?.version !== version) {
       const old = this.current;
       this.current = { version, frame: this.encode(version, (bytes) => this.pool.take(bytes)), sending: 0 };

@@ -3,7 +3,7 @@
 import type { RangeTask } from '../compute/types.js';
 import type { GradDType } from '../reduce/float16.js';
 
-/** 2: results may come in parts (GradientResult.offset). */
+/** 2: weights and results may come in parts (Weights.offset, GradientResult.offset). */
 export const PROTOCOL_VERSION = 2;
 
 export enum RejectReason {
@@ -60,6 +60,8 @@ export interface RejectMessage {
 export interface WeightsMessage {
   type: 'weights';
   version: number;
+  /** Values [offset, offset + values.length) of the flat weights. */
+  offset: number;
   values: Float32Array;
 }
 

@@ -23,7 +23,7 @@ import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
-import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../protocol/messages.js';
+import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 
@@ -68,7 +68,10 @@ interface Session {
   pool: ComputePool;
   slab: Slab;
   weights: Float32Array;
-  weightsVersion: number;
+  /** The newest version whose convolutions' weights are in `weights`. */
+  convVersion: number;
+  /** [0]: the same for the dense layers' weights, shared with the threads (they wait on it). */
+  denseVersion: Int32Array;
   images: Uint8Array;
   labels: Uint8Array;
   /** Where the dense layers' part of a result starts. */
@@ -89,11 +92,6 @@ export class RemoteWorkerProcess {
   private queue: Promise<void> = Promise.resolve();
   /** Buffers for outgoing results. */
   private readonly frames = new FramePool();
-  /**
-   * Where incoming weights are decoded, until onWeights copies them into the threads' shared
-   * weights (the threads may still be computing the previous step: a step can be reassigned).
-   */
-  private inbox: { values: Float32Array; waiting: boolean } | undefined;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -179,10 +177,11 @@ export class RemoteWorkerProcess {
         let msg: Message;
         try {
           if (!isBinary) throw new Error('text frame');
-          // Weights are decoded into the inbox unless an earlier version still waits there.
-          const inbox = this.inbox;
-          msg = decode(data as Buffer, inbox?.waiting === false ? inbox.values : undefined);
-          if (inbox && msg.type === 'weights' && msg.values === inbox.values) inbox.waiting = true;
+          // Weights are decoded straight into the threads' shared weights (see onWeights).
+          msg = decode(data as Buffer, (offset, count) => {
+            const w = this.session?.weights;
+            return w && offset + count <= w.length ? w.subarray(offset, offset + count) : undefined;
+          });
         } catch (err) {
           if ((err as ProtocolError).code === 'LENET_ERR_PROTOCOL_VERSION') {
             end(new WorkerRejectedError(RejectReason.PROTOCOL_VERSION, (err as Error).message));
@@ -219,7 +218,13 @@ export class RemoteWorkerProcess {
             ws.close(CLOSE_NORMAL);
             return;
           case 'weights':
-            this.queue = this.queue.then(() => this.onWeights(msg.version, msg.values));
+            // Not queued behind the running assignment: its threads may be waiting for these.
+            try {
+              this.onWeights(msg);
+            } catch (err) {
+              this.log(`worker: bad weights from the coordinator (${(err as Error).message}); disconnecting`);
+              ws.close(CLOSE_BAD_MESSAGE, 'bad weights');
+            }
             return;
           case 'assignment':
             this.queue = this.queue.then(() => this.onAssignment(msg, send)).catch((err: Error) => {
@@ -269,6 +274,7 @@ export class RemoteWorkerProcess {
       labels = this.data.train.labels;
     }
     const empty = new Uint8Array(new SharedArrayBuffer(1));
+    const denseVersion = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
     const pool = await startPool(this.threads, {
       spec,
       backend: this.backend!,
@@ -279,24 +285,40 @@ export class RemoteWorkerProcess {
       weights,
       slab,
       gradDType: config.gradDType,
+      denseVersion,
     });
-    this.session = { config, pool, slab, weights, weightsVersion: -1, images, labels, denseFrom: denseOffset(spec) };
-    this.inbox = { values: new Float32Array(spec.size), waiting: false };
+    this.session = { config, pool, slab, weights, convVersion: -1, denseVersion, images, labels, denseFrom: denseOffset(spec) };
   }
 
-  private async onWeights(version: number, values: Float32Array): Promise<void> {
+  /**
+   * Weights come whole or in two parts: the convolutions' before an assignment, the dense layers'
+   * after it, while the threads already run the forward pass; they wait for `denseVersion`. The
+   * values were decoded in place. A thread still on a step the coordinator has given up on may
+   * read newer weights midway; its result is for an old step and is ignored.
+   */
+  private onWeights(msg: WeightsMessage): void {
     const s = this.session;
     if (!s) throw new Error('weights before welcome');
-    if (values.length !== s.weights.length) throw new Error(`weights have ${values.length} values, expected ${s.weights.length}`);
-    s.weights.set(values);
-    s.weightsVersion = version;
-    if (this.inbox?.values === values) this.inbox.waiting = false;
+    const from = msg.offset;
+    const to = msg.offset + msg.values.length;
+    const all = from === 0 && to === s.weights.length;
+    const conv = from === 0 && to === s.denseFrom;
+    const dense = from === s.denseFrom && to === s.weights.length;
+    if (!all && !conv && !dense) throw new Error(`values [${from},${to}) are neither all ${s.weights.length} nor the part before or from ${s.denseFrom}`);
+    if (msg.values.buffer !== s.weights.buffer) s.weights.set(msg.values, from);
+    if (all || conv) s.convVersion = msg.version;
+    if (all || dense) {
+      Atomics.store(s.denseVersion, 0, msg.version);
+      Atomics.notify(s.denseVersion, 0);
+    }
   }
 
   private async onAssignment(a: AssignmentMessage, send: (m: Message) => void): Promise<void> {
     const s = this.session;
     if (!s) throw new Error('assignment before welcome');
-    if (a.weightsVersion !== s.weightsVersion) throw new Error(`assignment needs weights ${a.weightsVersion}, have ${s.weightsVersion}`);
+    // Newer weights already here: the coordinator has moved past this step and does not want it.
+    if (a.weightsVersion < s.convVersion) return;
+    if (a.weightsVersion !== s.convVersion) throw new Error(`assignment needs weights ${a.weightsVersion}, have ${s.convVersion}`);
     if (a.hi > s.slab.slots) throw new Error(`assignment range [${a.lo},${a.hi}) exceeds ${s.slab.slots} microbatches`);
     for (const index of a.samples) if (index >= s.labels.length) throw new Error(`sample ${index} is outside the training set`);
     if (a.pixels.length > 0) {
@@ -323,7 +345,7 @@ export class RemoteWorkerProcess {
     const early = leavesOnly
       ? undefined
       : { split: s.denseFrom, onDense: (nodes: TreeNode[]) => nodes.forEach(([lo, hi]) => sendPart(lo, hi, s.denseFrom, s.slab.width, 0)) };
-    const result = await computeRange(s.pool, s.slab, { ...a, leavesOnly }, early);
+    const result = await computeRange(s.pool, s.slab, { ...a, leavesOnly }, early, true);
     for (const [lo, hi] of result.nodes) sendPart(lo, hi, 0, early ? s.denseFrom : s.slab.width, result.computeMs);
   }
 }

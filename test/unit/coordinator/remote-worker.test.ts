@@ -46,7 +46,7 @@ function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeo
     slab,
     partSplit: 6,
     data: undefined as never,
-    weightsFrame: () => ({ frame: new Uint8Array(1), sent: () => undefined }),
+    weightsFrames: () => [0, 1].map(() => ({ frame: new Uint8Array(1), sent: () => undefined })) as never,
     log: () => undefined,
     onViolation: (reason) => violations.push(reason),
     onReady: () => undefined,

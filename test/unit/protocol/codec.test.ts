@@ -16,7 +16,8 @@ const SAMPLES: Message[] = [
     config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32' },
   },
   { type: 'reject', reason: RejectReason.AUTH, message: 'wrong token' },
-  { type: 'weights', version: 12, values: grad },
+  { type: 'weights', version: 12, offset: 0, values: grad },
+  { type: 'weights', version: 12, offset: 1672, values: grad },
   {
     type: 'assignment',
     step: 12,
@@ -55,6 +56,21 @@ describe('codec round trips', () => {
     for (let i = 0; i < grad.length; i++) expect(Math.abs(back.gradient[i] - grad[i])).toBeLessThanOrEqual(Math.abs(grad[i]) * 1e-3 + 1e-7);
   });
 
+  it('decodes a weights part where a function says, by its offset and length', () => {
+    const shared = new Float32Array(2000).fill(-1);
+    const asked: [number, number][] = [];
+    const msg = { type: 'weights' as const, version: 3, offset: 1672, values: grad };
+    const back = decode(encode(msg), (offset, count) => {
+      asked.push([offset, count]);
+      return shared.subarray(offset, offset + count);
+    }) as Extract<Message, { type: 'weights' }>;
+    expect(asked).toEqual([[1672, grad.length]]);
+    expect(back.values.buffer).toBe(shared.buffer);
+    expect(Array.from(shared.subarray(1672, 1672 + grad.length))).toEqual(Array.from(grad));
+    expect(shared[1671]).toBe(-1);
+    expect(shared[1672 + grad.length]).toBe(-1);
+  });
+
   it('decodes a gradient into a caller-owned array of its length, and allocates for any other length', () => {
     const msg = SAMPLES.find((m) => m.type === 'result')!;
     for (const dtype of ['float32', 'float16'] as const) {
@@ -82,17 +98,17 @@ describe('hand-written tensor frames', () => {
   const reference = (msg: Extract<Message, { type: 'weights' | 'result' }>, half: boolean): Uint8Array => {
     const body =
       msg.type === 'weights'
-        ? { weights: { version: msg.version, values: tensor(msg.values, false) } }
+        ? { weights: { version: msg.version, values: tensor(msg.values, false), offset: msg.offset } }
         : { result: { step: msg.step, lo: msg.lo, hi: msg.hi, examples: msg.examples, lossSum: msg.lossSum, gradient: tensor(msg.gradient, half), computeMs: msg.computeMs, offset: msg.offset } };
     return Envelope.encode(Envelope.create({ protocolVersion: PROTOCOL_VERSION, ...body })).finish();
   };
   // Sizes and numbers that take 1 to 5 varint bytes; zeros (left out) and -0 (kept) included.
   const big = Float32Array.from({ length: 60806 }, (_, i) => Math.cos(i) * 1e-2);
   const cases: Extract<Message, { type: 'weights' | 'result' }>[] = [
-    { type: 'weights', version: 0, values: new Float32Array(1) },
-    { type: 'weights', version: 1, values: new Float32Array(0) },
-    { type: 'weights', version: 12, values: grad },
-    { type: 'weights', version: 2 ** 32 - 1, values: big },
+    { type: 'weights', version: 0, offset: 0, values: new Float32Array(1) },
+    { type: 'weights', version: 1, offset: 300, values: new Float32Array(0) },
+    { type: 'weights', version: 12, offset: 1672, values: grad },
+    { type: 'weights', version: 2 ** 32 - 1, offset: 2 ** 32 - 1, values: big },
     { type: 'result', step: 0, lo: 0, hi: 1, examples: 0, lossSum: 0, offset: 0, gradient: new Float32Array(3), computeMs: 0 },
     { type: 'result', step: 1, lo: 0, hi: 1, examples: 1, lossSum: -0, offset: 1, gradient: new Float32Array(3), computeMs: -0 },
     { type: 'result', step: 300_000, lo: 127, hi: 128, examples: 16_384, lossSum: -1.5e300, offset: 1672, gradient: big, computeMs: 17.25 },
