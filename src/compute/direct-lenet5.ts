@@ -30,6 +30,23 @@ export type DenseReady = (loss: number, denseGrads: Float32Array[]) => void;
 /** The first dense parameter in ModelSpec order: kernels and biases 0..3 are the convolutions'. */
 export const FIRST_DENSE_PARAM = 4;
 
+/** A microbatch's convolutions, run ahead (DirectLenet5.convolutions), and the tensors it holds. */
+export interface ConvForward {
+  n: number;
+  k1: TensorInfo;
+  k2: TensorInfo;
+  y: TensorInfo;
+  scaled: TensorInfo;
+  z1: TensorInfo;
+  a1: TensorInfo;
+  p1: TensorInfo;
+  z2: TensorInfo;
+  a2: TensorInfo;
+  p2: TensorInfo;
+  flat: TensorInfo;
+  live: TensorInfo[];
+}
+
 export class DirectLenet5 {
   /** Every tensor this gradient made; all are freed when it returns or throws. */
   private live: TensorInfo[] = [];
@@ -74,12 +91,13 @@ export class DirectLenet5 {
   }
 
   /**
-   * The summed cross-entropy of the microbatch and its gradient with respect to the expanded
-   * parameter tensors (`conv`: parameters 0..3, then `denseParams()`: 4..9, in ModelSpec order): the
-   * values forward + summedCrossEntropy under tf.valueAndGrads give.
+   * The convolutions' forward pass of a microbatch (parameters 0..3 in ModelSpec order), for
+   * gradient() to finish later: a remote worker runs those of all its microbatches while the
+   * dense layers' weights are still arriving. Its tensors live until gradient() or release().
    */
-  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, conv: Tensor[], denseParams: () => Tensor[], early?: DenseReady): { loss: number; grads: Float32Array[] } {
+  convolutions(pixels: Float32Array, oneHot: Float32Array, n: number, conv: Tensor[]): ConvForward {
     const [k1, b1, k2, b2] = conv as TensorInfo[];
+    this.live = [];
     try {
       // ---- forward (forward.ts, lenet5) ----
       const x = this.upload(pixels, [n, 28, 28, 1]);
@@ -96,6 +114,33 @@ export class DirectLenet5 {
       const a2 = this.act(z2);
       const p2 = this.run('AvgPool', { x: a2 }, POOL);
       const flat = this.run('Reshape', { x: p2 }, { shape: [n, -1] });
+      return { n, k1, k2, y, scaled, z1, a1, p1, z2, a2, p2, flat, live: this.live };
+    } catch (err) {
+      this.release({ live: this.live });
+      throw err;
+    } finally {
+      this.live = [];
+    }
+  }
+
+  /** Frees a convolutions() result that gradient() will not finish. */
+  release(f: Pick<ConvForward, 'live'>): void {
+    for (const t of f.live) this.backend.disposeData(t.dataId);
+    f.live.length = 0;
+  }
+
+  /**
+   * The summed cross-entropy of the microbatch and its gradient with respect to the expanded
+   * parameter tensors (`conv`: parameters 0..3, then `denseParams()`: 4..9, in ModelSpec order):
+   * the values forward + summedCrossEntropy under tf.valueAndGrads give. `convs` is the
+   * microbatch's convolutions() when they were run ahead; the kernels and their inputs are the
+   * same either way.
+   */
+  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, conv: Tensor[], denseParams: () => Tensor[], early?: DenseReady, convs?: ConvForward): { loss: number; grads: Float32Array[] } {
+    const f = convs ?? this.convolutions(pixels, oneHot, n, conv);
+    const { k1, k2, y, scaled, z1, a1, p1, z2, a2, p2, flat } = f;
+    this.live = f.live;
+    try {
       // Asked for only now: on a remote worker they may still be arriving.
       const [k3, b3, k4, b4, k5, b5] = denseParams() as TensorInfo[];
       const dense = (h: TensorInfo, k: TensorInfo, b: TensorInfo): TensorInfo =>
@@ -155,7 +200,7 @@ export class DirectLenet5 {
       // The first layer's input gradient is not needed (pixels are not trained), as on the tape.
       return { loss: lossValue, grads: [...[dk1, db1, dk2, db2].map(read), ...denseGrads] };
     } finally {
-      for (const t of this.live) this.backend.disposeData(t.dataId);
+      this.release(f);
       this.live = [];
     }
   }

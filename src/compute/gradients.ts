@@ -7,7 +7,7 @@ import { copyImage, distortImage } from '../data/distort.js';
 import type { ModelSpec } from '../model/architectures.js';
 import { forward, summedCrossEntropy } from '../model/forward.js';
 import { compactInto, expandWeights } from '../model/weights.js';
-import { DirectLenet5, FIRST_DENSE_PARAM, directGradientSupports } from './direct-lenet5.js';
+import { DirectLenet5, FIRST_DENSE_PARAM, directGradientSupports, type ConvForward } from './direct-lenet5.js';
 
 export interface MicrobatchInput {
   /** Sample indices into the training images. */
@@ -15,6 +15,14 @@ export interface MicrobatchInput {
   /** Each sample's position in the epoch (seeds its distortion). */
   positions: ArrayLike<number>;
   epoch: number;
+}
+
+/** A microbatch ready for GradientComputer.finish (see prepare). */
+export interface PreparedMicrobatch {
+  n: number;
+  pixels: Float32Array;
+  oneHot: Float32Array;
+  convs: ConvForward | undefined;
 }
 
 export class GradientComputer {
@@ -71,6 +79,15 @@ export class GradientComputer {
    * final: before the convolutions' backward pass where the direct path runs, else at the end.
    */
   microbatchGradient(input: MicrobatchInput, out: Float32Array, onDense?: (loss: number) => void): number {
+    return this.finish(this.prepare(input, false), out, onDense);
+  }
+
+  /**
+   * A microbatch's pixels and labels and, with `convolutions` where the direct path runs, its
+   * convolutions' forward pass: run ahead while the dense layers' weights may still be arriving.
+   * finish() completes it; release() frees one that will not be finished.
+   */
+  prepare(input: MicrobatchInput, convolutions: boolean): PreparedMicrobatch {
     const n = input.samples.length;
     const pixels = new Float32Array(n * IMAGE_PIXELS);
     const oneHot = new Float32Array(n * NUM_CLASSES);
@@ -83,6 +100,17 @@ export class GradientComputer {
       }
       oneHot[i * NUM_CLASSES + this.labels[index]] = 1;
     }
+    const convs = convolutions && this.direct ? this.direct.convolutions(pixels, oneHot, n, this.params.slice(0, FIRST_DENSE_PARAM)) : undefined;
+    return { n, pixels, oneHot, convs };
+  }
+
+  release(p: PreparedMicrobatch): void {
+    if (p.convs) this.direct?.release(p.convs);
+  }
+
+  /** microbatchGradient() of a prepared microbatch. */
+  finish(p: PreparedMicrobatch, out: Float32Array, onDense?: (loss: number) => void): number {
+    const { n, pixels, oneHot } = p;
     if (this.direct) {
       const early = onDense
         ? (loss: number, dense: Float32Array[]): void => {
@@ -90,7 +118,8 @@ export class GradientComputer {
             onDense(loss);
           }
         : undefined;
-      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, this.params.slice(0, FIRST_DENSE_PARAM), () => this.allParams().slice(FIRST_DENSE_PARAM), early);
+      const conv = this.params.slice(0, FIRST_DENSE_PARAM);
+      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, conv, () => this.allParams().slice(FIRST_DENSE_PARAM), early, p.convs);
       compactInto(this.spec, onDense ? grads.slice(0, FIRST_DENSE_PARAM) : grads, out);
       return loss;
     }

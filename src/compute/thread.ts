@@ -6,7 +6,7 @@ import { initBackend } from '../backend/select.js';
 import { denseOffset, modelSpec } from '../model/architectures.js';
 import { coverNodes, leaves, reduceInPlace, slot, wholeSlot, type Slab, type SlotPart } from '../reduce/ordered-sum.js';
 import { roundToFloat16 } from '../reduce/float16.js';
-import { GradientComputer } from './gradients.js';
+import { GradientComputer, type MicrobatchInput } from './gradients.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
 
 const init = workerData as ThreadInit;
@@ -49,23 +49,28 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
     Atomics.store(init.signals, task.lo, 1);
     Atomics.notify(init.signals, task.lo);
   };
-  let offset = 0;
-  for (let leaf = task.lo; leaf < task.hi; leaf++) {
+  const inputs: MicrobatchInput[] = [];
+  for (let leaf = task.lo, offset = 0; leaf < task.hi; offset += task.sizes[leaf - task.lo], leaf++) {
     const size = task.sizes[leaf - task.lo];
-    const input = {
-      samples: task.samples.subarray(offset, offset + size),
-      positions: task.positions.subarray(offset, offset + size),
-      epoch: task.epoch,
-    };
-    const grad = slot(slab, leaf);
-    const last = task.early && leaf === task.hi - 1;
-    const loss = computer.microbatchGradient(input, grad, last ? onDense(leaf, size) : undefined);
-    if (!last) {
-      slab.loss[leaf] = loss;
-      slab.count[leaf] = size;
+    inputs.push({ samples: task.samples.subarray(offset, offset + size), positions: task.positions.subarray(offset, offset + size), epoch: task.epoch });
+  }
+  // Remote workers: every microbatch's convolutions first, while the dense weights arrive.
+  const ahead = task.awaitDense ? inputs.map((input) => computer.prepare(input, true)) : [];
+  try {
+    for (let leaf = task.lo; leaf < task.hi; leaf++) {
+      const size = task.sizes[leaf - task.lo];
+      const grad = slot(slab, leaf);
+      const last = task.early && leaf === task.hi - 1;
+      const prepared = ahead[leaf - task.lo] ?? computer.prepare(inputs[leaf - task.lo], false);
+      const loss = computer.finish(prepared, grad, last ? onDense(leaf, size) : undefined);
+      if (!last) {
+        slab.loss[leaf] = loss;
+        slab.count[leaf] = size;
+      }
+      if (init.gradDType === 'float16') roundToFloat16(grad);
     }
-    if (init.gradDType === 'float16') roundToFloat16(grad);
-    offset += size;
+  } finally {
+    for (const p of ahead) computer.release(p);
   }
   if (task.early) sum({ from: 0, to: denseFrom, totals: false });
   else if (!task.leavesOnly) sum(wholeSlot(slab));

@@ -91,6 +91,44 @@ describe('GradientComputer', () => {
     });
   }
 
+  it('runs every microbatch\'s convolutions ahead, waits for the dense weights only after them, and gives the same bits', () => {
+    tf.setBackend('wasm');
+    const spec = modelSpec('lenet5');
+    const weights = initWeights(spec, 4);
+    const inputs = [input, { ...input, samples: input.samples.map((i) => i + 1) }];
+    const plain = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, true);
+    plain.setWeights(weights, 0);
+    const want = inputs.map((i) => {
+      const g = new Float32Array(spec.size);
+      return { loss: plain.microbatchGradient(i, g), g };
+    });
+    plain.dispose();
+
+    const tensorsBefore = tf.engine().backend.numDataIds();
+    const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, true);
+    const events: string[] = [];
+    computer.setWeights(weights, 0, () => events.push('dense weights'));
+    const held = tf.engine().backend.numDataIds();
+    const prepared = inputs.map((i) => computer.prepare(i, true));
+    events.push('convolutions done');
+    expect(prepared.every((p) => p.convs !== undefined)).toBe(true);
+    expect(tf.engine().backend.numDataIds()).toBeGreaterThan(held); // their activations are held
+    const got = prepared.map((p) => {
+      const g = new Float32Array(spec.size);
+      return { loss: computer.finish(p, g), g };
+    });
+    for (const p of prepared) computer.release(p); // already finished: frees nothing twice
+    expect(events).toEqual(['convolutions done', 'dense weights']);
+    for (let k = 0; k < inputs.length; k++) {
+      expect(got[k].loss).toBe(want[k].loss);
+      expect(Buffer.from(got[k].g.buffer).equals(Buffer.from(want[k].g.buffer))).toBe(true);
+    }
+    // A prepared microbatch that is never finished is freed by release().
+    computer.release(computer.prepare(input, true));
+    computer.dispose();
+    expect(tf.engine().backend.numDataIds()).toBe(tensorsBefore);
+  });
+
   it('is bit-for-bit repeatable on wasm', () => {
     expect(gradientOn('wasm', 'lenet5').grad).toEqual(gradientOn('wasm', 'lenet5').grad);
   });
