@@ -27,9 +27,6 @@ export function directGradientSupports(spec: ModelSpec, backendName: string): bo
  */
 export type DenseReady = (loss: number, denseGrads: Float32Array[]) => void;
 
-/** The first dense parameter in ModelSpec order: kernels and biases 0..3 are the convolutions'. */
-export const FIRST_DENSE_PARAM = 4;
-
 /** A microbatch's convolutions, run ahead (DirectLenet5.convolutions), and the tensors it holds. */
 export interface ConvForward {
   n: number;

@@ -4,10 +4,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { IMAGE_PIXELS, NUM_CLASSES } from '../constants.js';
 import { copyImage, distortImage } from '../data/distort.js';
-import type { ModelSpec } from '../model/architectures.js';
+import { firstDenseParam, type ModelSpec } from '../model/architectures.js';
 import { forward, summedCrossEntropy } from '../model/forward.js';
 import { compactInto, expandWeights } from '../model/weights.js';
-import { DirectLenet5, FIRST_DENSE_PARAM, directGradientSupports, type ConvForward } from './direct-lenet5.js';
+import { DirectLenet5, directGradientSupports, type ConvForward } from './direct-lenet5.js';
 
 export interface MicrobatchInput {
   /** Sample indices into the training images. */
@@ -32,6 +32,8 @@ export class GradientComputer {
   private pendingDense: { flat: Float32Array; wait: () => void } | undefined;
   /** The tape-free path where it applies (lenet5 on wasm); it gives the tape's bits, faster. */
   private readonly direct: DirectLenet5 | undefined;
+  /** Parameters before this are the convolutions', from it on the dense layers'. */
+  private readonly firstDense: number;
 
   /** `tape` forces tfjs's autodiff (the reference the direct path is tested against). */
   constructor(
@@ -42,6 +44,7 @@ export class GradientComputer {
     private readonly distort: boolean,
     tape = false,
   ) {
+    this.firstDense = firstDenseParam(spec);
     if (!tape && directGradientSupports(spec, tf.getBackend())) {
       this.direct = new DirectLenet5(tf.engine().backend as never, spec);
     }
@@ -55,8 +58,7 @@ export class GradientComputer {
   setWeights(flat: Float32Array, version: number, awaitDense?: () => void): void {
     if (version === this.version) return;
     tf.dispose(this.params);
-    const expanded = expandWeights(this.spec, flat);
-    this.params = (awaitDense ? expanded.slice(0, FIRST_DENSE_PARAM) : expanded).map((w, i) => tf.tensor(w, this.spec.params[i].shape, 'float32'));
+    this.params = this.tensors(flat, 0, awaitDense ? this.firstDense : this.spec.params.length);
     this.pendingDense = awaitDense ? { flat, wait: awaitDense } : undefined;
     this.version = version;
   }
@@ -67,10 +69,14 @@ export class GradientComputer {
     if (pending) {
       pending.wait();
       this.pendingDense = undefined;
-      const dense = expandWeights(this.spec, pending.flat).slice(FIRST_DENSE_PARAM);
-      this.params = [...this.params, ...dense.map((w, i) => tf.tensor(w, this.spec.params[FIRST_DENSE_PARAM + i].shape, 'float32'))];
+      this.params = [...this.params, ...this.tensors(pending.flat, this.firstDense, this.spec.params.length)];
     }
     return this.params;
+  }
+
+  /** Tensors of parameters [first, end) from the flat weights. */
+  private tensors(flat: Float32Array, first: number, end: number): tf.Tensor[] {
+    return expandWeights(this.spec, flat, first, end).map((w, i) => tf.tensor(w, this.spec.params[first + i].shape, 'float32'));
   }
 
   /**
@@ -100,7 +106,7 @@ export class GradientComputer {
       }
       oneHot[i * NUM_CLASSES + this.labels[index]] = 1;
     }
-    const convs = convolutions && this.direct ? this.direct.convolutions(pixels, oneHot, n, this.params.slice(0, FIRST_DENSE_PARAM)) : undefined;
+    const convs = convolutions && this.direct ? this.direct.convolutions(pixels, oneHot, n, this.params.slice(0, this.firstDense)) : undefined;
     return { n, pixels, oneHot, convs };
   }
 
@@ -114,13 +120,13 @@ export class GradientComputer {
     if (this.direct) {
       const early = onDense
         ? (loss: number, dense: Float32Array[]): void => {
-            compactInto(this.spec, dense, out, FIRST_DENSE_PARAM);
+            compactInto(this.spec, dense, out, this.firstDense);
             onDense(loss);
           }
         : undefined;
-      const conv = this.params.slice(0, FIRST_DENSE_PARAM);
-      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, conv, () => this.allParams().slice(FIRST_DENSE_PARAM), early, p.convs);
-      compactInto(this.spec, onDense ? grads.slice(0, FIRST_DENSE_PARAM) : grads, out);
+      const conv = this.params.slice(0, this.firstDense);
+      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, conv, () => this.allParams().slice(this.firstDense), early, p.convs);
+      compactInto(this.spec, onDense ? grads.slice(0, this.firstDense) : grads, out);
       return loss;
     }
     const grads: Float32Array[] = [];

@@ -10,12 +10,12 @@ import { GradientComputer, type MicrobatchInput, type PreparedMicrobatch } from 
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
 
 const init = workerData as ThreadInit;
+const spec = modelSpec(init.arch, init.activation);
 const ready: Promise<GradientComputer> = (async () => {
   await initBackend(init.backend);
-  const spec = modelSpec(init.arch, init.activation);
   return new GradientComputer(spec, init.trainImages, init.trainLabels, init.seed, init.distort);
 })();
-const denseFrom = denseOffset(modelSpec(init.arch, init.activation));
+const denseFrom = denseOffset(spec);
 
 const slab: Slab = {
   width: init.weights.length,

@@ -101,17 +101,24 @@ export function modelSpec(arch: ArchName, activation: Activation = 'relu'): Mode
   return { arch, activation, params, size: params.reduce((a, p) => a + p.size, 0) };
 }
 
+/** The index of the first dense layer's parameter (a 2-D kernel): the convolutions' come before. */
+export function firstDenseParam(spec: ModelSpec): number {
+  const i = spec.params.findIndex((p) => p.shape.length === 2);
+  return i < 0 ? spec.params.length : i;
+}
+
+/** Where parameter `index` starts in the flat weights. */
+export function paramOffset(spec: ModelSpec, index: number): number {
+  let offset = 0;
+  for (let i = 0; i < index; i++) offset += spec.params[i].size;
+  return offset;
+}
+
 /**
  * Where the dense layers' parameters start in the flat weights (the convolutions' come first).
  * Their gradients are final before the backward pass reaches the convolutions, and they are 97%
  * of LeNet-5's parameters, so a remote worker sends them first (see compute/range.ts).
  */
 export function denseOffset(spec: ModelSpec): number {
-  let offset = 0;
-  for (const p of spec.params) {
-    if (p.shape.length === 2) return offset;
-    offset += p.size;
-  }
-  return spec.size;
+  return paramOffset(spec, firstDenseParam(spec));
 }
-

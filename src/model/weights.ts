@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { Rng, mixSeed } from '../data/rng.js';
-import type { ModelSpec, ParamSpec } from './architectures.js';
+import { paramOffset, type ModelSpec, type ParamSpec } from './architectures.js';
 
 /** Salt that separates the initialisation stream from other uses of the run seed. */
 const INIT_SALT = 0x494e_4954;
@@ -27,11 +27,11 @@ export function initWeights(spec: ModelSpec, seed: number): Float32Array {
   return flat;
 }
 
-/** Full-size arrays (one per ParamSpec, in its `shape`) from the flat vector. */
-export function expandWeights(spec: ModelSpec, flat: Float32Array): Float32Array[] {
+/** Full-size arrays (one per ParamSpec, in its `shape`) from the flat vector: parameters [first, end). */
+export function expandWeights(spec: ModelSpec, flat: Float32Array, first = 0, end = spec.params.length): Float32Array[] {
   const out: Float32Array[] = [];
-  let offset = 0;
-  for (const p of spec.params) {
+  let offset = paramOffset(spec, first);
+  for (const p of spec.params.slice(first, end)) {
     const slice = flat.subarray(offset, offset + p.size);
     if (!p.mask) {
       out.push(slice);
@@ -51,8 +51,7 @@ export function expandWeights(spec: ModelSpec, flat: Float32Array): Float32Array
  * `full[i]` belongs to parameter `first + i`; the parameters not given are left as they are.
  */
 export function compactInto(spec: ModelSpec, full: Float32Array[], flat: Float32Array, first = 0): void {
-  let offset = 0;
-  for (let idx = 0; idx < first; idx++) offset += spec.params[idx].size;
+  let offset = paramOffset(spec, first);
   full.forEach((src, i) => {
     const p = spec.params[first + i];
     if (!p.mask) {
