@@ -12,7 +12,7 @@ import type { Mnist } from '../data/mnist.js';
 import { decode, encode } from '../protocol/codec.js';
 import type { SharedFrame } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
-import type { Message, ResultMessage } from '../protocol/messages.js';
+import { notAPart, tensorPart, type Message, type ResultMessage } from '../protocol/messages.js';
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
@@ -278,9 +278,9 @@ export class RemoteWorker implements Participant {
     const from = msg.offset;
     const to = msg.offset + msg.gradient.length;
     const split = this.opts.partSplit;
-    if (!(from === 0 && to === slab.width) && !(from === split && to === slab.width) && !(from === 0 && to === split)) {
+    if (!tensorPart(from, to, split, slab.width)) {
       this.opts.onViolation('bad_result_shape');
-      this.close(CLOSE_BAD_MESSAGE, `gradient values [${from},${to}) are neither all ${slab.width} values nor the part before or from ${split}`);
+      this.close(CLOSE_BAD_MESSAGE, `gradient ${notAPart(from, to, split, slab.width)}`);
       return;
     }
     const parts = p.parts.get(key) ?? [];

@@ -57,6 +57,23 @@ export interface RejectMessage {
   message: string;
 }
 
+/**
+ * The parts a weights or result tensor may come in: all `width` values, the convolutions' values
+ * [0, split) or the dense layers' [split, width), where split = denseOffset of the model. Which one
+ * values [from, to) are, or undefined for anything else.
+ */
+export function tensorPart(from: number, to: number, split: number, width: number): 'all' | 'conv' | 'dense' | undefined {
+  if (from === 0 && to === width) return 'all';
+  if (from === 0 && to === split) return 'conv';
+  if (from === split && to === width) return 'dense';
+  return undefined;
+}
+
+/** Why values [from, to) are not one of the parts tensorPart() accepts. */
+export function notAPart(from: number, to: number, split: number, width: number): string {
+  return `values [${from},${to}) are neither all ${width} values nor the part before or from ${split}`;
+}
+
 export interface WeightsMessage {
   type: 'weights';
   version: number;

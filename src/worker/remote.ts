@@ -23,7 +23,7 @@ import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
-import { RejectReason, type AssignmentMessage, type Message, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
+import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 
@@ -301,13 +301,11 @@ export class RemoteWorkerProcess {
     if (!s) throw new Error('weights before welcome');
     const from = msg.offset;
     const to = msg.offset + msg.values.length;
-    const all = from === 0 && to === s.weights.length;
-    const conv = from === 0 && to === s.denseFrom;
-    const dense = from === s.denseFrom && to === s.weights.length;
-    if (!all && !conv && !dense) throw new Error(`values [${from},${to}) are neither all ${s.weights.length} nor the part before or from ${s.denseFrom}`);
+    const part = tensorPart(from, to, s.denseFrom, s.weights.length);
+    if (!part) throw new Error(notAPart(from, to, s.denseFrom, s.weights.length));
     if (msg.values.buffer !== s.weights.buffer) s.weights.set(msg.values, from);
-    if (all || conv) s.convVersion = msg.version;
-    if (all || dense) {
+    if (part !== 'dense') s.convVersion = msg.version;
+    if (part !== 'conv') {
       Atomics.store(s.denseVersion, 0, msg.version);
       Atomics.notify(s.denseVersion, 0);
     }
