@@ -125,6 +125,7 @@ function varintBytes(v: number): number {
 const u32Field = (v: number): number => (v === 0 ? 0 : 1 + varintBytes(v));
 const f64Field = (v: number): number => (Object.is(v, 0) ? 0 : 9);
 const lenField = (len: number): number => 1 + varintBytes(len) + len;
+const bytesField = (len: number): number => (len === 0 ? 0 : lenField(len));
 
 class FrameWriter {
   pos = 0;
@@ -178,7 +179,7 @@ export function encodeTensorFrame(
   const dtype = half ? DTYPE_FLOAT16 : DTYPE_FLOAT32;
   const data = half ? float32ToFloat16Bytes(values) : float32ToBytes(values);
   // Tensor: shape (packed, one value), dtype, data.
-  const tensorBytes = lenField(varintBytes(values.length)) + u32Field(dtype) + (data.length > 0 ? lenField(data.length) : 0);
+  const tensorBytes = lenField(varintBytes(values.length)) + u32Field(dtype) + bytesField(data.length);
   const bodyBytes =
     msg.type === 'weights'
       ? u32Field(msg.version) + lenField(tensorBytes) + u32Field(msg.offset)
