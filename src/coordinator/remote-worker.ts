@@ -54,10 +54,10 @@ export interface RemoteWorkerOptions {
    */
   partSplit: number;
   /**
-   * The weights of a version in two parts, the convolutions' and the dense layers', encoded once
-   * and shared by all workers; call `sent` when written.
+   * One of the two parts of a version's weights, the convolutions' or the dense layers', encoded
+   * once (when first asked for) and shared by all workers; call `sent` when written.
    */
-  weightsFrames: (version: number) => [conv: SharedFrame, dense: SharedFrame];
+  weightsFrame: (version: number, part: 'conv' | 'dense') => SharedFrame;
   log: Log;
   /** A frame from this worker was refused (for /metrics), with a short reason. */
   onViolation: (reason: string) => void;
@@ -147,13 +147,16 @@ export class RemoteWorker implements Participant {
     return new Promise<RangeResult>((resolve, reject) => {
       this.pending = { step: work.globalStep, expected, parts: new Map(), received: new Set(), resolve, reject };
       this.state = RemoteState.BUSY;
-      // The convolutions' weights, the assignment, then the dense layers' weights: the worker's
-      // threads start the forward pass while the larger part is still on its way.
-      const weights = this.sentVersion !== work.globalStep ? this.opts.weightsFrames(work.globalStep) : undefined;
+      // The convolutions' weights and the assignment in one write, then the dense layers' weights:
+      // the worker's threads start the forward pass while the larger part is still on its way.
+      const fresh = this.sentVersion !== work.globalStep;
       this.sentVersion = work.globalStep;
-      if (weights) this.send(weights[0].frame, weights[0].sent);
-      this.send(encode({ type: 'assignment', step: work.globalStep, ...task, pixels, labels }));
-      if (weights) this.send(weights[1].frame, weights[1].sent);
+      const assignment = encode({ type: 'assignment', step: work.globalStep, ...task, pixels, labels });
+      this.together(() => {
+        if (fresh) this.sendShared(this.opts.weightsFrame(work.globalStep, 'conv'));
+        this.send(assignment);
+      });
+      if (fresh) this.sendShared(this.opts.weightsFrame(work.globalStep, 'dense'));
     });
   }
 
@@ -181,6 +184,25 @@ export class RemoteWorker implements Participant {
   private send(frame: Uint8Array, sent?: () => void): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true }, sent);
     else sent?.();
+  }
+
+  private sendShared(shared: SharedFrame): void {
+    this.send(shared.frame, shared.sent);
+  }
+
+  /**
+   * Frames sent in `fn` leave in one write: the worker wakes once for them, not once per frame
+   * (measured on loopback: the assignment came 0.26 ms after the weights before it). ws keeps
+   * its socket in `_socket`; without one (a test's fake) each frame goes on its own.
+   */
+  private together(fn: () => void): void {
+    const socket = (this.ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    socket?.cork();
+    try {
+      fn();
+    } finally {
+      socket?.uncork();
+    }
   }
 
   private finish(reason: string): void {

@@ -122,7 +122,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     membership.add(new LocalParticipant(pool, slab));
   }
   // The weights of each version are encoded once, into reused memory, for every worker, in two
-  // parts: the convolutions' go before the assignment, the dense layers' after it.
+  // parts: the convolutions' go with the assignment, the dense layers' after it.
   const split = denseOffset(spec);
   const weightsPart = (from: number, to: number): VersionedFrame =>
     new VersionedFrame((version, alloc) => encodeTensorFrame({ type: 'weights', version, offset: from, values: weights.subarray(from, to) }, 'float32', alloc));
@@ -164,7 +164,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         slab,
         partSplit: split,
         data,
-        weightsFrames: (version) => [convWeights.take(version), denseWeights.take(version)],
+        weightsFrame: (version, part) => (part === 'conv' ? convWeights : denseWeights).take(version),
         log,
         onViolation: (reason) => state.reject(reason),
         onReady: (w) => {

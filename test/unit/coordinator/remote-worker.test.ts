@@ -4,18 +4,36 @@ import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RemoteWorker } from '../../../src/coordinator/remote-worker.js';
 import type { StepWork } from '../../../src/coordinator/participants.js';
-import { encode } from '../../../src/protocol/codec.js';
+import { decode, encode } from '../../../src/protocol/codec.js';
 import { createSharedSlab, slot } from '../../../src/reduce/ordered-sum.js';
 
 const WIDTH = 10;
+/** First bytes of the fake weights frames. */
+const CONV_FRAME = 0xc0;
+const DENSE_FRAME = 0xde;
 
 class FakeSocket extends EventEmitter {
   readonly OPEN = 1;
   readyState = 1;
   sent: Uint8Array[] = [];
+  /** What reached the wire: one entry per write, several frames when they were corked. */
+  writes: Uint8Array[][] = [];
+  private corked: Uint8Array[] | undefined;
+  /** As ws's WebSocket: its net.Socket. */
+  readonly _socket = {
+    cork: (): void => {
+      this.corked = [];
+    },
+    uncork: (): void => {
+      if (this.corked) this.writes.push(this.corked);
+      this.corked = undefined;
+    },
+  };
   closed: { code: number; reason: string } | undefined;
   send(frame: Uint8Array, _opts: unknown, cb?: () => void): void {
     this.sent.push(frame);
+    if (this.corked) this.corked.push(frame);
+    else this.writes.push([frame]);
     cb?.();
   }
   close(code: number, reason: string): void {
@@ -46,7 +64,7 @@ function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeo
     slab,
     partSplit: 6,
     data: undefined as never,
-    weightsFrames: () => [0, 1].map(() => ({ frame: new Uint8Array(1), sent: () => undefined })) as never,
+    weightsFrame: (version, part) => ({ frame: Uint8Array.of(part === 'conv' ? CONV_FRAME : DENSE_FRAME, version), sent: () => undefined }),
     log: () => undefined,
     onViolation: (reason) => violations.push(reason),
     onReady: () => undefined,
@@ -78,6 +96,17 @@ describe('RemoteWorker results in parts', () => {
     expect([slab.loss[0], slab.count[0]]).toEqual([3.5, 4]);
     expect(violations).toEqual([]);
     expect(ws.closed).toBeUndefined();
+  });
+
+  it('writes the convolutions\' weights and the assignment together, then the dense layers\' weights', async () => {
+    const { ws, worker } = setUp();
+    worker.compute(work, 0, 2).catch(() => undefined);
+    await sentAssignment();
+    expect(ws.writes.map((w) => w.length)).toEqual([2, 1]);
+    const [[conv, assignment], [dense]] = ws.writes;
+    expect(Array.from(conv)).toEqual([CONV_FRAME, 5]);
+    expect(decode(assignment)).toMatchObject({ type: 'assignment', step: 5, lo: 0, hi: 2, weightsVersion: 5 });
+    expect(Array.from(dense)).toEqual([DENSE_FRAME, 5]);
   });
 
   it('ignores a part that overlaps one already taken (the first value won)', async () => {
