@@ -5,7 +5,9 @@
 // Two reference figures bound what the ratios can reach on the machine at hand: two independent
 // 1-thread runs at the same time (the most any 2-thread run can get from its cores), and the
 // loopback round trip of a weights-sized frame each way (what a remote step would pay for its two
-// frames if none of it overlapped compute; results now partly do). The
+// frames if none of it overlapped compute; results now partly do) and of a tiny frame (the two
+// wake-ups a remote step cannot avoid). The remote step's extra time is split into compute and
+// messaging from the runs' metrics. The
 // last two rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
 // cost per step is fixed, so there it weighs a quarter as much.
 //
@@ -48,8 +50,13 @@ function coordArgs(name, threads, batchSize = batch) {
   ];
 }
 
+/** Each run's mean step timing (metrics `stepTimeMs`), by run name. */
+const timings = new Map();
+
 function samplesPerSecond(name) {
-  return firstEpochRecord(join(work, `${name}.jsonl`)).samplesPerSecond;
+  const record = firstEpochRecord(join(work, `${name}.jsonl`));
+  timings.set(name, record.stepTimeMs);
+  return record.samplesPerSecond;
 }
 
 function lenetDist(threads, i, batchSize = batch) {
@@ -117,11 +124,20 @@ console.log(`  machine ceiling for 2 threads: two independent 1-thread runs at o
   `lenet-dist's 2 threads reach ${(ratio(2, 5) * 100).toFixed(0)}% of that`);
 console.log(`  remote over loopback vs the same number of local threads: 1 thread ${slower(ratio(3, 1))}, 2 threads ${slower(ratio(4, 2))}; ` +
   `at batch ${4 * batch}, 1 thread ${slower(ratio(7, 6))}`);
-// The remote worker's extra time per step, beside the transport floor after a step-long idle gap.
+// The remote worker's extra time per step, and where it goes: the slowest range's compute (the
+// thread's own clock) and the rest of its wall time (messaging: thread hand-off, and for a remote
+// range the two ws hops and the codec), as medians over the rounds of each run's mean.
 const stepMs = (sps) => (batch / sps) * 1000;
+const phase = (threads, prefix, key) => median([...Array(repeats).keys()].map((i) => timings.get(`${prefix}${threads}-b${batch}-${i}`)[key]));
+console.log(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more: ` +
+  `compute ${phase(1, 'r', 'compute').toFixed(1)} against ${phase(1, 't', 'compute').toFixed(1)} ms, ` +
+  `messaging ${phase(1, 'r', 'transfer').toFixed(1)} against ${phase(1, 't', 'transfer').toFixed(1)} ms`);
+// Two reference round trips between two processes after a step-long idle gap: a weights-sized
+// frame each way (what a step would pay if none of it overlapped compute), and a tiny one (the
+// two wake-ups every remote step pays however the frames are split: the protocol's floor here).
 const gap = Math.round(stepMs(one));
-const floor = JSON.parse(execFileSync(process.execPath, [join(root, 'scripts/bench-loopback.mjs'), String(4 * 60806), String(gap)], { encoding: 'utf8' }).trim());
-console.log(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more; ` +
-  `loopback floor (one 243 KB frame each way between two processes after ${gap} ms idle): ` +
-  `median ${floor.medianMs.toFixed(1)} ms (p10 ${floor.p10Ms.toFixed(1)}, p90 ${floor.p90Ms.toFixed(1)})`);
+const loopback = (bytes) => JSON.parse(execFileSync(process.execPath, [join(root, 'scripts/bench-loopback.mjs'), String(bytes), String(gap)], { encoding: 'utf8' }).trim());
+const trip = (f) => `median ${f.medianMs.toFixed(2)} ms (p10 ${f.p10Ms.toFixed(2)}, p90 ${f.p90Ms.toFixed(2)})`;
+console.log(`  loopback round trip between two processes after ${gap} ms idle: 243 KB each way ${trip(loopback(4 * 60806))}; ` +
+  `64 bytes each way ${trip(loopback(64))}`);
 rmSync(work, { recursive: true, force: true });
