@@ -9,7 +9,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { lastEpochRecord, runWithWorkers } from './lib.mjs';
@@ -20,7 +20,8 @@ if (values.help) {
   console.log('Usage: npm run scaling -- [--samples N] [--sim 16,64,256] [--out DIR]');
   process.exit(0);
 }
-const out = join(root, values.out);
+// A relative --out is under the project (as npm runs it); an absolute one is taken as it is.
+const out = resolve(root, values.out);
 mkdirSync(out, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), 'lenet-scaling-'));
 const samples = Number(values.samples);
@@ -177,5 +178,5 @@ if (sim.length > 0) {
     { name: 'steps/s', points: sim.map((r) => [r.participants, r.stepsPerSecond]) },
   ]));
 }
-console.log(`wrote ${join(values.out, 'scaling.csv')} and SVG plots`);
+console.log(`wrote ${join(out, 'scaling.csv')} and SVG plots`);
 rmSync(work, { recursive: true, force: true });
