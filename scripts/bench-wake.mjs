@@ -24,10 +24,12 @@ const workMs = Number(values['work-ms']);
 const rounds = Number(values.rounds);
 const WARMUP = 20;
 
-/** [0]: round the thread may start, [1]: round it finished; then the finish time (epoch ms). */
+/** The notify-to-awake delays of `rounds` hand-offs, the notifier computing (busy) or sleeping. */
 async function measure(busy) {
   const shared = new SharedArrayBuffer(16);
+  // flags[0]: the round the thread may start; flags[1]: the round it has finished.
   const flags = new Int32Array(shared, 0, 2);
+  // When the thread raised flags[1] (epoch ms).
   const notifiedAt = new Float64Array(shared, 8, 1);
   const thread = new Worker(
     `const { workerData: { shared, busy, workMs, rounds } } = require('node:worker_threads');
