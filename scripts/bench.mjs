@@ -50,6 +50,9 @@ function coordArgs(name, threads, batchSize = batch) {
   ];
 }
 
+/** A lenet-dist run's name (and metrics file): `t` local threads, `r` one remote worker. */
+const runName = (kind, threads, i, batchSize = batch) => `${kind}${threads}-b${batchSize}-${i}`;
+
 /** Each run's mean step timing (metrics `stepTimeMs`), by run name. */
 const timings = new Map();
 
@@ -60,14 +63,14 @@ function samplesPerSecond(name) {
 }
 
 function lenetDist(threads, i, batchSize = batch) {
-  const name = `t${threads}-b${batchSize}-${i}`;
+  const name = runName('t', threads, i, batchSize);
   execFileSync(process.execPath, coordArgs(name, threads, batchSize), { stdio: ['ignore', 'ignore', 'inherit'] });
   return samplesPerSecond(name);
 }
 
 /** Coordinator with --threads 0 and one remote worker with `threads` threads, over loopback. */
 async function remote(threads, i, batchSize = batch) {
-  const name = `r${threads}-b${batchSize}-${i}`;
+  const name = runName('r', threads, i, batchSize);
   await runWithWorkers([...coordArgs(name, 0, batchSize), '--wait-workers', '1'], (url) => [
     spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm'], { stdio: 'ignore' }),
   ]);
@@ -128,10 +131,10 @@ console.log(`  remote over loopback vs the same number of local threads: 1 threa
 // thread's own clock) and the rest of its wall time (messaging: thread hand-off, and for a remote
 // range the two ws hops and the codec), as medians over the rounds of each run's mean.
 const stepMs = (sps) => (batch / sps) * 1000;
-const phase = (threads, prefix, key) => median([...Array(repeats).keys()].map((i) => timings.get(`${prefix}${threads}-b${batch}-${i}`)[key]));
+const phase = (kind, threads, key) => median([...Array(repeats).keys()].map((i) => timings.get(runName(kind, threads, i))[key]));
 console.log(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more: ` +
-  `compute ${phase(1, 'r', 'compute').toFixed(1)} against ${phase(1, 't', 'compute').toFixed(1)} ms, ` +
-  `messaging ${phase(1, 'r', 'transfer').toFixed(1)} against ${phase(1, 't', 'transfer').toFixed(1)} ms`);
+  `compute ${phase('r', 1, 'compute').toFixed(1)} against ${phase('t', 1, 'compute').toFixed(1)} ms, ` +
+  `messaging ${phase('r', 1, 'transfer').toFixed(1)} against ${phase('t', 1, 'transfer').toFixed(1)} ms`);
 // Two reference round trips between two processes after a step-long idle gap: a weights-sized
 // frame each way (what a step would pay if none of it overlapped compute), and a tiny one (the
 // two wake-ups every remote step pays however the frames are split: the protocol's floor here).
