@@ -17,9 +17,19 @@ export interface OptimizerState {
   slots: Record<string, Float32Array>;
 }
 
+/**
+ * An update can be applied in parts: begin() once, then update() over ranges of parameters that
+ * together cover the vector, in any order, with the bits of one apply(). The trainer updates the
+ * dense layers as soon as their gradient is complete, and the convolutions last.
+ */
 export interface Optimizer {
   readonly name: OptimizerName;
+  /** begin() and update() over every parameter. */
   apply(weights: Float32Array, grad: Float32Array, lr: number): void;
+  /** Starts the next update (Adam counts it here). */
+  begin(): void;
+  /** Updates parameters [from, to) in the update begun last. */
+  update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void;
   state(): OptimizerState;
 }
 
@@ -30,8 +40,14 @@ export class Sgd implements Optimizer {
     if (state) this.t = state.t;
   }
   apply(weights: Float32Array, grad: Float32Array, lr: number): void {
-    for (let i = 0; i < weights.length; i++) weights[i] -= lr * grad[i];
+    this.begin();
+    this.update(weights, grad, lr, 0, weights.length);
+  }
+  begin(): void {
     this.t++;
+  }
+  update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void {
+    for (let i = from; i < to; i++) weights[i] -= lr * grad[i];
   }
   state(): OptimizerState {
     return { name: this.name, t: this.t, slots: {} };
@@ -56,11 +72,19 @@ export class Adam implements Optimizer {
   }
 
   apply(weights: Float32Array, grad: Float32Array, lr: number): void {
+    this.begin();
+    this.update(weights, grad, lr, 0, weights.length);
+  }
+
+  begin(): void {
     this.t++;
+  }
+
+  update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void {
     const correction1 = 1 - Math.pow(ADAM_BETA1, this.t);
     const correction2 = 1 - Math.pow(ADAM_BETA2, this.t);
     const { m, v } = this;
-    for (let i = 0; i < weights.length; i++) {
+    for (let i = from; i < to; i++) {
       const g = grad[i];
       m[i] = ADAM_BETA1 * m[i] + (1 - ADAM_BETA1) * g;
       v[i] = ADAM_BETA2 * v[i] + (1 - ADAM_BETA2) * g * g;

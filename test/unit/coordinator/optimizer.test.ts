@@ -53,6 +53,29 @@ describe('Sgd', () => {
   });
 });
 
+describe('an update in parts', () => {
+  // The trainer updates the dense layers early and the convolutions last: the same bits as one apply().
+  for (const name of ['adam', 'sgd'] as const) {
+    it(`${name}: begin() and update() over two ranges, dense part first, equal apply() bit for bit`, () => {
+      const n = 37;
+      const split = 11;
+      const whole = createOptimizer(name, n);
+      const parts = createOptimizer(name, n);
+      const w1 = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+      const w2 = w1.slice();
+      for (let s = 0; s < 5; s++) {
+        const g = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 7 + s) * 0.3);
+        whole.apply(w1, g, 0.01);
+        parts.begin();
+        parts.update(w2, g, 0.01, split, n);
+        parts.update(w2, g, 0.01, 0, split);
+      }
+      expect(new Uint32Array(w2.buffer)).toEqual(new Uint32Array(w1.buffer));
+      expect(parts.state().t).toBe(5);
+    });
+  }
+});
+
 describe('learningRate', () => {
   const c = { lr: 1, decayPerEpoch: 0.5, warmupSteps: 10, stepsPerEpoch: 100 };
   it('warms up linearly, then decays per epoch independent of the run length', () => {
