@@ -55,8 +55,12 @@ export interface Participant {
   /**
    * Computes microbatches [lo,hi) of the step and leaves the sums of the range's maximal subtrees
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
+   * `onDense`: a remote worker calls it once the dense layers' part of every sum (and the losses
+   * and counts) is in, before the rest; the local pool does not call it.
    */
-  compute(work: StepWork, lo: number, hi: number): Promise<RangeResult>;
+  compute(work: StepWork, lo: number, hi: number, onDense?: () => void): Promise<RangeResult>;
+  /** Remote only: the dense layers' weights of `version`, updated ahead of the step (dense-ahead.ts). */
+  sendDenseAhead?(version: number): void;
 }
 
 /** Leaves [lo,hi) of a step as a range task: their sample indices, epoch positions and sizes. */

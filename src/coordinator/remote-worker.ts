@@ -33,6 +33,12 @@ interface Pending {
   expected: Map<string, { node: TreeNode; examples: number }>;
   /** Parameter ranges [from, to) received so far, per subtree. */
   parts: Map<string, [number, number][]>;
+  /** Each subtree's loss sum as its first part gave it (later parts must agree). */
+  losses: Map<string, number>;
+  /** Subtrees whose dense layers' values have come. */
+  dense: Set<string>;
+  /** Called once every subtree's dense layers' values are in the slab. */
+  onDense: (() => void) | undefined;
   /** Subtrees whose every parameter has come. */
   received: Set<string>;
   resolve: (r: RangeResult) => void;
@@ -77,7 +83,9 @@ export class RemoteWorker implements Participant {
   failures = 0;
   state = RemoteState.STARTING;
   lastSeenMs = Date.now();
-  private sentVersion = -1;
+  /** The versions of the convolutions' and the dense layers' weights the worker was last sent. */
+  private sentConv = -1;
+  private sentDense = -1;
   private pending: Pending | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly heartbeat: NodeJS.Timeout;
@@ -117,13 +125,23 @@ export class RemoteWorker implements Participant {
   }
 
   /** Ranges are computed one at a time: a second range (a reassignment) waits for the first. */
-  compute(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
-    const run = this.queue.then(() => this.computeNow(work, lo, hi));
+  compute(work: StepWork, lo: number, hi: number, onDense?: () => void): Promise<RangeResult> {
+    const run = this.queue.then(() => this.computeNow(work, lo, hi, onDense));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private computeNow(work: StepWork, lo: number, hi: number): Promise<RangeResult> {
+  /**
+   * The dense layers' weights of `version`, updated before the step that needs them (see
+   * dense-ahead.ts): sent now, while the worker runs the convolutions' backward pass.
+   */
+  sendDenseAhead(version: number): void {
+    if ((this.state !== RemoteState.ACTIVE && this.state !== RemoteState.BUSY) || this.sentDense === version) return;
+    this.sentDense = version;
+    this.sendShared(this.opts.weightsFrame(version, 'dense'));
+  }
+
+  private computeNow(work: StepWork, lo: number, hi: number, onDense: (() => void) | undefined): Promise<RangeResult> {
     if (this.state !== RemoteState.ACTIVE) return Promise.reject(new Error(`${this.id} is ${this.state}`));
     const task = rangeTask(work, lo, hi);
     const expected = new Map<string, { node: TreeNode; examples: number }>();
@@ -145,18 +163,25 @@ export class RemoteWorker implements Participant {
       });
     }
     return new Promise<RangeResult>((resolve, reject) => {
-      this.pending = { step: work.globalStep, expected, parts: new Map(), received: new Set(), resolve, reject };
+      this.pending = { step: work.globalStep, expected, parts: new Map(), losses: new Map(), dense: new Set(), onDense, received: new Set(), resolve, reject };
       this.state = RemoteState.BUSY;
-      // The convolutions' weights and the assignment in one write, then the dense layers' weights:
-      // the worker's threads start the forward pass while the larger part is still on its way.
-      const fresh = this.sentVersion !== work.globalStep;
-      this.sentVersion = work.globalStep;
-      const assignment = encode({ type: 'assignment', step: work.globalStep, ...task, pixels, labels });
+      // The convolutions' weights and the assignment in one write, then the dense layers' weights
+      // unless they went ahead: the worker starts the forward pass while the larger part is on its
+      // way. A worker sent newer dense weights ahead, and now given a range of this step again
+      // (someone failed), gets this step's before the assignment: it must not start on the newer.
+      const v = work.globalStep;
+      const conv = this.sentConv !== v;
+      const dense = this.sentDense !== v;
+      const denseFirst = this.sentDense > v;
+      this.sentConv = v;
+      this.sentDense = v;
+      const assignment = encode({ type: 'assignment', step: v, ...task, pixels, labels });
       this.together(() => {
-        if (fresh) this.sendShared(this.opts.weightsFrame(work.globalStep, 'conv'));
+        if (denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
+        if (conv) this.sendShared(this.opts.weightsFrame(v, 'conv'));
         this.send(assignment);
       });
-      if (fresh) this.sendShared(this.opts.weightsFrame(work.globalStep, 'dense'));
+      if (dense && !denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
     });
   }
 
@@ -300,7 +325,8 @@ export class RemoteWorker implements Participant {
     const from = msg.offset;
     const to = msg.offset + msg.gradient.length;
     const split = this.opts.partSplit;
-    if (!tensorPart(from, to, split, slab.width)) {
+    const part = tensorPart(from, to, split, slab.width);
+    if (!part) {
       this.opts.onViolation('bad_result_shape');
       this.close(CLOSE_BAD_MESSAGE, `gradient ${notAPart(from, to, split, slab.width)}`);
       return;
@@ -320,16 +346,27 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `non-finite values in the result for [${msg.lo},${msg.hi})`);
       return;
     }
-    if (parts.length > 0 && slab.loss[msg.lo] !== msg.lossSum) {
+    if (parts.length > 0 && p.losses.get(key) !== msg.lossSum) {
       this.opts.onViolation('inconsistent_result');
       this.close(CLOSE_BAD_MESSAGE, `parts of the result for [${msg.lo},${msg.hi}) disagree on its loss`);
       return;
     }
     slot(slab, msg.lo).set(msg.gradient, from);
-    slab.loss[msg.lo] = msg.lossSum;
-    slab.count[msg.lo] = msg.examples;
     parts.push([from, to]);
     p.parts.set(key, parts);
+    p.losses.set(key, msg.lossSum);
+    if (part !== 'conv') {
+      // The loss and count go in with the dense part only: once every range's dense part is in,
+      // the trainer may reduce them (dense-ahead.ts), and a later write would undo that sum.
+      slab.loss[msg.lo] = msg.lossSum;
+      slab.count[msg.lo] = msg.examples;
+      p.dense.add(key);
+      if (p.dense.size === p.expected.size) {
+        const onDense = p.onDense;
+        p.onDense = undefined;
+        onDense?.();
+      }
+    }
     if (parts.reduce((n, [a, b]) => n + b - a, 0) === slab.width) p.received.add(key);
     if (p.received.size === p.expected.size) {
       this.pending = undefined;

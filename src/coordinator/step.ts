@@ -5,6 +5,7 @@ import { LenetError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
 import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
+import { DenseAhead, meanInto, type StagedWeights } from './dense-ahead.js';
 import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
 import type { Optimizer } from './optimizer.js';
@@ -47,6 +48,12 @@ export interface StepContext {
   url: string;
   slab: Slab;
   weights: Float32Array;
+  /** Where the dense layers' weights of the next version go when updated early (dense-ahead.ts). */
+  staged: StagedWeights;
+  /** Where the dense layers' parameters start in the flat vector. */
+  split: number;
+  /** Remote workers send the dense part of their sums early (float32 results): update it early. */
+  denseAhead: boolean;
   meanGrad: Float32Array;
   optimizer: Optimizer;
   schedule: ScheduleConfig;
@@ -56,16 +63,22 @@ export interface StepContext {
 
 class LateError extends Error {}
 
+/** Tells the step's DenseAhead about one range: its dense part is in, or must come again. */
+interface RangeDense {
+  arrived(): void;
+  revoked(): void;
+}
+
 /** `p.compute`, but a remote participant that misses the deadline has its range cancelled. */
-async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<RangeResult> {
-  if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi);
+async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense): Promise<RangeResult> {
+  if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi, dense?.arrived);
   const ms = ctx.deadline.currentMs();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
   });
   try {
-    const result = await Promise.race([p.compute(work, lo, hi), late]);
+    const result = await Promise.race([p.compute(work, lo, hi, dense?.arrived), late]);
     p.lateStreak = 0;
     return result;
   } catch (err) {
@@ -85,10 +98,14 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
 export type StepTiming = Record<StepPhase, number>;
 
 /** Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another participant. */
-async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number): Promise<RangeResult> {
+async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense): Promise<RangeResult> {
   try {
-    return await computeWithDeadline(ctx, p, work, lo, hi);
+    const result = await computeWithDeadline(ctx, p, work, lo, hi, dense);
+    dense?.arrived(); // a local pool's dense part is in when all of it is
+    return result;
   } catch (err) {
+    // Once `p` has failed or been cancelled it writes nothing more; whoever takes over will.
+    dense?.revoked();
     if (!(err instanceof LateError) || p.lateStreak >= MAX_CONSECUTIVE_LATE) ctx.membership.remove(p);
     p.failures++;
     const next = await ctx.membership.replacement(ctx.url, p);
@@ -98,7 +115,7 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
       to: next.id,
       step: work.globalStep,
     });
-    return runRange(ctx, next, work, lo, hi);
+    return runRange(ctx, next, work, lo, hi, dense);
   }
 }
 
@@ -121,29 +138,46 @@ export async function trainStep(
   }
   // A participant late in recent steps gets a smaller share: its threads halved per late step.
   const ranges = splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
-  const timed = async (p: Participant, lo: number, hi: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
+  const lr = learningRate(ctx.schedule, globalStep);
+  const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
+  const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
+  const ahead =
+    ctx.denseAhead && remotes.length > 0
+      ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, (version) => remotes.forEach((p) => p.sendDenseAhead?.(version)))
+      : undefined;
+  const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
-    const r = await runRange(ctx, p, work, lo, hi);
+    const dense = ahead && { arrived: () => ahead.arrived(i), revoked: () => ahead.revoked(i) };
+    const r = await runRange(ctx, p, work, lo, hi, dense);
     return { ...r, wallMs: performance.now() - t0, onTime: p.failures === failuresBefore };
   };
-  const results = await Promise.all(ranges.flatMap((r, i) => (r ? [timed(members[i], r[0], r[1])] : [])));
+  const results = await Promise.all(assigned.map((a, i) => timed(a.p, a.lo, a.hi, i)));
   const slowest = results.reduce((a, b) => (b.wallMs > a.wallMs ? b : a));
   const t1 = performance.now();
   const ready = new Set(results.flatMap((r) => r.nodes).map(([lo, hi]) => `${lo}:${hi}`));
-  reduceInPlace(ctx.slab, 0, n, (lo, hi) => ready.has(`${lo}:${hi}`));
+  const isReady = (lo: number, hi: number): boolean => ready.has(`${lo}:${hi}`);
   // Gradient semantics: participants return sums over examples; the update uses the batch mean.
-  const sum = ctx.slab.grads;
-  const total = ctx.slab.count[0];
-  let finite = Number.isFinite(ctx.slab.loss[0]);
-  for (let i = 0; i < ctx.meanGrad.length; i++) {
-    const g = sum[i] / total;
-    if (!Number.isFinite(g)) finite = false;
-    ctx.meanGrad[i] = g;
+  let lossSum: number;
+  let total: number;
+  let t2: number;
+  if (ahead?.diverged) throw new DivergedError(globalStep);
+  if (ahead?.applied) {
+    // The dense layers' part was reduced and applied while the convolutions' was computed.
+    reduceInPlace(ctx.slab, 0, n, isReady, { from: 0, to: ctx.split, totals: false });
+    lossSum = ahead.lossSum;
+    total = ahead.count;
+    if (!meanInto(ctx.meanGrad, ctx.slab.grads, total, 0, ctx.split)) throw new DivergedError(globalStep);
+    t2 = performance.now();
+    ahead.finish();
+  } else {
+    reduceInPlace(ctx.slab, 0, n, isReady);
+    lossSum = ctx.slab.loss[0];
+    total = ctx.slab.count[0];
+    if (!meanInto(ctx.meanGrad, ctx.slab.grads, total, 0, ctx.slab.width) || !Number.isFinite(lossSum)) throw new DivergedError(globalStep);
+    t2 = performance.now();
+    ctx.optimizer.apply(ctx.weights, ctx.meanGrad, lr);
   }
-  if (!finite) throw new DivergedError(globalStep);
-  const t2 = performance.now();
-  ctx.optimizer.apply(ctx.weights, ctx.meanGrad, learningRate(ctx.schedule, globalStep));
   const t3 = performance.now();
   const onTime = results.filter((r) => r.onTime);
   if (onTime.length > 0) ctx.deadline.record(Math.max(...onTime.map((r) => r.wallMs)));
@@ -154,5 +188,5 @@ export async function trainStep(
     reduce: t2 - t1,
     optimizer: t3 - t2,
   };
-  return { lossSum: ctx.slab.loss[0], count: total, timing };
+  return { lossSum, count: total, timing };
 }

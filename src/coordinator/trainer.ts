@@ -22,6 +22,7 @@ import { createOptimizer, type Optimizer } from './optimizer.js';
 import { evaluate } from './evaluate.js';
 import { LocalParticipant, Membership } from './participants.js';
 import { StepDeadline, trainStep, type StepContext, type StepTiming } from './step.js';
+import type { StagedWeights } from './dense-ahead.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
 import { httpHandler } from './http.js';
@@ -122,10 +123,15 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     membership.add(new LocalParticipant(pool, slab));
   }
   // The weights of each version are encoded once, into reused memory, for every worker, in two
-  // parts: the convolutions' go with the assignment, the dense layers' after it.
+  // parts: the convolutions' go with the assignment, the dense layers' after it or, updated
+  // early, during the step before (dense-ahead.ts), from the staged copy.
   const split = denseOffset(spec);
+  const staged: StagedWeights = { version: -1, weights: new Float32Array(spec.size) };
   const weightsPart = (from: number, to: number): VersionedFrame =>
-    new VersionedFrame((version, alloc) => encodeTensorFrame({ type: 'weights', version, offset: from, values: weights.subarray(from, to) }, 'float32', alloc));
+    new VersionedFrame((version, alloc) => {
+      const source = version === staged.version ? staged.weights : weights;
+      return encodeTensorFrame({ type: 'weights', version, offset: from, values: source.subarray(from, to) }, 'float32', alloc);
+    });
   const convWeights = weightsPart(0, split);
   const denseWeights = weightsPart(split, spec.size);
   const remotes = new Set<RemoteWorker>();
@@ -214,6 +220,9 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     url,
     slab,
     weights,
+    staged,
+    split,
+    denseAhead: config.gradDType === 'float32',
     meanGrad: new Float32Array(spec.size),
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
