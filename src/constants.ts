@@ -66,6 +66,11 @@ export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 /** A peer silent for this long is considered gone. */
 export const HEARTBEAT_TIMEOUT_MS = 20_000;
+/**
+ * A one-thread worker computes on its main thread; it lets that thread's event loop run at least
+ * this often (heartbeats, a goodbye), between microbatches.
+ */
+export const COMPUTE_YIELD_MS = 100;
 /** Time a connecting worker has to answer the challenge. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Worker reconnect backoff: first delay, growth factor, cap. */

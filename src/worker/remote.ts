@@ -16,8 +16,10 @@ import { LenetError } from '../errors.js';
 import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
-import { startPool, type ComputePool } from '../compute/pool.js';
-import { computeRange } from '../compute/range.js';
+import { InlineCompute } from '../compute/inline.js';
+import { startPool, type PoolOptions } from '../compute/pool.js';
+import { computeRange, type EarlyDense, type RangeResult } from '../compute/range.js';
+import type { RangeTask } from '../compute/types.js';
 import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
@@ -62,10 +64,25 @@ export class CoordinatorUnreachableError extends LenetError {
   }
 }
 
-/** What a worker sets up once it knows the run: shared buffers and its thread pool. */
+/**
+ * How a worker computes its ranges (the dense layers' weights may still be arriving): with one
+ * thread on its main thread (InlineCompute), with more in a pool of threads.
+ */
+interface WorkerCompute {
+  computeRange(task: RangeTask, early?: EarlyDense): Promise<RangeResult>;
+  close(): Promise<void>;
+}
+
+async function startCompute(threads: number, o: PoolOptions & { denseVersion: Int32Array }): Promise<WorkerCompute> {
+  if (threads === 1) return InlineCompute.start(o);
+  const pool = await startPool(threads, o);
+  return { computeRange: (task, early) => computeRange(pool, o.slab, task, early, true), close: () => pool.close() };
+}
+
+/** What a worker sets up once it knows the run: shared buffers and its compute. */
 interface Session {
   config: RunConfigMessage;
-  pool: ComputePool;
+  compute: WorkerCompute;
   slab: Slab;
   weights: Float32Array;
   /** The newest version whose convolutions' weights are in `weights`. */
@@ -130,7 +147,7 @@ export class RemoteWorkerProcess {
         delay = Math.min(delay * RECONNECT_FACTOR, RECONNECT_MAX_MS);
       }
     } finally {
-      await this.session?.pool.close();
+      await this.session?.compute.close();
     }
   }
 
@@ -258,7 +275,7 @@ export class RemoteWorkerProcess {
     this.workerId = `worker-${workerId}`;
     this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
     if (this.session && sameRun(this.session.config, config)) return;
-    await this.session?.pool.close();
+    await this.session?.compute.close();
     const spec = modelSpec(config.arch as ArchName, config.activation as Activation);
     if (spec.size !== config.paramCount) throw new Error(`model ${config.arch} has ${spec.size} parameters here, ${config.paramCount} at the coordinator`);
     const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
@@ -275,7 +292,7 @@ export class RemoteWorkerProcess {
     }
     const empty = new Uint8Array(new SharedArrayBuffer(1));
     const denseVersion = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
-    const pool = await startPool(this.threads, {
+    const compute = await startCompute(this.threads, {
       spec,
       backend: this.backend!,
       seed: config.seed,
@@ -287,7 +304,7 @@ export class RemoteWorkerProcess {
       gradDType: config.gradDType,
       denseVersion,
     });
-    this.session = { config, pool, slab, weights, convVersion: -1, denseVersion, images, labels, denseFrom: denseOffset(spec) };
+    this.session = { config, compute, slab, weights, convVersion: -1, denseVersion, images, labels, denseFrom: denseOffset(spec) };
   }
 
   /**
@@ -343,7 +360,7 @@ export class RemoteWorkerProcess {
     const early = leavesOnly
       ? undefined
       : { split: s.denseFrom, onDense: (nodes: TreeNode[]) => nodes.forEach(([lo, hi]) => sendPart(lo, hi, s.denseFrom, s.slab.width, 0)) };
-    const result = await computeRange(s.pool, s.slab, { ...a, leavesOnly }, early, true);
+    const result = await s.compute.computeRange({ ...a, leavesOnly }, early);
     for (const [lo, hi] of result.nodes) sendPart(lo, hi, 0, early ? s.denseFrom : s.slab.width, result.computeMs);
   }
 }

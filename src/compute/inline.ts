@@ -1,0 +1,98 @@
+// A remote worker's compute when it has one thread: the calling (main) thread computes itself.
+// A pool thread would add two hand-offs to every step (assignment in, sums out), each costing
+// about half a millisecond inside a step on the 2-vCPU bench machine, and a third busy thread
+// competing with the two main threads for the cores. Between microbatches this yields to the
+// event loop, so weights still arriving, heartbeats and a goodbye are read while it computes.
+import { initBackend } from '../backend/select.js';
+import { COMPUTE_YIELD_MS } from '../constants.js';
+import { denseOffset } from '../model/architectures.js';
+import type { Slab } from '../reduce/ordered-sum.js';
+import type { GradDType } from '../reduce/float16.js';
+import { GradientComputer } from './gradients.js';
+import type { PoolOptions } from './pool.js';
+import type { EarlyDense, RangeResult } from './range.js';
+import { GradientTaskRun } from './task.js';
+import type { RangeTask } from './types.js';
+
+// Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
+
+/**
+ * Lets the event loop read the socket. One setImmediate is not enough: called from a socket's
+ * callback (the poll phase), it runs in the same loop iteration, before the socket is polled
+ * again; traced, the dense weights were then read only after the next microbatch's forward pass.
+ */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+
+export class InlineCompute {
+  readonly threads = 1;
+  private readonly weights: Float32Array;
+  private readonly slab: Slab;
+  private readonly denseVersion: Int32Array;
+  private readonly gradDType: GradDType;
+  private readonly denseFrom: number;
+
+  private constructor(
+    private readonly computer: GradientComputer,
+    o: PoolOptions & { denseVersion: Int32Array },
+  ) {
+    this.weights = o.weights;
+    this.slab = o.slab;
+    this.denseVersion = o.denseVersion;
+    this.gradDType = o.gradDType;
+    this.denseFrom = denseOffset(o.spec);
+  }
+
+  /** Starts the backend on this thread. `denseVersion[0]`: as for a pool (see PoolOptions). */
+  static async start(o: PoolOptions & { denseVersion: Int32Array }): Promise<InlineCompute> {
+    await initBackend(o.backend);
+    return new InlineCompute(new GradientComputer(o.spec, o.train.images, o.train.labels, o.seed, o.distort), o);
+  }
+
+  /**
+   * computeRange() of range.ts, here, for a task whose dense layers' weights may still be
+   * arriving; `early.onDense` runs synchronously, before the convolutions' backward pass.
+   */
+  async computeRange(range: RangeTask, early?: EarlyDense): Promise<RangeResult> {
+    const started = performance.now();
+    const version = range.weightsVersion;
+    const denseMissing = (): boolean => Atomics.load(this.denseVersion, 0) < version;
+    this.computer.setWeights(this.weights, version, () => {
+      if (denseMissing()) throw new Error(`the dense layers' weights of version ${version} were needed before they arrived`);
+    });
+    const task = { ...range, type: 'gradients', early: early !== undefined, awaitDense: true } as const;
+    const run = new GradientTaskRun(this.computer, this.slab, this.denseFrom, this.gradDType, task, () => early?.onDense(run.nodes));
+    try {
+      // As a pool thread does: convolutions run ahead only while the dense weights are missing.
+      run.runAhead();
+      while (denseMissing()) {
+        await yieldToEventLoop();
+        if (!denseMissing() || !run.runAhead()) break;
+      }
+      await this.dense(version);
+      let yielded = performance.now();
+      while (run.finishNext()) {
+        if (performance.now() - yielded < COMPUTE_YIELD_MS) continue;
+        await yieldToEventLoop();
+        yielded = performance.now();
+      }
+    } finally {
+      run.release();
+    }
+    return { nodes: run.nodes, computeMs: performance.now() - started };
+  }
+
+  /** Resolves once the dense layers' weights of `version` (or newer) are in place. */
+  private async dense(version: number): Promise<void> {
+    for (;;) {
+      const have = Atomics.load(this.denseVersion, 0);
+      if (have >= version) return;
+      const wait = waitAsync(this.denseVersion, 0, have);
+      if (wait.async) await wait.value;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.computer.dispose();
+  }
+}
