@@ -309,9 +309,11 @@ export class RemoteWorkerProcess {
 
   /**
    * Weights come whole or in two parts: the convolutions' before an assignment, the dense layers'
-   * after it, while the threads already run the forward pass; they wait for `denseVersion`. The
-   * values were decoded in place. A thread still on a step the coordinator has given up on may
-   * read newer weights midway; its result is for an old step and is ignored.
+   * after it, while the compute already runs the forward pass (it waits for `denseVersion`), or
+   * ahead, during the step before, once this worker has sent its dense parts: its threads have
+   * loaded the dense weights they need by then. The values were decoded in place. A thread still
+   * on a step the coordinator has given up on may read newer weights midway; its result is for
+   * an old step and is ignored.
    */
   private onWeights(msg: WeightsMessage): void {
     const s = this.session;
