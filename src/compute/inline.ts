@@ -9,13 +9,10 @@ import { denseOffset } from '../model/architectures.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { GradDType } from '../reduce/float16.js';
 import { GradientComputer } from './gradients.js';
-import type { PoolOptions } from './pool.js';
+import { waitAsync, type PoolOptions } from './pool.js';
 import type { EarlyDense, RangeResult } from './range.js';
 import { GradientTaskRun } from './task.js';
 import type { RangeTask } from './types.js';
-
-// Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
-const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
 
 /**
  * Lets the event loop read the socket. One setImmediate is not enough: called from a socket's

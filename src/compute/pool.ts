@@ -10,7 +10,7 @@ import type { Slab } from '../reduce/ordered-sum.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit } from './types.js';
 
 // Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
-const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
+export const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
 
 const THREAD_FILE = fileURLToPath(new URL('./thread.js', import.meta.url));
 
