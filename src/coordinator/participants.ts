@@ -61,6 +61,8 @@ export interface Participant {
   compute(work: StepWork, lo: number, hi: number, onDense?: () => void): Promise<RangeResult>;
   /** Remote only: the dense layers' weights of `version`, updated ahead of the step (dense-ahead.ts). */
   sendDenseAhead?(version: number): void;
+  /** Remote only: some results of its current range are not in yet. */
+  computing?(): boolean;
 }
 
 /** Leaves [lo,hi) of a step as a range task: their sample indices, epoch positions and sizes. */

@@ -131,6 +131,11 @@ export class RemoteWorker implements Participant {
     return run;
   }
 
+  /** Some of the results of its current range are not in yet. */
+  computing(): boolean {
+    return this.pending !== undefined && this.pending.received.size < this.pending.expected.size;
+  }
+
   /**
    * The dense layers' weights of `version`, updated before the step that needs them (see
    * dense-ahead.ts): sent now, while the worker runs the convolutions' backward pass.
@@ -355,6 +360,7 @@ export class RemoteWorker implements Participant {
     parts.push([from, to]);
     p.parts.set(key, parts);
     p.losses.set(key, msg.lossSum);
+    if (parts.reduce((n, [a, b]) => n + b - a, 0) === slab.width) p.received.add(key);
     if (part !== 'conv') {
       // The loss and count go in with the dense part only: once every range's dense part is in,
       // the trainer may reduce them (dense-ahead.ts), and a later write would undo that sum.
@@ -367,7 +373,6 @@ export class RemoteWorker implements Participant {
         onDense?.();
       }
     }
-    if (parts.reduce((n, [a, b]) => n + b - a, 0) === slab.width) p.received.add(key);
     if (p.received.size === p.expected.size) {
       this.pending = undefined;
       this.state = RemoteState.ACTIVE;

@@ -141,10 +141,14 @@ export async function trainStep(
   const lr = learningRate(ctx.schedule, globalStep);
   const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
   const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
-  const ahead =
-    ctx.denseAhead && remotes.length > 0
-      ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, (version) => remotes.forEach((p) => p.sendDenseAhead?.(version)))
-      : undefined;
+  // The next dense weights go out at once only while a worker still computes: that is what they
+  // overlap. When the last dense part came with the last result there is nothing to overlap, and
+  // sending them to every worker first would hold up every next assignment (64 simulated workers,
+  // `npm run scaling`); they then go with the next assignments, as without early updates.
+  const sendAhead = (version: number): void => {
+    if (remotes.some((p) => p.computing?.())) remotes.forEach((p) => p.sendDenseAhead?.(version));
+  };
+  const ahead = ctx.denseAhead && remotes.length > 0 ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;

@@ -143,4 +143,43 @@ describe('RemoteWorker results in parts', () => {
     c.ws.frame(part(0, 3)); // a part, but not one of the two agreed
     expect(c.violations).toEqual(['bad_result_shape']);
   });
+
+  it('calls onDense once every dense part is in, and computing() stays true until the rest is', async () => {
+    const { ws, worker } = setUp();
+    let dense = 0;
+    const result = worker.compute(work, 0, 2, () => dense++);
+    await sentAssignment();
+    expect(worker.computing()).toBe(true);
+    ws.frame(part(6, WIDTH));
+    expect(dense).toBe(1);
+    expect(worker.computing()).toBe(true);
+    ws.frame(part(0, 6));
+    await result;
+    expect(dense).toBe(1);
+    expect(worker.computing()).toBe(false);
+  });
+});
+
+describe('RemoteWorker dense weights sent ahead', () => {
+  it('sends them once; a range of the older step then gets its own dense weights before the assignment', async () => {
+    const { ws, worker } = setUp();
+    const done = worker.compute(work, 0, 2);
+    await sentAssignment();
+    ws.frame(part(6, WIDTH));
+    worker.sendDenseAhead(6);
+    worker.sendDenseAhead(6); // once is enough
+    ws.frame(part(0, 6));
+    await done;
+    const firstStep = ws.writes.length;
+    expect(ws.writes.slice(firstStep - 1).map((w) => w.map((f) => Array.from(f.subarray(0, 2))))).toEqual([[[DENSE_FRAME, 6]]]);
+
+    // Someone else failed: a range of step 5 again. The worker holds version 6's dense weights.
+    worker.compute(work, 0, 2).catch(() => undefined);
+    await sentAssignment();
+    const again = ws.writes.slice(firstStep);
+    expect(again).toHaveLength(1); // one write: no convolutions' weights (unchanged), nothing after
+    const [denseFive, assignment] = again[0];
+    expect(Array.from(denseFive)).toEqual([DENSE_FRAME, 5]);
+    expect(decode(assignment)).toMatchObject({ type: 'assignment', step: 5 });
+  });
 });
