@@ -274,7 +274,15 @@ export class RemoteWorkerProcess {
   private async onWelcome(workerId: number, config: RunConfigMessage): Promise<void> {
     this.workerId = `worker-${workerId}`;
     this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
-    if (this.session && sameRun(this.session.config, config)) return;
+    if (this.session && sameRun(this.session.config, config)) {
+      // Same run, new connection: the weights held are the last coordinator's, possibly of a
+      // version this one has not reached (it resumed from an earlier checkpoint, and the dense
+      // part may have gone ahead). Its versions start over, or an assignment could be computed on
+      // stale dense weights that merely look new enough.
+      this.session.convVersion = -1;
+      Atomics.store(this.session.denseVersion, 0, -1);
+      return;
+    }
     await this.session?.compute.close();
     const spec = modelSpec(config.arch as ArchName, config.activation as Activation);
     if (spec.size !== config.paramCount) throw new Error(`model ${config.arch} has ${spec.size} parameters here, ${config.paramCount} at the coordinator`);
