@@ -95,10 +95,6 @@ interface Session {
   denseFrom: number;
 }
 
-function sameRun(a: RunConfigMessage, b: RunConfigMessage): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
 export class RemoteWorkerProcess {
   private data: Mnist | undefined;
   private backend: BackendName | undefined;
@@ -274,16 +270,14 @@ export class RemoteWorkerProcess {
   private async onWelcome(workerId: number, config: RunConfigMessage): Promise<void> {
     this.workerId = `worker-${workerId}`;
     this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
-    if (this.session && sameRun(this.session.config, config)) {
-      // Same run, new connection: the weights held are the last coordinator's, possibly of a
-      // version this one has not reached (it resumed from an earlier checkpoint, and the dense
-      // part may have gone ahead). Its versions start over, or an assignment could be computed on
-      // stale dense weights that merely look new enough.
-      this.session.convVersion = -1;
-      Atomics.store(this.session.denseVersion, 0, -1);
-      return;
-    }
+    // Every connection starts from nothing, even to the same run: the weights held are the last
+    // coordinator's, possibly of a version this one has not reached (it resumed from an earlier
+    // checkpoint, and the dense part may have gone ahead), and the compute caches weights by
+    // version, which a different run may number alike (its learning rate is not in RunConfig).
+    // Kept, they could be used for this coordinator's: they look present. Restarting the compute
+    // costs a reconnect 0.6-0.8 s with a pool of two threads, a few ms on the main thread.
     await this.session?.compute.close();
+    this.session = undefined;
     const spec = modelSpec(config.arch as ArchName, config.activation as Activation);
     if (spec.size !== config.paramCount) throw new Error(`model ${config.arch} has ${spec.size} parameters here, ${config.paramCount} at the coordinator`);
     const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
