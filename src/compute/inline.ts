@@ -22,7 +22,6 @@ import type { RangeTask } from './types.js';
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 
 export class InlineCompute {
-  readonly threads = 1;
   private readonly weights: Float32Array;
   private readonly slab: Slab;
   private readonly denseVersion: Int32Array;
@@ -89,6 +88,7 @@ export class InlineCompute {
     }
   }
 
+  /** Frees the weights' tensors; only between ranges (the worker queues it after the last). */
   async close(): Promise<void> {
     this.computer.dispose();
   }
