@@ -1,7 +1,7 @@
 // The run configuration: one flat, typed object, printed at start and stored in checkpoints.
 import type { Activation, ArchName } from './model/architectures.js';
 import type { BackendChoice } from './backend/select.js';
-import type { OptimizerName } from './coordinator/optimizer.js';
+import type { OptimizerName } from './optim/optimizer.js';
 import type { GradDType } from './reduce/float16.js';
 
 export interface TrainConfig {

@@ -15,7 +15,7 @@ import { CheckpointError } from '../errors.js';
 import { modelSpec, type Activation, type ArchName, type ModelSpec } from '../model/architectures.js';
 import { exportModel } from '../model/export.js';
 import { compactInto, float32Bytes, weightsSha256 } from '../model/weights.js';
-import type { OptimizerState } from '../coordinator/optimizer.js';
+import type { OptimizerState } from '../optim/optimizer.js';
 
 const MODEL_FILE = 'model.json';
 const WEIGHTS_FILE = 'weights.bin';

@@ -24,7 +24,7 @@ import {
 import { UsageError } from '../errors.js';
 import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
-import { OPTIMIZERS } from '../coordinator/optimizer.js';
+import { OPTIMIZERS } from '../optim/optimizer.js';
 import { LOG_FORMATS } from '../metrics/log.js';
 import { GRAD_DTYPES } from '../reduce/float16.js';
 import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, pathFlag, stringFlag } from './args.js';

@@ -10,24 +10,13 @@
 // because a range recomputed after a failure must use them. Recomputing gives the same bits
 // (the invariant), so an update made before a failure stays right.
 import { coverNodes, reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
-import type { Optimizer } from './optimizer.js';
+import { meanInto, type Optimizer } from '../optim/optimizer.js';
 
 /** The next version's weights while a step runs: its dense layers' part once updated early. */
 export interface StagedWeights {
   /** The version `weights` holds the dense layers' part of, or -1 when none is staged. */
   version: number;
   weights: Float32Array;
-}
-
-/** Writes the batch mean of `sums` over [from, to) into `mean`; false if any value is not finite. */
-export function meanInto(mean: Float32Array, sums: Float32Array, count: number, from: number, to: number): boolean {
-  let finite = true;
-  for (let i = from; i < to; i++) {
-    const g = sums[i] / count;
-    if (!Number.isFinite(g)) finite = false;
-    mean[i] = g;
-  }
-  return finite;
 }
 
 export interface DenseAheadContext {

@@ -18,7 +18,7 @@ import { Progress as ProgressView } from '../metrics/progress.js';
 import { encodeTensorFrame } from '../protocol/codec.js';
 import { VersionedFrame } from '../protocol/frames.js';
 import { CLOSE_NORMAL } from '../protocol/errors.js';
-import { createOptimizer, type Optimizer } from './optimizer.js';
+import { createOptimizer, type Optimizer } from '../optim/optimizer.js';
 import { evaluate } from './evaluate.js';
 import { LocalParticipant, Membership } from './participants.js';
 import { StepDeadline, trainStep, type StepContext, type StepTiming } from './step.js';

@@ -8,7 +8,7 @@ import * as tfjs from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../src/backend/select.js';
 import { listCheckpoints, loadCheckpoint, loadNewestCheckpoint, saveCheckpoint } from '../../../src/checkpoint/store.js';
-import { Adam } from '../../../src/coordinator/optimizer.js';
+import { Adam } from '../../../src/optim/optimizer.js';
 import { loadMnist } from '../../../src/data/mnist.js';
 import { copyImage } from '../../../src/data/distort.js';
 import { modelSpec, type ArchName } from '../../../src/model/architectures.js';

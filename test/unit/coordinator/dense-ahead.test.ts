@@ -1,8 +1,8 @@
 // The dense layers' update made before the step ends: only once every range's dense part is in,
 // never in the step's own weights, and, finished, the bits of one whole update.
 import { describe, expect, it } from 'vitest';
-import { DenseAhead, meanInto, type StagedWeights } from '../../../src/coordinator/dense-ahead.js';
-import { createOptimizer } from '../../../src/coordinator/optimizer.js';
+import { DenseAhead, type StagedWeights } from '../../../src/coordinator/dense-ahead.js';
+import { createOptimizer, meanInto } from '../../../src/optim/optimizer.js';
 import { coverNodes, createSharedSlab, reduceInPlace, slot, type Slab } from '../../../src/reduce/ordered-sum.js';
 
 const WIDTH = 10;

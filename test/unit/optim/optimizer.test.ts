@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON } from '../../../src/constants.js';
-import { Adam, Sgd, createOptimizer } from '../../../src/coordinator/optimizer.js';
+import { Adam, Sgd, createOptimizer } from '../../../src/optim/optimizer.js';
 import { learningRate } from '../../../src/coordinator/schedule.js';
 
 beforeAll(async () => {

@@ -5,6 +5,17 @@
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON } from '../constants.js';
 import { UsageError } from '../errors.js';
 
+/** Writes the batch mean of `sums` over [from, to) into `mean`; false if any value is not finite. */
+export function meanInto(mean: Float32Array, sums: Float32Array, count: number, from: number, to: number): boolean {
+  let finite = true;
+  for (let i = from; i < to; i++) {
+    const g = sums[i] / count;
+    if (!Number.isFinite(g)) finite = false;
+    mean[i] = g;
+  }
+  return finite;
+}
+
 export const OPTIMIZERS = ['adam', 'sgd'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 
