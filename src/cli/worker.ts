@@ -18,8 +18,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLog(options.logFormat, (s) => process.stdout.write(s), 'worker');
-  const code = await new RemoteWorkerProcess({ ...options, log }).run();
-  log('worker: run complete', { event: 'done' });
+  const worker = new RemoteWorkerProcess({ ...options, log });
+  const code = await worker.run();
+  const { ranges, applied } = worker.stats;
+  log(`worker: run complete; ${ranges} range(s) computed, ${applied} of them whole steps whose update was applied here`, { event: 'done', ranges, applied });
   return code;
 }
 

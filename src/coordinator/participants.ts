@@ -34,6 +34,21 @@ export interface StepWork {
   count: number;
 }
 
+/** How a participant computes a range, beyond which microbatches. */
+export interface ComputeOptions {
+  /**
+   * A remote worker calls it once the dense layers' part of every sum (and the losses and counts)
+   * is in, before the rest; the local pool does not call it.
+   */
+  onDense?: () => void;
+  /**
+   * Remote only, for the whole step: the worker applies the optimizer itself with learning rate
+   * `lr` and so makes the next weights (README, "Replicated optimizer"). With `next`, the next
+   * step's assignment, whole and applied alike, goes at once (sent ahead; see `sentAhead`).
+   */
+  apply?: { lr: number; next?: { work: StepWork; lr: number } };
+}
+
 export interface Participant {
   readonly id: string;
   readonly kind: 'local' | 'remote';
@@ -55,10 +70,10 @@ export interface Participant {
   /**
    * Computes microbatches [lo,hi) of the step and leaves the sums of the range's maximal subtrees
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
-   * `onDense`: a remote worker calls it once the dense layers' part of every sum (and the losses
-   * and counts) is in, before the rest; the local pool does not call it.
    */
-  compute(work: StepWork, lo: number, hi: number, onDense?: () => void): Promise<RangeResult>;
+  compute(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult>;
+  /** Remote only: this whole step was assigned to it ahead (ComputeOptions.apply.next); it must be its. */
+  sentAhead?(step: number): boolean;
   /** Remote only: the dense layers' weights of `version`, updated ahead of the step (dense-ahead.ts). */
   sendDenseAhead?(version: number): void;
   /** Remote only: some results of its current range are not in yet. */

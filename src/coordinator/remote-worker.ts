@@ -6,6 +6,9 @@
 //     |                            |
 //     +---- close / heartbeat timeout / protocol violation ----> CLOSED (a pending range is
 //                                                               rejected and reassigned)
+//
+// A worker computing whole steps alone applies the optimizer itself (Assignment.apply) and is
+// sent the next step's assignment with this one's; that one waits in `ahead` until its step.
 import type { WebSocket } from 'ws';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../constants.js';
 import type { Mnist } from '../data/mnist.js';
@@ -16,7 +19,7 @@ import { notAPart, tensorPart, type Message, type ResultMessage } from '../proto
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
-import { rangeTask, type Participant, type StepWork } from './participants.js';
+import { rangeTask, type ComputeOptions, type Participant, type StepWork } from './participants.js';
 import type { ParticipantView } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
 
@@ -30,6 +33,9 @@ export enum RemoteState {
 
 interface Pending {
   step: number;
+  lo: number;
+  hi: number;
+  promise: Promise<RangeResult>;
   expected: Map<string, { node: TreeNode; examples: number }>;
   /** Parameter ranges [from, to) received so far, per subtree. */
   parts: Map<string, [number, number][]>;
@@ -64,6 +70,8 @@ export interface RemoteWorkerOptions {
    * once (when first asked for) and shared by all workers; call `sent` when written.
    */
   weightsFrame: (version: number, part: 'conv' | 'dense') => SharedFrame;
+  /** The OptimizerState frame of the coordinator's optimizer, which is at `version` when asked. */
+  optimizerFrame: (version: number) => Uint8Array;
   log: Log;
   /** A frame from this worker was refused (for /metrics), with a short reason. */
   onViolation: (reason: string) => void;
@@ -83,10 +91,18 @@ export class RemoteWorker implements Participant {
   failures = 0;
   state = RemoteState.STARTING;
   lastSeenMs = Date.now();
-  /** The versions of the convolutions' and the dense layers' weights the worker was last sent. */
+  /**
+   * The versions of the convolutions' and the dense layers' weights the worker holds or is about
+   * to (sent, or to be made by its own update), and of its optimizer state; -1: none.
+   */
   private sentConv = -1;
   private sentDense = -1;
+  private optimizerAt = -1;
+  /** After a cancelled step the worker may hold any version: everything goes again, dense first. */
+  private unsure = false;
   private pending: Pending | undefined;
+  /** The next step's assignment, sent ahead to a worker that applies its updates itself. */
+  private ahead: Pending | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly heartbeat: NodeJS.Timeout;
   /** Where results are decoded: each is validated and copied into the slab before the next frame. */
@@ -125,10 +141,14 @@ export class RemoteWorker implements Participant {
   }
 
   /** Ranges are computed one at a time: a second range (a reassignment) waits for the first. */
-  compute(work: StepWork, lo: number, hi: number, onDense?: () => void): Promise<RangeResult> {
-    const run = this.queue.then(() => this.computeNow(work, lo, hi, onDense));
+  compute(work: StepWork, lo: number, hi: number, opts: ComputeOptions = {}): Promise<RangeResult> {
+    const run = this.queue.then(() => this.computeNow(work, lo, hi, opts));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  sentAhead(step: number): boolean {
+    return this.ahead?.step === step;
   }
 
   /** Some of the results of its current range are not in yet. */
@@ -146,16 +166,71 @@ export class RemoteWorker implements Participant {
     this.sendShared(this.opts.weightsFrame(version, 'dense'));
   }
 
-  private computeNow(work: StepWork, lo: number, hi: number, onDense: (() => void) | undefined): Promise<RangeResult> {
+  private computeNow(work: StepWork, lo: number, hi: number, opts: ComputeOptions): Promise<RangeResult> {
     if (this.state !== RemoteState.ACTIVE) return Promise.reject(new Error(`${this.id} is ${this.state}`));
-    const task = rangeTask(work, lo, hi);
+    const v = work.globalStep;
+    const apply = opts.apply;
+    let pending: Pending;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (ahead?.step === v) {
+      // Sent with the step before; its results may be in already.
+      if (ahead.lo !== lo || ahead.hi !== hi || !apply) throw new Error(`step ${v} was sent ahead to ${this.id} whole; the trainer must keep it so`);
+      pending = ahead;
+      pending.onDense = opts.onDense;
+    } else {
+      pending = this.newPending(work, lo, hi, opts.onDense);
+    }
+    if (pending.received.size < pending.expected.size) {
+      this.pending = pending;
+      this.state = RemoteState.BUSY;
+    }
+    const next = apply?.next;
+    // Not its step: the trainer gives a step sent ahead to no one else (a bug otherwise).
+    if (ahead && pending !== ahead) ahead.reject(new Error(`step ${ahead.step} was sent ahead to ${this.id}, which was given step ${v}`));
+    if (next) {
+      this.ahead = this.newPending(next.work, 0, next.work.microbatches, undefined);
+      this.ahead.promise.catch(() => undefined); // rejected with no one waiting yet: not unhandled
+    }
+    let denseLate = false;
+    this.together(() => {
+      if (pending !== ahead) denseLate = this.sendAssignment(work, lo, hi, apply?.lr);
+      if (next) this.sendAssignment(next.work, 0, next.work.microbatches, next.lr);
+    });
+    if (denseLate) this.sendShared(this.opts.weightsFrame(v, 'dense'));
+    return pending.promise;
+  }
+
+  private newPending(work: StepWork, lo: number, hi: number, onDense: (() => void) | undefined): Pending {
     const expected = new Map<string, { node: TreeNode; examples: number }>();
+    const sizes = rangeTask(work, lo, hi).sizes;
     // float16 results come per microbatch (half-precision values cannot be pre-summed exactly).
     for (const node of this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(work.microbatches, lo, hi)) {
       let examples = 0;
-      for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - lo];
+      for (let j = node[0]; j < node[1]; j++) examples += sizes[j - lo];
       expected.set(`${node[0]}:${node[1]}`, { node, examples });
     }
+    let resolve!: (r: RangeResult) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<RangeResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { step: work.globalStep, lo, hi, promise, expected, parts: new Map(), losses: new Map(), dense: new Set(), onDense, received: new Set(), resolve, reject };
+  }
+
+  /**
+   * The assignment of [lo, hi) of a step, after the weights (and optimizer state) it needs that the
+   * worker does not hold. The convolutions' weights go before it, the dense layers' after it (true
+   * is returned: the caller sends them once this write is out), so the worker starts the forward
+   * pass while the larger part is on its way, unless the worker may hold newer dense weights (sent
+   * ahead, or after a cancelled step): then they go first, as they do for an apply assignment,
+   * which any later weights would void. `applyLr`: the worker applies the update itself and will
+   * hold the next version.
+   */
+  private sendAssignment(work: StepWork, lo: number, hi: number, applyLr: number | undefined): boolean {
+    const v = work.globalStep;
+    const task = rangeTask(work, lo, hi);
     let pixels = new Uint8Array(0);
     let labels = new Uint8Array(0);
     if (this.opts.sendPixels) {
@@ -167,27 +242,21 @@ export class RemoteWorker implements Participant {
         labels[i] = all[s];
       });
     }
-    return new Promise<RangeResult>((resolve, reject) => {
-      this.pending = { step: work.globalStep, expected, parts: new Map(), losses: new Map(), dense: new Set(), onDense, received: new Set(), resolve, reject };
-      this.state = RemoteState.BUSY;
-      // The convolutions' weights and the assignment in one write, then the dense layers' weights
-      // unless they went ahead: the worker starts the forward pass while the larger part is on its
-      // way. A worker sent newer dense weights ahead, and now given a range of this step again
-      // (someone failed), gets this step's before the assignment: it must not start on the newer.
-      const v = work.globalStep;
-      const conv = this.sentConv !== v;
-      const dense = this.sentDense !== v;
-      const denseFirst = this.sentDense > v;
-      this.sentConv = v;
-      this.sentDense = v;
-      const assignment = encode({ type: 'assignment', step: v, ...task, pixels, labels });
-      this.together(() => {
-        if (denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
-        if (conv) this.sendShared(this.opts.weightsFrame(v, 'conv'));
-        this.send(assignment);
-      });
-      if (dense && !denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
-    });
+    const apply = applyLr !== undefined;
+    const conv = this.unsure || this.sentConv !== v;
+    const dense = this.unsure || this.sentDense !== v;
+    const denseFirst = dense && (apply || this.unsure || this.sentDense > v);
+    if (apply && this.optimizerAt !== v) this.send(this.opts.optimizerFrame(v));
+    if (denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
+    if (conv) this.sendShared(this.opts.weightsFrame(v, 'conv'));
+    this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply, lr: applyLr ?? 0 }));
+    this.unsure = false;
+    // What the worker holds once this assignment is done: with apply, the next version, made there.
+    const holds = apply ? v + 1 : v;
+    this.sentConv = holds;
+    this.sentDense = holds;
+    if (apply) this.optimizerAt = holds;
+    return dense && !denseFirst;
   }
 
   cancel(step: number): void {
@@ -195,6 +264,12 @@ export class RemoteWorker implements Participant {
     if (!p || p.step !== step) return;
     this.pending = undefined;
     if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
+    // The worker may finish the step, and one sent ahead, and update its weights, or not.
+    this.unsure = true;
+    this.optimizerAt = -1;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    ahead?.reject(new Error(`step ${ahead.step} was sent ahead to ${this.id}, whose step ${step} was cancelled`));
     p.reject(new Error(`range of step ${step} cancelled`));
   }
 
@@ -242,6 +317,9 @@ export class RemoteWorker implements Participant {
     const pending = this.pending;
     this.pending = undefined;
     pending?.reject(new Error(`${this.id} left during step ${pending.step}: ${reason}`));
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    ahead?.reject(new Error(`${this.id} left before step ${ahead.step}: ${reason}`));
     this.opts.onClose(this, reason);
   }
 
@@ -299,6 +377,7 @@ export class RemoteWorker implements Participant {
       case 'reject':
       case 'weights':
       case 'assignment':
+      case 'optimizer_state':
         this.opts.onViolation('unexpected_message');
         this.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type} message from a worker`);
         return;
@@ -314,8 +393,8 @@ export class RemoteWorker implements Participant {
    * every subtree has come whole.
    */
   private onResult(msg: ResultMessage): void {
-    const p = this.pending;
-    if (!p || msg.step !== p.step) {
+    const p = msg.step === this.pending?.step ? this.pending : msg.step === this.ahead?.step ? this.ahead : undefined;
+    if (!p) {
       this.opts.onViolation('stale_result'); // late, for a step already done or reassigned: ignored
       return;
     }
@@ -374,8 +453,10 @@ export class RemoteWorker implements Participant {
       }
     }
     if (p.received.size === p.expected.size) {
-      this.pending = undefined;
-      this.state = RemoteState.ACTIVE;
+      if (p === this.pending) {
+        this.pending = undefined;
+        this.state = RemoteState.ACTIVE;
+      }
       const nodes = [...p.expected.values()].map((e) => e.node);
       this.microbatchesDone += nodes.reduce((a, [lo, hi]) => a + hi - lo, 0);
       p.resolve({ nodes, computeMs: msg.computeMs });

@@ -1,6 +1,8 @@
 // One synchronous training step: plan the microbatches, hand contiguous ranges to participants
 // in proportion to their weight, recompute the range of anyone who fails or misses the step
-// deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once.
+// deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once. A remote
+// worker that computes a whole step alone applies the same update itself and gets the next
+// step's assignment with this one (README, "Replicated optimizer").
 import { LenetError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
@@ -12,7 +14,7 @@ import { meanInto, type Optimizer } from '../optim/optimizer.js';
 import type { Log } from '../metrics/log.js';
 import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
-import type { Membership, Participant, StepWork } from './participants.js';
+import type { ComputeOptions, Membership, Participant, StepWork } from './participants.js';
 
 /** Training produced a non-finite loss or gradient: the model has diverged. */
 export class DivergedError extends LenetError {
@@ -54,6 +56,8 @@ export interface StepContext {
   split: number;
   /** Remote workers send the dense part of their sums early (float32 results): update it early. */
   denseAhead: boolean;
+  /** A remote worker given a whole step alone applies the optimizer itself (float32 results). */
+  applyAlone: boolean;
   meanGrad: Float32Array;
   optimizer: Optimizer;
   schedule: ScheduleConfig;
@@ -70,15 +74,15 @@ interface RangeDense {
 }
 
 /** `p.compute`, but a remote participant that misses the deadline has its range cancelled. */
-async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense): Promise<RangeResult> {
-  if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi, dense?.arrived);
+async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, opts: ComputeOptions): Promise<RangeResult> {
+  if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi, opts);
   const ms = ctx.deadline.currentMs();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
   });
   try {
-    const result = await Promise.race([p.compute(work, lo, hi, dense?.arrived), late]);
+    const result = await Promise.race([p.compute(work, lo, hi, opts), late]);
     p.lateStreak = 0;
     return result;
   } catch (err) {
@@ -97,10 +101,13 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
 /** Where a step's time went, in milliseconds (compute and transfer of its slowest range). */
 export type StepTiming = Record<StepPhase, number>;
 
-/** Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another participant. */
-async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense): Promise<RangeResult> {
+/**
+ * Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another
+ * participant, who does not apply the update (`apply`) itself.
+ */
+async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense, apply?: ComputeOptions['apply']): Promise<RangeResult> {
   try {
-    const result = await computeWithDeadline(ctx, p, work, lo, hi, dense);
+    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: dense?.arrived, apply });
     dense?.arrived(); // a local pool's dense part is in when all of it is
     return result;
   } catch (err) {
@@ -119,6 +126,12 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
   }
 }
 
+/** The work of step `step` of an epoch. */
+function stepWork(ctx: StepContext, perm: Uint32Array, epoch: number, step: number, globalStep: number): StepWork {
+  const { start, count } = batchRange(ctx.plan, step);
+  return { globalStep, epoch, microbatches: microbatchCount(ctx.plan, count), microbatch: ctx.plan.microbatch, perm, start, count };
+}
+
 /** Runs one synchronous step; returns the batch's loss sum, sample count and timing. */
 export async function trainStep(
   ctx: StepContext,
@@ -128,19 +141,29 @@ export async function trainStep(
   globalStep: number,
 ): Promise<{ lossSum: number; count: number; timing: StepTiming }> {
   const started = performance.now();
-  const { start, count } = batchRange(ctx.plan, step);
-  const n = microbatchCount(ctx.plan, count);
-  const work: StepWork = { globalStep, epoch, microbatches: n, microbatch: ctx.plan.microbatch, perm, start, count };
+  const work = stepWork(ctx, perm, epoch, step, globalStep);
+  const n = work.microbatches;
   let members = ctx.membership.forStep();
   if (members.length === 0) {
     await ctx.membership.waitFor(0, ctx.url);
     members = ctx.membership.forStep();
   }
-  // A participant late in recent steps gets a smaller share: its threads halved per late step.
-  const ranges = splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
+  // A worker this whole step was sent to ahead computes it: whoever joined since takes part from
+  // the next step. Otherwise a participant late in recent steps gets a smaller share: its threads
+  // halved per late step.
+  const sentAhead = members.find((p) => p.sentAhead?.(globalStep));
+  const ranges = sentAhead ? members.map((p) => (p === sentAhead ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
   const lr = learningRate(ctx.schedule, globalStep);
   const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
   const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
+  // A remote worker computing the whole step alone makes the next weights itself, so it can start
+  // the next step at once: its assignment goes with this one while the worker is the only member.
+  const alone = ctx.applyAlone && assigned.length === 1 && assigned[0].p.kind === 'remote' ? assigned[0].p : undefined;
+  let apply: ComputeOptions['apply'];
+  if (alone) {
+    const next = members.length === 1 && step + 1 < ctx.schedule.stepsPerEpoch ? stepWork(ctx, perm, epoch, step + 1, globalStep + 1) : undefined;
+    apply = { lr, next: next && { work: next, lr: learningRate(ctx.schedule, globalStep + 1) } };
+  }
   // The next dense weights go out at once only while a worker still computes: that is what they
   // overlap. When the last dense part came with the last result there is nothing to overlap, and
   // sending them to every worker first would hold up every next assignment (64 simulated workers,
@@ -148,12 +171,12 @@ export async function trainStep(
   const sendAhead = (version: number): void => {
     if (remotes.some((p) => p.computing?.())) remotes.forEach((p) => p.sendDenseAhead?.(version));
   };
-  const ahead = ctx.denseAhead && remotes.length > 0 ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
+  const ahead = ctx.denseAhead && remotes.length > 0 && !alone ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
     const dense = ahead && { arrived: () => ahead.arrived(i), revoked: () => ahead.revoked(i) };
-    const r = await runRange(ctx, p, work, lo, hi, dense);
+    const r = await runRange(ctx, p, work, lo, hi, dense, p === alone ? apply : undefined);
     return { ...r, wallMs: performance.now() - t0, onTime: p.failures === failuresBefore };
   };
   const results = await Promise.all(assigned.map((a, i) => timed(a.p, a.lo, a.hi, i)));

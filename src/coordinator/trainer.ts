@@ -15,7 +15,7 @@ import { startPool, type ComputePool } from '../compute/pool.js';
 import { listCheckpoints, loadNewestCheckpoint, pruneMidEpoch, saveCheckpoint, type Progress } from '../checkpoint/store.js';
 import { MetricsRecorder, type EpochRecord, type RunRecord } from '../metrics/recorder.js';
 import { Progress as ProgressView } from '../metrics/progress.js';
-import { encodeTensorFrame } from '../protocol/codec.js';
+import { encode, encodeTensorFrame } from '../protocol/codec.js';
 import { VersionedFrame } from '../protocol/frames.js';
 import { CLOSE_NORMAL } from '../protocol/errors.js';
 import { createOptimizer, type Optimizer } from '../optim/optimizer.js';
@@ -157,6 +157,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       datasetSha256: data.sha256,
       paramCount: spec.size,
       gradDType: config.gradDType,
+      optimizer: config.optimizer,
     },
     log,
     onWorker: (ws, hello, info) => {
@@ -171,6 +172,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         partSplit: split,
         data,
         weightsFrame: (version, part) => (part === 'conv' ? convWeights : denseWeights).take(version),
+        optimizerFrame: (version) => encode({ type: 'optimizer_state', version, ...optimizer.state() }),
         log,
         onViolation: (reason) => state.reject(reason),
         onReady: (w) => {
@@ -223,6 +225,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     staged,
     split,
     denseAhead: config.gradDType === 'float32',
+    applyAlone: config.gradDType === 'float32',
     meanGrad: new Float32Array(spec.size),
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },

@@ -79,6 +79,10 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
       const { type: _t, ...a } = msg;
       return { assignment: { ...a, samples: Array.from(a.samples), positions: Array.from(a.positions) } };
     }
+    case 'optimizer_state': {
+      const slots = Object.fromEntries(Object.entries(msg.slots).map(([k, v]) => [k, { shape: [v.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(v) }]));
+      return { optimizerState: { version: msg.version, name: msg.name, t: msg.t, slots } };
+    }
     case 'ready':
       return { ready: { threads: msg.threads } };
     case 'heartbeat':
@@ -246,6 +250,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         sendPixels: c.sendPixels === true,
         paramCount: u32(c.paramCount),
         gradDType: c.gradDtype === DTYPE_FLOAT16 ? 'float16' : 'float32',
+        optimizer: str(c.optimizer),
       };
       return { type: 'welcome', workerId: u32(b.workerId), config };
     }
@@ -269,7 +274,18 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
       const pixels = bytes(b.pixels);
       const labels = bytes(b.labels);
       if (pixels.length !== 0 && (pixels.length !== total * 784 || labels.length !== total)) throw bad('assignment: pixels or labels do not match the samples');
-      return { type: 'assignment', step: u32(b.step), weightsVersion: u32(b.weightsVersion), epoch: u32(b.epoch), microbatches: u32(b.microbatches), lo, hi, samples, positions, sizes, pixels, labels };
+      const apply = b.apply === true;
+      const lr = typeof b.lr === 'number' ? b.lr : 0;
+      if (apply && (lo !== 0 || hi !== u32(b.microbatches))) throw bad(`assignment: apply needs the whole step, not [${lo},${hi}) of ${u32(b.microbatches)}`);
+      if (apply && !(Number.isFinite(lr) && lr > 0)) throw bad(`assignment: apply needs a positive learning rate, not ${lr}`);
+      return { type: 'assignment', step: u32(b.step), weightsVersion: u32(b.weightsVersion), epoch: u32(b.epoch), microbatches: u32(b.microbatches), lo, hi, samples, positions, sizes, pixels, labels, apply, lr };
+    }
+    case 'optimizerState': {
+      const wire = (b.slots ?? {}) as Record<string, WireTensor>;
+      // float32 only: a rounded moment would make the worker's update differ from the coordinator's.
+      for (const [k, t] of Object.entries(wire)) if (t?.dtype !== DTYPE_FLOAT32) throw bad(`optimizer slot ${k}: must be float32`);
+      const slots = Object.fromEntries(Object.entries(wire).map(([k, t]) => [k, decodeTensor(t, `optimizer slot ${k}`)]));
+      return { type: 'optimizer_state', version: u32(b.version), name: str(b.name), t: u32(b.t), slots };
     }
     case 'result':
       return {

@@ -3,8 +3,11 @@
 import type { RangeTask } from '../compute/types.js';
 import type { GradDType } from '../reduce/float16.js';
 
-/** 2: weights and results may come in parts (Weights.offset, GradientResult.offset). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: weights and results may come in parts (Weights.offset, GradientResult.offset).
+ * 3: a worker given a whole step alone applies the optimizer itself (Assignment.apply, OptimizerState).
+ */
+export const PROTOCOL_VERSION = 3;
 
 export enum RejectReason {
   UNSPECIFIED = 0,
@@ -27,6 +30,8 @@ export interface RunConfigMessage {
   sendPixels: boolean;
   paramCount: number;
   gradDType: GradDType;
+  /** adam | sgd: what a worker applies for an Assignment with `apply`. */
+  optimizer: string;
 }
 
 export interface ChallengeMessage {
@@ -89,6 +94,23 @@ export interface AssignmentMessage extends Omit<RangeTask, 'leavesOnly'> {
   /** With sendPixels: 784 bytes per sample, in `samples` order; else empty. */
   pixels: Uint8Array;
   labels: Uint8Array;
+  /**
+   * The worker computes the whole step alone and then applies the optimizer itself, with `lr`,
+   * to hold the weights of version weightsVersion + 1 (see README, "Replicated optimizer").
+   */
+  apply: boolean;
+  lr: number;
+}
+
+/** The coordinator's optimizer state of weights version `version`, for a worker that applies it. */
+export interface OptimizerStateMessage {
+  type: 'optimizer_state';
+  version: number;
+  name: string;
+  /** Updates applied. */
+  t: number;
+  /** Adam: m and v; SGD: none. Each param_count values. */
+  slots: Record<string, Float32Array>;
 }
 
 export interface ResultMessage {
@@ -128,6 +150,7 @@ export type Message =
   | WeightsMessage
   | AssignmentMessage
   | ResultMessage
+  | OptimizerStateMessage
   | ReadyMessage
   | HeartbeatMessage
   | GoodbyeMessage;

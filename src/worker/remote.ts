@@ -20,12 +20,13 @@ import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
 import { computeRange, type EarlyDense, type RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
-import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { createSharedSlab, reduceInPlace, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { createOptimizer, meanInto, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
 import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
-import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
+import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 
@@ -93,6 +94,16 @@ interface Session {
   labels: Uint8Array;
   /** Where the dense layers' part of a result starts. */
   denseFrom: number;
+  /** For steps computed alone (Assignment.apply): the coordinator's optimizer, and the version its state is of. */
+  optimizer: Optimizer | undefined;
+  optimizerVersion: number;
+  /** The batch mean of a step computed alone. */
+  mean: Float32Array;
+  /**
+   * Weights and OptimizerState frames received. The coordinator sends them after an apply
+   * assignment only when it has taken that step back; the assignment is then void.
+   */
+  replaced: number;
 }
 
 export class RemoteWorkerProcess {
@@ -105,6 +116,8 @@ export class RemoteWorkerProcess {
   private queue: Promise<void> = Promise.resolve();
   /** Buffers for outgoing results. */
   private readonly frames = new FramePool();
+  /** Ranges computed and sent, and of those, steps computed alone whose update was applied here. */
+  readonly stats = { ranges: 0, applied: 0 };
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -231,20 +244,25 @@ export class RemoteWorkerProcess {
             ws.close(CLOSE_NORMAL);
             return;
           case 'weights':
+          case 'optimizer_state':
             // Not queued behind the running assignment: its threads may be waiting for these.
             try {
-              this.onWeights(msg);
+              if (msg.type === 'weights') this.onWeights(msg);
+              else this.onOptimizerState(msg);
             } catch (err) {
-              this.log(`worker: bad weights from the coordinator (${(err as Error).message}); disconnecting`);
-              ws.close(CLOSE_BAD_MESSAGE, 'bad weights');
+              this.log(`worker: bad ${msg.type === 'weights' ? 'weights' : 'optimizer state'} from the coordinator (${(err as Error).message}); disconnecting`);
+              ws.close(CLOSE_BAD_MESSAGE, `bad ${msg.type}`);
             }
             return;
-          case 'assignment':
-            this.queue = this.queue.then(() => this.onAssignment(msg, send)).catch((err: Error) => {
+          case 'assignment': {
+            // What had arrived when it came: a later Weights or OptimizerState voids an apply assignment.
+            const replaced = this.session?.replaced ?? 0;
+            this.queue = this.queue.then(() => this.onAssignment(msg, send, replaced)).catch((err: Error) => {
               this.log(`worker: could not compute step ${msg.step}: ${err.message}; disconnecting`);
               ws.close(CLOSE_BAD_MESSAGE, 'compute failed');
             });
             return;
+          }
           case 'heartbeat':
             return;
           case 'goodbye':
@@ -306,7 +324,21 @@ export class RemoteWorkerProcess {
       gradDType: config.gradDType,
       denseVersion,
     });
-    this.session = { config, compute, slab, weights, convVersion: -1, denseVersion, images, labels, denseFrom: denseOffset(spec) };
+    this.session = {
+      config,
+      compute,
+      slab,
+      weights,
+      convVersion: -1,
+      denseVersion,
+      images,
+      labels,
+      denseFrom: denseOffset(spec),
+      optimizer: undefined,
+      optimizerVersion: -1,
+      mean: new Float32Array(spec.size),
+      replaced: 0,
+    };
   }
 
   /**
@@ -324,6 +356,7 @@ export class RemoteWorkerProcess {
     const to = msg.offset + msg.values.length;
     const part = tensorPart(from, to, s.denseFrom, s.weights.length);
     if (!part) throw new Error(notAPart(from, to, s.denseFrom, s.weights.length));
+    s.replaced++;
     if (msg.values.buffer !== s.weights.buffer) s.weights.set(msg.values, from);
     if (part !== 'dense') s.convVersion = msg.version;
     if (part !== 'conv') {
@@ -332,9 +365,54 @@ export class RemoteWorkerProcess {
     }
   }
 
-  private async onAssignment(a: AssignmentMessage, send: (m: Message) => void): Promise<void> {
+  /** The coordinator's optimizer state of a weights version, for the steps this worker computes alone. */
+  private onOptimizerState(msg: OptimizerStateMessage): void {
+    const s = this.session;
+    if (!s) throw new Error('optimizer state before welcome');
+    if (msg.name !== s.config.optimizer) throw new Error(`optimizer ${msg.name}, but the run uses ${s.config.optimizer}`);
+    for (const [name, values] of Object.entries(msg.slots)) {
+      if (values.length !== s.weights.length) throw new Error(`optimizer slot ${name} has ${values.length} values for ${s.weights.length} weights`);
+    }
+    s.replaced++;
+    s.optimizer = createOptimizer(msg.name as OptimizerName, s.weights.length, { name: msg.name as OptimizerName, t: msg.t, slots: msg.slots });
+    s.optimizerVersion = msg.version;
+  }
+
+  /**
+   * After sending the result of a step computed alone: the update the coordinator applies too,
+   * from the same sums in the same order, so the weights of the next version are made here, the
+   * same bits, and the next step (its assignment sent ahead) starts without waiting for them.
+   */
+  private applyAlone(s: Session, a: AssignmentMessage, nodes: TreeNode[]): void {
+    const ready = new Set(nodes.map(([lo, hi]) => `${lo}:${hi}`));
+    reduceInPlace(s.slab, 0, a.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`));
+    // Not finite: the coordinator ends the run as diverged; nothing to make.
+    if (!meanInto(s.mean, slot(s.slab, 0), s.slab.count[0], 0, s.slab.width) || !Number.isFinite(s.slab.loss[0])) return;
+    s.optimizer!.apply(s.weights, s.mean, a.lr);
+    this.stats.applied++;
+    const next = a.weightsVersion + 1;
+    s.convVersion = next;
+    s.optimizerVersion = next;
+    Atomics.store(s.denseVersion, 0, next);
+    Atomics.notify(s.denseVersion, 0);
+  }
+
+  private async onAssignment(a: AssignmentMessage, send: (m: Message) => void, replacedBefore: number): Promise<void> {
     const s = this.session;
     if (!s) throw new Error('assignment before welcome');
+    if (a.apply) {
+      if (s.config.gradDType !== 'float32') throw new Error('apply assignment in a run with float16 gradients');
+      // Its weights or optimizer state came again after it: the coordinator took this step (or the
+      // one before, whose update was to make its weights) back, and no longer wants it. Frames
+      // read only after the step has started cannot stop it (a one-thread worker reads its socket
+      // between steps and every COMPUTE_YIELD_MS): its result is then for a step the coordinator
+      // no longer waits for, and is ignored there.
+      const v = a.weightsVersion;
+      if (s.replaced !== replacedBefore || s.convVersion !== v || s.optimizerVersion !== v || Atomics.load(s.denseVersion, 0) !== v) {
+        this.log(`worker: step ${a.step} was taken back by the coordinator; skipped`);
+        return;
+      }
+    }
     // Newer weights already here: the coordinator has moved past this step and does not want it.
     if (a.weightsVersion < s.convVersion) return;
     if (a.weightsVersion !== s.convVersion) throw new Error(`assignment needs weights ${a.weightsVersion}, have ${s.convVersion}`);
@@ -360,11 +438,18 @@ export class RemoteWorkerProcess {
         gradient: slot(s.slab, lo).subarray(from, to),
         computeMs,
       });
+    // A step computed alone goes whole: the coordinator does not update its dense layers early.
     const leavesOnly = s.config.gradDType === 'float16';
-    const early = leavesOnly
-      ? undefined
-      : { split: s.denseFrom, onDense: (nodes: TreeNode[]) => nodes.forEach(([lo, hi]) => sendPart(lo, hi, s.denseFrom, s.slab.width, 0)) };
+    const early =
+      leavesOnly || a.apply
+        ? undefined
+        : { split: s.denseFrom, onDense: (nodes: TreeNode[]) => nodes.forEach(([lo, hi]) => sendPart(lo, hi, s.denseFrom, s.slab.width, 0)) };
     const result = await s.compute.computeRange({ ...a, leavesOnly }, early);
     for (const [lo, hi] of result.nodes) sendPart(lo, hi, 0, early ? s.denseFrom : s.slab.width, result.computeMs);
+    this.stats.ranges++;
+    if (!a.apply) return;
+    // Weights that came during the step: the coordinator took it back; they are not ours to update.
+    if (s.replaced === replacedBefore) this.applyAlone(s, a, result.nodes);
+    else this.log(`worker: step ${a.step} was taken back by the coordinator during its computation; its update is not applied here`);
   }
 }

@@ -31,6 +31,8 @@ function epochs(metrics: string): Record<string, unknown>[] {
 }
 
 let reference: string;
+/** The weights after each of three epochs, local threads only. */
+let threeEpochs: string[];
 
 describe('remote workers', () => {
   it('local reference: --threads 1', async () => {
@@ -57,6 +59,17 @@ describe('remote workers', () => {
     expect(parts.filter((p) => p.kind === 'remote')).toHaveLength(2);
     expect(parts.reduce((a, p) => a + p.microbatches, 0)).toBe(128); // 64 steps x 2 microbatches
     expect(parts.every((p) => p.microbatches > 0)).toBe(true);
+  });
+
+  it('one worker alone applies every update itself (README, "Replicated optimizer"): the same weights', async () => {
+    const c = await coordinator('alone', ['--threads', '0', '--wait-workers', '1']);
+    const w = start('lenet-worker', ['join', c.url, '--threads', '1']);
+    const result = await c.proc.done;
+    expect(result.code, result.stderr).toBe(0);
+    const r = await w.done;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/run complete; 64 range\(s\) computed, 64 of them whole steps whose update was applied here/);
+    expect(epochs(c.metrics)[0].weightsSha256).toBe(reference);
   });
 
   it('a mix of local threads and a 2-thread remote worker gives the same weights', async () => {
@@ -117,6 +130,26 @@ describe('remote workers', () => {
     expect(e.map((x) => x.weightsSha256)).toEqual(epochs(local).map((x) => x.weightsSha256));
     const remoteWork = e.flatMap((x) => (x.participants as { kind: string; microbatches: number }[]).filter((p) => p.kind === 'remote').map((p) => p.microbatches));
     expect(remoteWork.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    threeEpochs = epochs(local).map((x) => x.weightsSha256 as string);
+  });
+
+  it('a worker alone, joined by a second that is then killed, and alone again: the same weights', async () => {
+    const c = await coordinator('alone-joined', ['--threads', '0', '--wait-workers', '1', '--epochs', '3']);
+    const a = start('lenet-worker', ['join', c.url, '--threads', '1', '--name', 'first']);
+    await c.proc.waitFor(/\(first@\S+, 1 thread\) joined/);
+    const b = start('lenet-worker', ['join', c.url, '--threads', '1', '--name', 'second']);
+    await c.proc.waitFor(/\(second@\S+, 1 thread\) joined/);
+    await new Promise((r) => setTimeout(r, 300)); // sharing steps by now
+    b.kill('SIGKILL');
+    const result = await c.proc.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/\(second@\S+, 1 thread\) left: connection closed/);
+    const r = await a.done;
+    const [, ranges, applied] = /(\d+) range\(s\) computed, (\d+) of them whole steps/.exec(r.stdout) ?? [];
+    // Alone, then sharing (the coordinator applies), then alone again.
+    expect(Number(applied)).toBeGreaterThan(0);
+    expect(Number(ranges)).toBeGreaterThan(Number(applied));
+    expect(epochs(c.metrics).map((x) => x.weightsSha256)).toEqual(threeEpochs);
   });
 
   it('a worker retries until the coordinator is up', async () => {

@@ -26,6 +26,7 @@ const config: RunConfigMessage = {
   sendPixels: false,
   paramCount: spec.size,
   gradDType: 'float32',
+  optimizer: 'adam',
 };
 
 let server: WebSocketServer | undefined;
@@ -36,7 +37,7 @@ afterEach(async () => {
 
 function assignment(step: number): Message {
   const samples = Uint32Array.from({ length: 64 }, (_, i) => i * 11);
-  return { type: 'assignment', step, weightsVersion: step, epoch: 0, microbatches: 2, lo: 0, hi: 2, samples, positions: Uint32Array.from({ length: 64 }, (_, i) => i), sizes: [32, 32], pixels: new Uint8Array(0), labels: new Uint8Array(0) };
+  return { type: 'assignment', step, weightsVersion: step, epoch: 0, microbatches: 2, lo: 0, hi: 2, samples, positions: Uint32Array.from({ length: 64 }, (_, i) => i), sizes: [32, 32], pixels: new Uint8Array(0), labels: new Uint8Array(0), apply: false, lr: 0 };
 }
 
 describe('a worker reconnecting to the same run', () => {

@@ -11,6 +11,7 @@ const WIDTH = 10;
 /** First bytes of the fake weights frames. */
 const CONV_FRAME = 0xc0;
 const DENSE_FRAME = 0xde;
+const OPTIMIZER_FRAME = 0x0f;
 
 class FakeSocket extends EventEmitter {
   readonly OPEN = 1;
@@ -65,6 +66,7 @@ function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeo
     partSplit: 6,
     data: undefined as never,
     weightsFrame: (version, part) => ({ frame: Uint8Array.of(part === 'conv' ? CONV_FRAME : DENSE_FRAME, version), sent: () => undefined }),
+    optimizerFrame: (version) => Uint8Array.of(OPTIMIZER_FRAME, version),
     log: () => undefined,
     onViolation: (reason) => violations.push(reason),
     onReady: () => undefined,
@@ -147,7 +149,7 @@ describe('RemoteWorker results in parts', () => {
   it('calls onDense once every dense part is in, and computing() stays true until the rest is', async () => {
     const { ws, worker } = setUp();
     let dense = 0;
-    const result = worker.compute(work, 0, 2, () => dense++);
+    const result = worker.compute(work, 0, 2, { onDense: () => dense++ });
     await sentAssignment();
     expect(worker.computing()).toBe(true);
     ws.frame(part(6, WIDTH));
@@ -181,5 +183,84 @@ describe('RemoteWorker dense weights sent ahead', () => {
     const [denseFive, assignment] = again[0];
     expect(Array.from(denseFive)).toEqual([DENSE_FRAME, 5]);
     expect(decode(assignment)).toMatchObject({ type: 'assignment', step: 5 });
+  });
+});
+
+describe('RemoteWorker steps computed alone (the worker applies the update itself)', () => {
+  const work6: StepWork = { ...work, globalStep: 6 };
+  const work7: StepWork = { ...work, globalStep: 7 };
+  const whole = (step: number) => ({ ...part(0, WIDTH), step });
+  const head = (f: Uint8Array): unknown => (f[0] === CONV_FRAME || f[0] === DENSE_FRAME || f[0] === OPTIMIZER_FRAME ? Array.from(f) : decode(f));
+
+  it('sends the optimizer state and all the weights before the assignment, and the next step\'s assignment with it', async () => {
+    const { ws, worker, violations } = setUp();
+    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } });
+    await sentAssignment();
+    expect(ws.writes).toHaveLength(1); // one write, nothing after the assignment: it would void it
+    const [write] = ws.writes.map((w) => w.map(head));
+    expect(write.slice(0, 3)).toEqual([
+      [OPTIMIZER_FRAME, 5],
+      [DENSE_FRAME, 5],
+      [CONV_FRAME, 5],
+    ]);
+    expect(write[3]).toMatchObject({ type: 'assignment', step: 5, weightsVersion: 5, apply: true, lr: 0.01 });
+    expect(write[4]).toMatchObject({ type: 'assignment', step: 6, weightsVersion: 6, lo: 0, hi: 2, apply: true, lr: 0.02 });
+    expect(worker.sentAhead(6)).toBe(true);
+
+    ws.frame(whole(5));
+    expect((await five).nodes).toEqual([[0, 2]]);
+    // Step 6's result may come before the trainer starts step 6: it is kept for it.
+    ws.frame(whole(6));
+    const six = await worker.compute(work6, 0, 2, { apply: { lr: 0.02, next: { work: work7, lr: 0.03 } } });
+    expect(six.nodes).toEqual([[0, 2]]);
+    // Step 6 went before; only step 7's assignment goes now, with no weights: the worker makes them.
+    expect(ws.writes.slice(1).map((w) => w.map(head))).toEqual([[expect.objectContaining({ type: 'assignment', step: 7, weightsVersion: 7, apply: true, lr: 0.03 })]]);
+    expect(worker.microbatchesDone).toBe(4);
+    expect(violations).toEqual([]);
+  });
+
+  it('a cancelled step takes the step sent ahead with it; the next assignment sends everything again, dense weights first', async () => {
+    const { ws, worker } = setUp();
+    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } });
+    await sentAssignment();
+    worker.cancel(5);
+    await expect(five).rejects.toThrow(/cancelled/);
+    expect(worker.sentAhead(6)).toBe(false);
+
+    // The same range again, not applied here (the trainer's reassignment): the worker may hold
+    // version 5 or 6 of anything, so both parts go, the dense one first.
+    worker.compute(work, 0, 2).catch(() => undefined);
+    await sentAssignment();
+    expect(ws.writes.slice(1).map((w) => w.map(head))).toEqual([[[DENSE_FRAME, 5], [CONV_FRAME, 5], expect.objectContaining({ type: 'assignment', step: 5, apply: false })]]);
+    ws.frame(whole(5));
+    await sentAssignment();
+    // Alone again at step 6: its optimizer state is unknown, so it goes again.
+    worker.compute(work6, 0, 2, { apply: { lr: 0.02 } }).catch(() => undefined);
+    await sentAssignment();
+    expect(ws.writes.slice(2).map((w) => w.map(head))[0].slice(0, 3)).toEqual([
+      [OPTIMIZER_FRAME, 6],
+      [DENSE_FRAME, 6],
+      [CONV_FRAME, 6],
+    ]);
+  });
+
+  it('results for a step sent ahead but cancelled are ignored as stale', async () => {
+    const { ws, worker, violations } = setUp();
+    worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } }).catch(() => undefined);
+    await sentAssignment();
+    worker.cancel(5);
+    ws.frame(whole(5));
+    ws.frame(whole(6));
+    expect(violations).toEqual(['stale_result', 'stale_result']);
+    expect(ws.closed).toBeUndefined();
+  });
+
+  it('a worker that leaves fails the step it computes; the step sent ahead goes with it, unhandled by no one', async () => {
+    const { ws, worker } = setUp();
+    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } });
+    await sentAssignment();
+    ws.emit('close', 1006, Buffer.from(''));
+    await expect(five).rejects.toThrow(/left during step 5/);
+    expect(worker.sentAhead(6)).toBe(false);
   });
 });

@@ -20,7 +20,7 @@ beforeAll(async () => {
     port: 0,
     token: 's3cret',
     backend: 'wasm',
-    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32' },
+    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam' },
     log: (l) => logs.push(l),
     onWorker: (ws, hello) => {
       joined.push(hello);

@@ -13,7 +13,7 @@ const SAMPLES: Message[] = [
   {
     type: 'welcome',
     workerId: 3,
-    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32' },
+    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32', optimizer: 'adam' },
   },
   { type: 'reject', reason: RejectReason.AUTH, message: 'wrong token' },
   { type: 'weights', version: 12, offset: 0, values: grad },
@@ -31,7 +31,27 @@ const SAMPLES: Message[] = [
     sizes: [2, 2],
     pixels: new Uint8Array(4 * 784).fill(3),
     labels: Uint8Array.from([1, 2, 3, 4]),
+    apply: false,
+    lr: 0,
   },
+  {
+    type: 'assignment',
+    step: 13,
+    weightsVersion: 13,
+    epoch: 1,
+    microbatches: 2,
+    lo: 0,
+    hi: 2,
+    samples: Uint32Array.from([5, 9, 11, 2]),
+    positions: Uint32Array.from([66, 67, 68, 69]),
+    sizes: [2, 2],
+    pixels: new Uint8Array(0),
+    labels: new Uint8Array(0),
+    apply: true,
+    lr: 0.001 * 0.95,
+  },
+  { type: 'optimizer_state', version: 13, name: 'adam', t: 13, slots: { m: grad, v: grad.map((x) => x * x) } },
+  { type: 'optimizer_state', version: 0, name: 'sgd', t: 0, slots: {} },
   { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, offset: 0, gradient: grad, computeMs: 17.25 },
   { type: 'result', step: 12, lo: 2, hi: 4, examples: 64, lossSum: 12.5, offset: 1672, gradient: grad, computeMs: 17.25 },
   { type: 'ready', threads: 2 },
@@ -188,6 +208,20 @@ describe('codec validation', () => {
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, sizes: [1] } }), 'LENET_ERR_BAD_FRAME');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, samples: [1] } }), 'LENET_ERR_BAD_FRAME');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, pixels: new Uint8Array(10) } }), 'LENET_ERR_BAD_FRAME');
+  });
+
+  it('rejects an assignment to apply the optimizer for less than a whole step, or without a usable learning rate', () => {
+    const whole = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 2, lo: 0, hi: 2, samples: [1, 2], positions: [0, 1], sizes: [1, 1], apply: true, lr: 0.001 };
+    expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, assignment: whole })).type).toBe('assignment');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...whole, microbatches: 4 } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...whole, lr: 0 } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...whole, lr: Number.NaN } }), 'LENET_ERR_BAD_FRAME');
+  });
+
+  it('rejects optimizer state whose slots are not float32 tensors of their stated length', () => {
+    const slot = (bytes: number): Record<string, unknown> => ({ shape: [10], dtype: 1, data: new Uint8Array(bytes) });
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, optimizerState: { version: 1, name: 'adam', t: 1, slots: { m: slot(39) } } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, optimizerState: { version: 1, name: 'adam', t: 1, slots: { m: { shape: [10], dtype: 2, data: new Uint8Array(20) } } } }), 'LENET_ERR_BAD_FRAME');
   });
 });
 
