@@ -120,7 +120,7 @@ const r1 = results[rows[3].name];
 // Ratios are taken within each round (its runs follow each other within a minute or two) and
 // their median is printed: the machine's speed drifts between rounds more than within one.
 const ratio = (a, b) => median(runs.get(rows[a].name).map((x, i) => x / runs.get(rows[b].name)[i]));
-const slower = (r) => `${r.toFixed(3)}x (${((1 - r) * 100).toFixed(1)}% slower)`;
+const slower = (r) => `${r.toFixed(3)}x (${(Math.abs(1 - r) * 100).toFixed(1)}% ${r <= 1 ? 'slower' : 'faster'})`;
 console.log('ratios (median over rounds of the ratio within a round):');
 console.log(`  lenet-dist 1 thread / model.fit = ${ratio(1, 0).toFixed(2)}x; 2 threads / 1 thread = ${ratio(2, 1).toFixed(2)}x; 2 threads / model.fit = ${ratio(2, 0).toFixed(2)}x`);
 console.log(`  machine ceiling for 2 threads: two independent 1-thread runs at once give ${ratio(5, 1).toFixed(2)}x one run; ` +

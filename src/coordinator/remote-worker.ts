@@ -184,6 +184,8 @@ export class RemoteWorker implements Participant {
     if (pending.received.size < pending.expected.size) {
       this.pending = pending;
       this.state = RemoteState.BUSY;
+    } else {
+      this.microbatchesDone += hi - lo;
     }
     const next = apply?.next;
     // Not its step: the trainer gives a step sent ahead to no one else (a bug otherwise).
@@ -453,13 +455,13 @@ export class RemoteWorker implements Participant {
       }
     }
     if (p.received.size === p.expected.size) {
+      // A step sent ahead is counted when the trainer takes it (it may be cancelled before).
       if (p === this.pending) {
         this.pending = undefined;
         this.state = RemoteState.ACTIVE;
+        this.microbatchesDone += p.hi - p.lo;
       }
-      const nodes = [...p.expected.values()].map((e) => e.node);
-      this.microbatchesDone += nodes.reduce((a, [lo, hi]) => a + hi - lo, 0);
-      p.resolve({ nodes, computeMs: msg.computeMs });
+      p.resolve({ nodes: [...p.expected.values()].map((e) => e.node), computeMs: msg.computeMs });
     }
   }
 }
