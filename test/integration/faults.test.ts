@@ -1,7 +1,7 @@
 // Faults, as real processes: remote workers killed with SIGKILL mid-epoch and mid-step, and the
 // coordinator itself killed and resumed. Each run must end with the fault-free weights.
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers.js';
@@ -68,18 +68,23 @@ describe('faults', () => {
     }
   });
 
-  it('the coordinator killed with SIGKILL mid-epoch resumes to the same weights; its worker reconnects', async () => {
-    const ckpt = join(dir.path, 'kc');
-    const metrics = join(dir.path, 'kill-coord.jsonl');
+  // --threads 0: the worker computes every step alone and applies the updates itself; after the
+  // resume it gets the optimizer state the checkpoint restored.
+  it.each([
+    ['1', 'with a local thread'],
+    ['0', 'computing alone'],
+  ])('the coordinator killed with SIGKILL mid-epoch resumes to the same weights; its worker reconnects (--threads %s: %s)', async (threads) => {
+    const ckpt = join(dir.path, `kc${threads}`);
+    const metrics = join(dir.path, `kill-coord${threads}.jsonl`);
     const port = String(20000 + Math.floor(Math.random() * 5000));
-    const args = ['start', ...RUN.slice(0, -2), '--port', port, '--threads', '1', '--checkpoint-every-steps', '5', '--checkpoint-dir', ckpt, '--metrics-out', metrics];
+    const args = ['start', ...RUN.slice(0, -2), '--port', port, '--threads', threads, '--checkpoint-every-steps', '5', '--checkpoint-dir', ckpt, '--metrics-out', metrics];
     const first = start('lenet-coord', args);
     await first.waitFor(/listening/);
     const w = start('lenet-worker', ['join', `ws://127.0.0.1:${port}`, '--threads', '1', '--connect-timeout', '60']);
     await first.waitFor(/worker-1 .* joined/);
     // Kill as soon as a mid-epoch checkpoint of epoch 2 exists.
     for (let i = 0; i < 600; i++) {
-      if (readdirSync(ckpt).some((n) => /^ckpt-e0001-s0000[0-9][1-9]$|^ckpt-e0001-s0000[1-9]\d$/.test(n))) break;
+      if (existsSync(ckpt) && readdirSync(ckpt).some((n) => /^ckpt-e0001-s0000[0-9][1-9]$|^ckpt-e0001-s0000[1-9]\d$/.test(n))) break;
       await sleep(50);
     }
     first.kill('SIGKILL');
