@@ -65,7 +65,24 @@ export class Sgd implements Optimizer {
   }
 }
 
-/** Adam as tfjs's AdamOptimizer computes it: w -= lr * m_hat / (sqrt(v_hat) + epsilon). */
+/**
+ * `base` to the power of a whole number `n` >= 0 by repeated squaring: IEEE multiplications only,
+ * so every JavaScript engine gives the same bits. Math.pow's last bits are each engine's own
+ * choice, and a worker applying the update itself (README, "Replicated optimizer") may run
+ * another Node version than its coordinator.
+ */
+export function powBySquaring(base: number, n: number): number {
+  let result = 1;
+  for (let b = base, e = n; e > 0; b *= b, e = Math.floor(e / 2)) {
+    if (e % 2 === 1) result *= b;
+  }
+  return result;
+}
+
+/**
+ * Adam as tfjs's AdamOptimizer computes it: w -= lr * m_hat / (sqrt(v_hat) + epsilon). Only + - * /
+ * and Math.sqrt (correctly rounded by the ECMAScript specification) touch the values.
+ */
 export class Adam implements Optimizer {
   readonly name = 'adam';
   private t = 0;
@@ -92,8 +109,8 @@ export class Adam implements Optimizer {
   }
 
   update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void {
-    const correction1 = 1 - Math.pow(ADAM_BETA1, this.t);
-    const correction2 = 1 - Math.pow(ADAM_BETA2, this.t);
+    const correction1 = 1 - powBySquaring(ADAM_BETA1, this.t);
+    const correction2 = 1 - powBySquaring(ADAM_BETA2, this.t);
     const { m, v } = this;
     for (let i = from; i < to; i++) {
       const g = grad[i];

@@ -3,11 +3,29 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON } from '../../../src/constants.js';
-import { Adam, Sgd, createOptimizer } from '../../../src/optim/optimizer.js';
+import { Adam, Sgd, createOptimizer, powBySquaring } from '../../../src/optim/optimizer.js';
 import { learningRate } from '../../../src/coordinator/schedule.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
+});
+
+describe('powBySquaring (Adam\'s bias corrections, the same bits on any engine)', () => {
+  // Repeated squaring's relative error grows with t (about t ulp); in a bias correction that is
+  // far below anything a float32 update can see.
+  it('is exact where the result is representable; the bias corrections 1 - beta^t agree with Math.pow\'s to 1e-12', () => {
+    expect(powBySquaring(2, 0)).toBe(1);
+    expect(powBySquaring(2, 52)).toBe(2 ** 52);
+    expect(powBySquaring(0.5, 1074)).toBe(Number.MIN_VALUE);
+    expect(powBySquaring(3, 33)).toBe(5559060566555523); // 3^33 < 2^53
+    for (const base of [ADAM_BETA1, ADAM_BETA2]) {
+      for (const t of [1, 2, 3, 7, 100, 937, 10_000, 123_456, 4_000_000_000]) {
+        const ours = 1 - powBySquaring(base, t);
+        const theirs = 1 - Math.pow(base, t);
+        expect(Math.abs(ours - theirs)).toBeLessThanOrEqual(1e-12 * theirs);
+      }
+    }
+  });
 });
 
 describe('Adam', () => {
