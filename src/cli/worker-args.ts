@@ -13,7 +13,9 @@ export const WORKER_USAGE = `Usage: lenet-worker join <ws://HOST:PORT | wss://HO
 
 Joins a running coordinator (lenet-coord start) as a remote gradient worker. The worker computes
 the microbatches it is given with its own threads and returns their sums, pre-summed only along
-the coordinator's fixed reduction tree, so the run's weights stay bit-for-bit the same.
+the coordinator's fixed reduction tree, so the run's weights stay bit-for-bit the same. A worker
+given every whole step (the only one, beside a coordinator with --threads 0) also applies the
+coordinator's update itself and starts each next step without waiting for the weights.
 
 Options:
   --threads N              compute threads                                [cores: ${availableParallelism()}]
