@@ -20,8 +20,11 @@ afterEach(() => {
 });
 afterAll(() => dir.remove());
 
-// Batch 64 = 2 microbatches: one for the coordinator's thread, one for the worker.
-const RUN = ['--epochs', '1', '--train-limit', '1024', '--test-limit', '200', '--seed', '3', '--quiet', '--port', '0', '--threads', '1'];
+// Batch 64 = 2 microbatches: one for the coordinator's thread, one for the worker. 64 steps: the
+// run goes on for about a second after the worker drops at step VICTIM_STEP, well past its first
+// reconnect (RECONNECT_INITIAL_MS); with 16 steps the run could end first and the worker, finding
+// no coordinator, failed after its --connect-timeout (seen once in CI).
+const RUN = ['--epochs', '1', '--train-limit', '4096', '--test-limit', '200', '--seed', '3', '--quiet', '--port', '0', '--threads', '1'];
 const SPLIT = denseOffset(modelSpec('lenet5'));
 const VICTIM_STEP = 4;
 
