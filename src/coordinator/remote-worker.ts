@@ -19,6 +19,7 @@ import { notAPart, tensorPart, type Message, type ResultMessage } from '../proto
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
+import type { RangeTask } from '../compute/types.js';
 import { rangeTask, type ComputeOptions, type Participant, type StepWork } from './participants.js';
 import type { ParticipantView } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
@@ -33,8 +34,8 @@ export enum RemoteState {
 
 interface Pending {
   step: number;
-  lo: number;
-  hi: number;
+  /** The range it was assigned, as sent. */
+  task: RangeTask;
   promise: Promise<RangeResult>;
   expected: Map<string, { node: TreeNode; examples: number }>;
   /** Parameter ranges [from, to) received so far, per subtree. */
@@ -175,11 +176,11 @@ export class RemoteWorker implements Participant {
     this.ahead = undefined;
     if (ahead?.step === v) {
       // Sent with the step before; its results may be in already.
-      if (ahead.lo !== lo || ahead.hi !== hi || !apply) throw new Error(`step ${v} was sent ahead to ${this.id} whole; the trainer must keep it so`);
+      if (ahead.task.lo !== lo || ahead.task.hi !== hi || !apply) throw new Error(`step ${v} was sent ahead to ${this.id} whole; the trainer must keep it so`);
       pending = ahead;
       pending.onDense = opts.onDense;
     } else {
-      pending = this.newPending(work, lo, hi, opts.onDense);
+      pending = this.newPending(v, rangeTask(work, lo, hi), opts.onDense);
     }
     if (pending.received.size < pending.expected.size) {
       this.pending = pending;
@@ -187,29 +188,29 @@ export class RemoteWorker implements Participant {
     } else {
       this.microbatchesDone += hi - lo;
     }
-    const next = apply?.next;
     // Not its step: the trainer gives a step sent ahead to no one else (a bug otherwise).
     if (ahead && pending !== ahead) ahead.reject(new Error(`step ${ahead.step} was sent ahead to ${this.id}, which was given step ${v}`));
+    const next = apply?.next && { step: apply.next.work.globalStep, task: rangeTask(apply.next.work, 0, apply.next.work.microbatches), lr: apply.next.lr };
     if (next) {
-      this.ahead = this.newPending(next.work, 0, next.work.microbatches, undefined);
+      this.ahead = this.newPending(next.step, next.task, undefined);
       this.ahead.promise.catch(() => undefined); // rejected with no one waiting yet: not unhandled
     }
     let denseLate = false;
     this.together(() => {
-      if (pending !== ahead) denseLate = this.sendAssignment(work, lo, hi, apply?.lr);
-      if (next) this.sendAssignment(next.work, 0, next.work.microbatches, next.lr);
+      if (pending !== ahead) denseLate = this.sendAssignment(v, pending.task, apply?.lr);
+      if (next) this.sendAssignment(next.step, next.task, next.lr);
     });
     if (denseLate) this.sendShared(this.opts.weightsFrame(v, 'dense'));
     return pending.promise;
   }
 
-  private newPending(work: StepWork, lo: number, hi: number, onDense: (() => void) | undefined): Pending {
+  private newPending(step: number, task: RangeTask, onDense: (() => void) | undefined): Pending {
+    const { lo, hi } = task;
     const expected = new Map<string, { node: TreeNode; examples: number }>();
-    const sizes = rangeTask(work, lo, hi).sizes;
     // float16 results come per microbatch (half-precision values cannot be pre-summed exactly).
-    for (const node of this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(work.microbatches, lo, hi)) {
+    for (const node of this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(task.microbatches, lo, hi)) {
       let examples = 0;
-      for (let j = node[0]; j < node[1]; j++) examples += sizes[j - lo];
+      for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - lo];
       expected.set(`${node[0]}:${node[1]}`, { node, examples });
     }
     let resolve!: (r: RangeResult) => void;
@@ -218,7 +219,7 @@ export class RemoteWorker implements Participant {
       resolve = res;
       reject = rej;
     });
-    return { step: work.globalStep, lo, hi, promise, expected, parts: new Map(), losses: new Map(), dense: new Set(), onDense, received: new Set(), resolve, reject };
+    return { step, task, promise, expected, parts: new Map(), losses: new Map(), dense: new Set(), onDense, received: new Set(), resolve, reject };
   }
 
   /**
@@ -230,9 +231,7 @@ export class RemoteWorker implements Participant {
    * which any later weights would void. `applyLr`: the worker applies the update itself and will
    * hold the next version.
    */
-  private sendAssignment(work: StepWork, lo: number, hi: number, applyLr: number | undefined): boolean {
-    const v = work.globalStep;
-    const task = rangeTask(work, lo, hi);
+  private sendAssignment(v: number, task: RangeTask, applyLr: number | undefined): boolean {
     let pixels = new Uint8Array(0);
     let labels = new Uint8Array(0);
     if (this.opts.sendPixels) {
@@ -459,7 +458,7 @@ export class RemoteWorker implements Participant {
       if (p === this.pending) {
         this.pending = undefined;
         this.state = RemoteState.ACTIVE;
-        this.microbatchesDone += p.hi - p.lo;
+        this.microbatchesDone += p.task.hi - p.task.lo;
       }
       p.resolve({ nodes: [...p.expected.values()].map((e) => e.node), computeMs: msg.computeMs });
     }
