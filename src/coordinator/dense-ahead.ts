@@ -9,8 +9,8 @@
 // The update goes into a staged copy: the step's own weights stay as they are until it ends,
 // because a range recomputed after a failure must use them. Recomputing gives the same bits
 // (the invariant), so an update made before a failure stays right.
-import { coverNodes, reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
-import { meanInto, type Optimizer } from '../optim/optimizer.js';
+import { coverNodes, type Slab } from '../reduce/ordered-sum.js';
+import { batchMean, type Optimizer } from '../optim/optimizer.js';
 
 /** The next version's weights while a step runs: its dense layers' part once updated early. */
 export interface StagedWeights {
@@ -74,13 +74,13 @@ export class DenseAhead {
   private apply(): void {
     const { slab, split, meanGrad, optimizer, staged, weights } = this.ctx;
     const ready = new Set(this.ranges.flatMap(([lo, hi]) => coverNodes(this.microbatches, lo, hi)).map(([lo, hi]) => `${lo}:${hi}`));
-    reduceInPlace(slab, 0, this.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), { from: split, to: slab.width, totals: true });
-    this.lossSum = slab.loss[0];
-    this.count = slab.count[0];
-    if (!meanInto(meanGrad, slab.grads, this.count, split, slab.width) || !Number.isFinite(this.lossSum)) {
+    const batch = batchMean(slab, this.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), meanGrad, { from: split, to: slab.width, totals: true });
+    if (!batch) {
       this.outcome = 'diverged';
       return;
     }
+    this.lossSum = batch.lossSum;
+    this.count = batch.count;
     staged.weights.set(weights.subarray(split), split);
     optimizer.begin();
     optimizer.update(staged.weights, meanGrad, this.lr, split, slab.width);

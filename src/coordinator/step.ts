@@ -10,7 +10,7 @@ import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
 import { DenseAhead, type StagedWeights } from './dense-ahead.js';
 import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
-import { meanInto, type Optimizer } from '../optim/optimizer.js';
+import { batchMean, meanInto, type Optimizer } from '../optim/optimizer.js';
 import type { Log } from '../metrics/log.js';
 import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
@@ -198,10 +198,9 @@ export async function trainStep(
     t2 = performance.now();
     ahead.finish();
   } else {
-    reduceInPlace(ctx.slab, 0, n, isReady);
-    lossSum = ctx.slab.loss[0];
-    total = ctx.slab.count[0];
-    if (!meanInto(ctx.meanGrad, ctx.slab.grads, total, 0, ctx.slab.width) || !Number.isFinite(lossSum)) throw new DivergedError(globalStep);
+    const batch = batchMean(ctx.slab, n, isReady, ctx.meanGrad);
+    if (!batch) throw new DivergedError(globalStep);
+    ({ lossSum, count: total } = batch);
     t2 = performance.now();
     ctx.optimizer.apply(ctx.weights, ctx.meanGrad, lr);
   }

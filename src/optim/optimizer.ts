@@ -4,6 +4,7 @@
 // float32 arrays, so the update is reproducible bit for bit.
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON } from '../constants.js';
 import { UsageError } from '../errors.js';
+import { reduceInPlace, wholeSlot, type Slab, type SlotPart } from '../reduce/ordered-sum.js';
 
 /** Writes the batch mean of `sums` over [from, to) into `mean`; false if any value is not finite. */
 export function meanInto(mean: Float32Array, sums: Float32Array, count: number, from: number, to: number): boolean {
@@ -14,6 +15,27 @@ export function meanInto(mean: Float32Array, sums: Float32Array, count: number, 
     mean[i] = g;
   }
   return finite;
+}
+
+/**
+ * Completes a step's reduction tree over `part` of the slab, whose maximal subtrees already summed
+ * `isReady` names, and writes the batch mean of those values into `mean`: the optimizer's input.
+ * Returns the batch's loss sum and example count (the tree's root), or undefined when the loss or
+ * any mean value is not finite. The coordinator (dense-ahead.ts, step.ts) and a worker computing a
+ * whole step alone (worker/remote.ts) all make their update from this, so theirs are the same bits.
+ */
+export function batchMean(
+  slab: Slab,
+  microbatches: number,
+  isReady: (lo: number, hi: number) => boolean,
+  mean: Float32Array,
+  part: SlotPart = wholeSlot(slab),
+): { lossSum: number; count: number } | undefined {
+  reduceInPlace(slab, 0, microbatches, isReady, part);
+  const lossSum = slab.loss[0];
+  const count = slab.count[0];
+  if (!meanInto(mean, slab.grads, count, part.from, part.to) || !Number.isFinite(lossSum)) return undefined;
+  return { lossSum, count };
 }
 
 export const OPTIMIZERS = ['adam', 'sgd'] as const;

@@ -20,8 +20,8 @@ import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
 import { computeRange, type EarlyDense, type RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
-import { createSharedSlab, reduceInPlace, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { createOptimizer, meanInto, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
+import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
 import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
@@ -385,9 +385,8 @@ export class RemoteWorkerProcess {
    */
   private applyAlone(s: Session, a: AssignmentMessage, nodes: TreeNode[]): void {
     const ready = new Set(nodes.map(([lo, hi]) => `${lo}:${hi}`));
-    reduceInPlace(s.slab, 0, a.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`));
     // Not finite: the coordinator ends the run as diverged; nothing to make.
-    if (!meanInto(s.mean, slot(s.slab, 0), s.slab.count[0], 0, s.slab.width) || !Number.isFinite(s.slab.loss[0])) return;
+    if (!batchMean(s.slab, a.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), s.mean)) return;
     s.optimizer!.apply(s.weights, s.mean, a.lr);
     this.stats.applied++;
     const next = a.weightsVersion + 1;
