@@ -66,19 +66,31 @@ export interface Optimizer {
   state(): OptimizerState;
 }
 
-export class Sgd implements Optimizer {
-  readonly name = 'sgd';
-  private t = 0;
+/** What every optimizer here shares: the count of updates, and apply() as begin() + update(). */
+abstract class CountingOptimizer implements Optimizer {
+  abstract readonly name: OptimizerName;
+  /** Updates applied (begun) so far. */
+  protected t: number;
+
   constructor(state?: OptimizerState) {
-    if (state) this.t = state.t;
+    this.t = state?.t ?? 0;
   }
+
   apply(weights: Float32Array, grad: Float32Array, lr: number): void {
     this.begin();
     this.update(weights, grad, lr, 0, weights.length);
   }
+
   begin(): void {
     this.t++;
   }
+
+  abstract update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void;
+  abstract state(): OptimizerState;
+}
+
+export class Sgd extends CountingOptimizer {
+  readonly name = 'sgd';
   update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void {
     for (let i = from; i < to; i++) weights[i] -= lr * grad[i];
   }
@@ -105,29 +117,19 @@ export function powBySquaring(base: number, n: number): number {
  * Adam as tfjs's AdamOptimizer computes it: w -= lr * m_hat / (sqrt(v_hat) + epsilon). Only + - * /
  * and Math.sqrt (correctly rounded by the ECMAScript specification) touch the values.
  */
-export class Adam implements Optimizer {
+export class Adam extends CountingOptimizer {
   readonly name = 'adam';
-  private t = 0;
   private readonly m: Float32Array;
   private readonly v: Float32Array;
 
   constructor(size: number, state?: OptimizerState) {
+    super(state);
     this.m = new Float32Array(size);
     this.v = new Float32Array(size);
     if (state) {
-      this.t = state.t;
       this.m.set(state.slots.m);
       this.v.set(state.slots.v);
     }
-  }
-
-  apply(weights: Float32Array, grad: Float32Array, lr: number): void {
-    this.begin();
-    this.update(weights, grad, lr, 0, weights.length);
-  }
-
-  begin(): void {
-    this.t++;
   }
 
   update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void {
