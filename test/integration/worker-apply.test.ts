@@ -2,65 +2,32 @@
 // the next step, sent ahead, on the weights it made. Scripted coordinator, real worker in this
 // process: its weights must be the bits of the coordinator's own update, and an apply assignment
 // that weights came after (the coordinator took the step back) must not be computed.
-import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decode, encode } from '../../src/protocol/codec.js';
-import type { Message, ResultMessage, RunConfigMessage } from '../../src/protocol/messages.js';
+import type { AssignmentMessage, Message, ResultMessage } from '../../src/protocol/messages.js';
 import { modelSpec } from '../../src/model/architectures.js';
 import { initWeights } from '../../src/model/weights.js';
 import { createOptimizer, meanInto } from '../../src/optim/optimizer.js';
 import { RemoteWorkerProcess } from '../../src/worker/remote.js';
+import { runConfig, scriptedCoordinator, wholeStep, type ScriptedCoordinator } from './scripted-coordinator.js';
 
 const spec = modelSpec('lenet5');
-const config: RunConfigMessage = {
-  arch: 'lenet5',
-  activation: 'relu',
-  seed: 4,
-  distort: false,
-  batchSize: 1024, // room for 32 microbatches
-  microbatch: 32,
-  trainSamples: 60000,
-  datasetSha256: '',
-  sendPixels: false,
-  paramCount: spec.size,
-  gradDType: 'float32',
-  optimizer: 'adam',
-};
+const config = runConfig({ batchSize: 1024 }); // room for 32 microbatches
 const LR = [0.01, 0.005];
 
-let server: WebSocketServer | undefined;
+let scripted: ScriptedCoordinator | undefined;
 afterEach(async () => {
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  server = undefined;
+  await scripted?.close();
+  scripted = undefined;
 });
 
-/** The whole of step `step`: `microbatches` of 32 samples. */
-function assignment(step: number, apply: boolean, microbatches = 2): Message {
-  const n = 32 * microbatches;
-  const samples = Uint32Array.from({ length: n }, (_, i) => (step * 6400 + i * 7) % 60000);
-  const positions = Uint32Array.from({ length: n }, (_, i) => step * n + i);
-  const sizes = Array.from({ length: microbatches }, () => 32);
-  return { type: 'assignment', step, weightsVersion: step, epoch: 0, microbatches, lo: 0, hi: microbatches, samples, positions, sizes, pixels: new Uint8Array(0), labels: new Uint8Array(0), apply, lr: apply ? LR[step] : 0 };
-}
+/** The whole of step `step`: `microbatches` of 32 samples; applied by the worker with LR[step] if `apply`. */
+const assignment = (step: number, apply: boolean, microbatches = 2): AssignmentMessage =>
+  wholeStep(step, { microbatches, lr: apply ? LR[step] : undefined, sample: (i) => (step * 6400 + i * 7) % 60000 });
 
 /** A scripted coordinator on a free loopback port; `script` answers the worker's messages. */
 async function coordinator(script: (m: Message, send: (m: Message) => void) => void): Promise<string> {
-  server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise((resolve) => server!.once('listening', resolve));
-  server.on('connection', (ws: WebSocket) => {
-    const send = (m: Message): void => {
-      if (ws.readyState === ws.OPEN) ws.send(encode(m));
-    };
-    send({ type: 'challenge', nonce: randomBytes(32), coordinatorVersion: 'scripted' });
-    ws.on('message', (data: Buffer) => {
-      const m = decode(data);
-      if (m.type === 'hello') send({ type: 'welcome', workerId: 1, config });
-      else script(m, send);
-    });
-  });
-  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  scripted = await scriptedCoordinator(config, (m, c) => script(m, c.send));
+  return scripted.url;
 }
 
 describe('a worker computing whole steps alone', () => {
@@ -117,7 +84,7 @@ describe('a worker computing whole steps alone', () => {
           send(long(0, false));
           // A last step, to know the worker is past the others.
           send({ type: 'weights', version: 5, offset: 0, values: weights });
-          send({ ...(long(0, false) as Extract<Message, { type: 'assignment' }>), step: 5, weightsVersion: 5 });
+          send({ ...long(0, false), step: 5, weightsVersion: 5 });
         }, 20);
       }
       if (m.type === 'result') {
