@@ -5,7 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers.js';
-import { readJsonLines, runCli, startCli, type RunningCli } from './run-cli.js';
+import { epochDigests, readJsonLines, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
 
 const dir = tempDir('lenet-faults-');
 const running: RunningCli[] = [];
@@ -21,11 +21,6 @@ function start(program: 'lenet-coord' | 'lenet-worker', args: string[]): Running
   return p;
 }
 
-function digests(metrics: string): string[] {
-  return readJsonLines(metrics)
-    .filter((r) => r.type === 'epoch')
-    .map((r) => r.weightsSha256 as string);
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -36,14 +31,13 @@ describe('faults', () => {
     const metrics = join(dir.path, 'ref.jsonl');
     const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', metrics]);
     expect(r.code).toBe(0);
-    reference = digests(metrics);
+    reference = epochDigests(metrics);
     expect(reference).toHaveLength(2);
   });
 
   it('remote workers killed with SIGKILL mid-epoch and mid-step: same weights, every sample once', async () => {
     const metrics = join(dir.path, 'kill-workers.jsonl');
-    const c = start('lenet-coord', ['start', ...RUN, '--threads', '1', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'kw'), '--metrics-out', metrics]);
-    const [, url] = await c.waitFor(/listening for workers on (ws:\/\/\S+)/);
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'kw'), '--metrics-out', metrics], running);
     const a = start('lenet-worker', ['join', url, '--threads', '1', '--name', 'victim-a']);
     const b = start('lenet-worker', ['join', url, '--threads', '1', '--name', 'victim-b']);
     await c.waitFor(/worker-2 .* joined/);
@@ -60,7 +54,7 @@ describe('faults', () => {
     expect(result.stdout).toMatch(/\(victim-a@\S+, 1 thread\) left: connection closed/);
     expect(result.stdout).toMatch(/\(victim-b@\S+, 1 thread\) left: connection closed/);
     expect(result.stdout).toMatch(/worker-\d .*microbatches \[\d+,\d+\) go to local/);
-    expect(digests(metrics)).toEqual(reference);
+    expect(epochDigests(metrics)).toEqual(reference);
     // Every microbatch of every step was computed exactly once by someone: 16 steps x 4 per epoch.
     for (const e of readJsonLines(metrics).filter((r) => r.type === 'epoch')) {
       const parts = e.participants as { microbatches: number }[];
@@ -98,7 +92,7 @@ describe('faults', () => {
     const r = await second.done;
     expect(r.code, r.stderr).toBe(0);
     expect((await w.done).code).toBe(0);
-    expect(digests(metrics)).toEqual(reference);
+    expect(epochDigests(metrics)).toEqual(reference);
     // Mid-epoch checkpoints are pruned at the epoch's end; the epoch ones stay.
     expect(readdirSync(ckpt).filter((n) => n.startsWith('ckpt-'))).toEqual(['ckpt-e0001-s000000', 'ckpt-e0002-s000000']);
   });
@@ -108,13 +102,13 @@ describe('faults', () => {
     const cert = join(dir.path, 'cert.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
     const metrics = join(dir.path, 'tls.jsonl');
-    const c = start('lenet-coord', ['start', ...RUN, '--threads', '0', '--wait-workers', '1', '--tls-cert', cert, '--tls-key', key, '--token', 't', '--host', '127.0.0.1', '--checkpoint-dir', join(dir.path, 'tls'), '--metrics-out', metrics]);
-    const [, url] = await c.waitFor(/listening for workers on (wss:\/\/\S+)/);
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '1', '--tls-cert', cert, '--tls-key', key, '--token', 't', '--host', '127.0.0.1', '--checkpoint-dir', join(dir.path, 'tls'), '--metrics-out', metrics], running);
+    expect(url).toMatch(/^wss:\/\//);
     const untrusted = await runCli('lenet-worker', ['join', url, '--token', 't', '--connect-timeout', '1']);
     expect(untrusted.code).toBe(6); // a certificate nobody vouches for is refused
     const w = start('lenet-worker', ['join', url, '--threads', '1', '--ca', cert, '--token', 't']);
     expect((await c.done).code).toBe(0);
     expect((await w.done).code).toBe(0);
-    expect(digests(metrics)).toEqual(reference);
+    expect(epochDigests(metrics)).toEqual(reference);
   });
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { attack } from '../fixtures/attacker.js';
 import { tempDir } from '../helpers.js';
-import { readJsonLines, runCli, startCli, type RunningCli } from './run-cli.js';
+import { epochDigests, runCli, startCoordinator, type RunningCli } from './run-cli.js';
 
 const dir = tempDir('lenet-fuzz-');
 const running: RunningCli[] = [];
@@ -21,11 +21,6 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
-function digests(metrics: string): string[] {
-  return readJsonLines(metrics)
-    .filter((r) => r.type === 'epoch')
-    .map((r) => r.weightsSha256 as string);
-}
 
 describe('fuzzing the coordinator', () => {
   it('survives 10,000 hostile frames with the model unaffected and memory bounded', async () => {
@@ -33,9 +28,7 @@ describe('fuzzing the coordinator', () => {
     expect((await runCli('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', refMetrics])).code).toBe(0);
 
     const metrics = join(dir.path, 'fuzz.jsonl');
-    const c = startCli('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, 'fuzz'), '--metrics-out', metrics]);
-    running.push(c);
-    const [, url] = await c.waitFor(/listening for workers on (ws:\/\/\S+)/);
+    const { proc: c, url } = await startCoordinator([...RUN, '--checkpoint-dir', join(dir.path, 'fuzz'), '--metrics-out', metrics], running);
     const pid = c.child.pid!;
     const rssBefore = rssMb(pid);
     let rssMax = rssBefore;
@@ -53,7 +46,7 @@ describe('fuzzing the coordinator', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(stats.frames).toBeGreaterThanOrEqual(10_000);
     expect(stats.poisoned).toBeGreaterThan(0); // the attacker did get real assignments and answered them with poison
-    expect(digests(metrics)).toEqual(digests(refMetrics));
+    expect(epochDigests(metrics)).toEqual(epochDigests(refMetrics));
     expect(rssMax - rssBefore).toBeLessThan(300);
     expect(result.stdout).toMatch(/non-finite values|was not assigned|are neither all 60806 values/);
   }, 300_000);

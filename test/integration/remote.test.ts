@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { tempDir, writeTinyMnist } from '../helpers.js';
-import { readJsonLines, runCli, startCli, type RunningCli } from './run-cli.js';
+import { epochRecords, readJsonLines, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
 
 const dir = tempDir('lenet-remote-');
 const running: RunningCli[] = [];
@@ -21,13 +21,7 @@ function start(program: 'lenet-coord' | 'lenet-worker', args: string[], env?: No
 
 async function coordinator(name: string, args: string[]): Promise<{ proc: RunningCli; url: string; metrics: string }> {
   const metrics = join(dir.path, `${name}.jsonl`);
-  const proc = start('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, name), '--metrics-out', metrics, ...args]);
-  const [, url] = await proc.waitFor(/listening for workers on (ws:\/\/\S+)/);
-  return { proc, url, metrics };
-}
-
-function epochs(metrics: string): Record<string, unknown>[] {
-  return readJsonLines(metrics).filter((r) => r.type === 'epoch');
+  return { ...(await startCoordinator([...RUN, '--checkpoint-dir', join(dir.path, name), '--metrics-out', metrics, ...args], running)), metrics };
 }
 
 let reference: string;
@@ -39,7 +33,7 @@ describe('remote workers', () => {
     const metrics = join(dir.path, 'local.jsonl');
     const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'local'), '--metrics-out', metrics]);
     expect(r.code).toBe(0);
-    reference = epochs(metrics)[0].weightsSha256 as string;
+    reference = epochRecords(metrics)[0].weightsSha256 as string;
     expect(reference).toMatch(/^[0-9a-f]{64}$/);
   });
 
@@ -51,7 +45,7 @@ describe('remote workers', () => {
     expect(result.code, result.stderr).toBe(0);
     expect((await w1.done).code).toBe(0);
     expect((await w2.done).code).toBe(0);
-    const e = epochs(c.metrics)[0];
+    const e = epochRecords(c.metrics)[0];
     expect(e.weightsSha256).toBe(reference);
     const run = readJsonLines(c.metrics)[0];
     expect(run.remoteWorkers).toBe(2);
@@ -69,7 +63,7 @@ describe('remote workers', () => {
     const r = await w.done;
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/run complete; 64 range\(s\) computed, 64 of them whole steps whose update was applied here/);
-    expect(epochs(c.metrics)[0].weightsSha256).toBe(reference);
+    expect(epochRecords(c.metrics)[0].weightsSha256).toBe(reference);
   });
 
   it('a mix of local threads and a 2-thread remote worker gives the same weights', async () => {
@@ -78,7 +72,7 @@ describe('remote workers', () => {
     expect((await c.proc.done).code).toBe(0);
     const local = join(dir.path, 'mixed-local.jsonl');
     await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--batch-size', '128', '--microbatch', '32', '--checkpoint-dir', join(dir.path, 'mixed-local'), '--metrics-out', local]);
-    expect(epochs(c.metrics)[0].weightsSha256).toBe(epochs(local)[0].weightsSha256);
+    expect(epochRecords(c.metrics)[0].weightsSha256).toBe(epochRecords(local)[0].weightsSha256);
   });
 
   it('--grad-dtype float16: a 2-thread worker sends half-precision microbatch gradients; same weights as local float16, not as float32', async () => {
@@ -88,10 +82,10 @@ describe('remote workers', () => {
     const local = join(dir.path, 'f16-local.jsonl');
     const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '2', '--grad-dtype', 'float16', '--checkpoint-dir', join(dir.path, 'f16-local'), '--metrics-out', local]);
     expect(r.code, r.stderr).toBe(0);
-    const f16 = epochs(c.metrics)[0].weightsSha256;
-    expect(f16).toBe(epochs(local)[0].weightsSha256);
+    const f16 = epochRecords(c.metrics)[0].weightsSha256;
+    expect(f16).toBe(epochRecords(local)[0].weightsSha256);
     expect(f16).not.toBe(reference);
-    expect(epochs(c.metrics)[0].testAccuracy).toBeGreaterThan(0.85);
+    expect(epochRecords(c.metrics)[0].testAccuracy).toBeGreaterThan(0.85);
   });
 
   it('a worker without the dataset is sent pixels and still gives the same weights', async () => {
@@ -103,7 +97,7 @@ describe('remote workers', () => {
     await c.proc.waitFor(/joined without this dataset \(pixels will be sent\)/);
     expect((await c.proc.done).code).toBe(0);
     expect((await w.done).stdout).toMatch(/pixels sent by the coordinator/);
-    expect(epochs(c.metrics)[0].weightsSha256).toBe(reference);
+    expect(epochRecords(c.metrics)[0].weightsSha256).toBe(reference);
   });
 
   it('rejects a worker with the wrong token; the run goes on and the worker exits 5', async () => {
@@ -115,7 +109,7 @@ describe('remote workers', () => {
     await c.proc.waitFor(/rejected a worker from 127\.0\.0\.1:\d+: authentication failed: wrong token/);
     const done = await c.proc.done;
     expect(done.code).toBe(0);
-    expect(epochs(c.metrics)[0].weightsSha256).toBe(reference);
+    expect(epochRecords(c.metrics)[0].weightsSha256).toBe(reference);
   });
 
   it('a worker that joins mid-run takes part from the next step and changes nothing', async () => {
@@ -126,11 +120,11 @@ describe('remote workers', () => {
     expect((await c.proc.done).code).toBe(0);
     const local = join(dir.path, 'late-local.jsonl');
     await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--epochs', '3', '--checkpoint-dir', join(dir.path, 'late-local'), '--metrics-out', local]);
-    const e = epochs(c.metrics);
-    expect(e.map((x) => x.weightsSha256)).toEqual(epochs(local).map((x) => x.weightsSha256));
+    const e = epochRecords(c.metrics);
+    expect(e.map((x) => x.weightsSha256)).toEqual(epochRecords(local).map((x) => x.weightsSha256));
     const remoteWork = e.flatMap((x) => (x.participants as { kind: string; microbatches: number }[]).filter((p) => p.kind === 'remote').map((p) => p.microbatches));
     expect(remoteWork.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
-    threeEpochs = epochs(local).map((x) => x.weightsSha256 as string);
+    threeEpochs = epochRecords(local).map((x) => x.weightsSha256 as string);
   });
 
   it('a worker alone, joined by a second that is then killed, and alone again: the same weights', async () => {
@@ -149,7 +143,7 @@ describe('remote workers', () => {
     // Alone, then sharing (the coordinator applies), then alone again.
     expect(Number(applied)).toBeGreaterThan(0);
     expect(Number(ranges)).toBeGreaterThan(Number(applied));
-    expect(epochs(c.metrics).map((x) => x.weightsSha256)).toEqual(threeEpochs);
+    expect(epochRecords(c.metrics).map((x) => x.weightsSha256)).toEqual(threeEpochs);
   });
 
   it('a worker retries until the coordinator is up', async () => {

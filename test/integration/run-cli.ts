@@ -36,6 +36,16 @@ export function readJsonLines(path: string): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** The `epoch` records of a --metrics-out file. */
+export function epochRecords(path: string): Record<string, unknown>[] {
+  return readJsonLines(path).filter((r) => r.type === 'epoch');
+}
+
+/** The weights' digest after each epoch of a --metrics-out file. */
+export function epochDigests(path: string): string[] {
+  return epochRecords(path).map((r) => r.weightsSha256 as string);
+}
+
 /** A small, fast training configuration: 700 samples = 5 full batches of 128 and one of 60. */
 export const SMALL_RUN = ['--train-limit', '700', '--test-limit', '200', '--batch-size', '128', '--microbatch', '16', '--quiet', '--port', '0'];
 
@@ -84,4 +94,15 @@ export function startCli(program: 'lenet-coord' | 'lenet-worker', args: string[]
         if (!check()) listeners.add(onData);
       }),
   };
+}
+
+/**
+ * Starts `lenet-coord start ARGS` in the background, adds it to `running` (the test kills what is
+ * left there), and resolves once it listens for workers, with the URL they join (ws:// or wss://).
+ */
+export async function startCoordinator(args: string[], running: RunningCli[]): Promise<{ proc: RunningCli; url: string }> {
+  const proc = startCli('lenet-coord', ['start', ...args]);
+  running.push(proc);
+  const [, url] = await proc.waitFor(/listening for workers on (wss?:\/\/\S+)/);
+  return { proc, url };
 }

@@ -3,25 +3,23 @@
 // MAX_CONSECUTIVE_LATE late steps it is dropped; the weights equal the undisturbed run's.
 // And a worker computing whole steps alone (it applies the updates itself) that is late once.
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONSECUTIVE_LATE, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_INITIAL_MS } from '../../src/constants.js';
-import { decode } from '../../src/protocol/codec.js';
 import { RemoteWorkerProcess } from '../../src/worker/remote.js';
 import { stalledWorker } from '../fixtures/stalled-worker.js';
 import { tempDir } from '../helpers.js';
-import { readJsonLines, runCli, startCli, type RunningCli } from './run-cli.js';
+import { interceptSends } from './intercept-sends.js';
+import { epochDigests, epochRecords, runCli, startCoordinator, type RunningCli } from './run-cli.js';
 
 const dir = tempDir('lenet-straggler-');
 const running: RunningCli[] = [];
-const realSend = WebSocket.prototype.send;
+let restoreSends: (() => void) | undefined;
 afterEach(() => {
   running.splice(0).forEach((p) => p.kill());
-  WebSocket.prototype.send = realSend;
+  restoreSends?.();
 });
 afterAll(() => dir.remove());
 
-const epochs = (m: string): Record<string, unknown>[] => readJsonLines(m).filter((r) => r.type === 'epoch');
 let reference: string[];
 
 const RUN = ['--epochs', '1', '--train-limit', '1280', '--test-limit', '200', '--seed', '9', '--quiet', '--port', '0', '--threads', '1'];
@@ -32,9 +30,7 @@ describe('stragglers', () => {
     expect((await runCli('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', refMetrics])).code).toBe(0);
 
     const metrics = join(dir.path, 'slow.jsonl');
-    const c = startCli('lenet-coord', ['start', ...RUN, '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'slow'), '--metrics-out', metrics]);
-    running.push(c);
-    const [, url] = await c.waitFor(/listening for workers on (ws:\/\/\S+)/);
+    const { proc: c, url } = await startCoordinator([...RUN, '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'slow'), '--metrics-out', metrics], running);
     // Answers only after the first deadline has passed, so the answer is stale by then.
     const slow = stalledWorker(url, 60806, STEP_DEADLINE_INITIAL_MS + 500);
     const result = await c.done;
@@ -44,29 +40,24 @@ describe('stragglers', () => {
     expect(closed.reason).toMatch(new RegExp(`late ${MAX_CONSECUTIVE_LATE} steps in a row`));
     expect(slow.assignments).toBe(MAX_CONSECUTIVE_LATE);
     expect(result.stdout).toMatch(/worker-1 missed the \d+ ms step deadline \(step 0\); microbatches \[\d+,\d+\) go to local/);
-    expect(epochs(metrics).map((e) => e.weightsSha256)).toEqual(epochs(refMetrics).map((e) => e.weightsSha256));
-    reference = epochs(refMetrics).map((e) => e.weightsSha256 as string);
+    expect(epochDigests(metrics)).toEqual(epochDigests(refMetrics));
+    reference = epochDigests(refMetrics);
   });
 
   it('a worker computing alone that is late once: that step and the one sent ahead are taken back, and the weights are unchanged', async () => {
     const LATE_STEP = 5;
     const metrics = join(dir.path, 'alone.jsonl');
-    const c = startCli('lenet-coord', ['start', ...RUN.slice(0, -2), '--threads', '0', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'alone'), '--metrics-out', metrics]);
-    running.push(c);
-    const [, url] = await c.waitFor(/listening for workers on (ws:\/\/\S+)/);
+    const { proc: c, url } = await startCoordinator([...RUN.slice(0, -2), '--threads', '0', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'alone'), '--metrics-out', metrics], running);
     // The worker (in this process) holds back its result of LATE_STEP past the deadline's floor; it
     // goes on meanwhile: applies that step's update and computes the step sent ahead.
     let held = false;
-    WebSocket.prototype.send = function (this: WebSocket, data: unknown, ...rest: unknown[]) {
-      const msg = data instanceof Uint8Array ? decode(data) : undefined;
-      if (!held && msg?.type === 'result' && msg.step === LATE_STEP) {
-        held = true;
-        const copy = Uint8Array.from(data as Uint8Array); // its buffer is reused for later results
-        setTimeout(() => (realSend as (...a: unknown[]) => void).call(this, copy, { binary: true }), STEP_DEADLINE_FLOOR_MS + 700);
-        return;
-      }
-      return (realSend as (...a: unknown[]) => void).call(this, data, ...rest);
-    } as typeof WebSocket.prototype.send;
+    restoreSends = interceptSends((_ws, msg, frame, send) => {
+      if (held || msg.type !== 'result' || msg.step !== LATE_STEP) return false;
+      held = true;
+      const copy = Uint8Array.from(frame); // its buffer is reused for later results
+      setTimeout(() => send(copy), STEP_DEADLINE_FLOOR_MS + 700);
+      return true;
+    });
     const worker = new RemoteWorkerProcess({ url, threads: 1, backend: 'wasm', connectTimeoutS: 30, name: 'alone', log: () => undefined });
     expect(await worker.run()).toBe(0);
     const result = await c.done;
@@ -76,7 +67,7 @@ describe('stragglers', () => {
     // Alone before and after the late step; that step recomputed with the coordinator's update.
     expect(worker.stats.applied).toBeGreaterThan(LATE_STEP);
     expect(worker.stats.ranges).toBeGreaterThan(worker.stats.applied);
-    const [epoch] = epochs(metrics);
+    const [epoch] = epochRecords(metrics);
     expect(epoch.weightsSha256).toBe(reference[0]);
     // Each microbatch counted once, the step sent ahead and taken back included: 20 steps x 2.
     expect((epoch.participants as { microbatches: number }[]).reduce((a, p) => a + p.microbatches, 0)).toBe(40);
