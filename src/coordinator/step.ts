@@ -54,10 +54,12 @@ export interface StepContext {
   staged: StagedWeights;
   /** Where the dense layers' parameters start in the flat vector. */
   split: number;
-  /** Remote workers send the dense part of their sums early (float32 results): update it early. */
-  denseAhead: boolean;
-  /** A remote worker given a whole step alone applies the optimizer itself (float32 results). */
-  applyAlone: boolean;
+  /**
+   * Results are float32 sums (not float16 leaves). Then remote workers send the dense part of
+   * their sums early, which is updated early (dense-ahead.ts), and a remote worker given a whole
+   * step alone applies the optimizer itself.
+   */
+  float32Sums: boolean;
   meanGrad: Float32Array;
   optimizer: Optimizer;
   schedule: ScheduleConfig;
@@ -158,7 +160,7 @@ export async function trainStep(
   const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
   // A remote worker computing the whole step alone makes the next weights itself, so it can start
   // the next step at once: its assignment goes with this one while the worker is the only member.
-  const alone = ctx.applyAlone && assigned.length === 1 && assigned[0].p.kind === 'remote' ? assigned[0].p : undefined;
+  const alone = ctx.float32Sums && assigned.length === 1 && assigned[0].p.kind === 'remote' ? assigned[0].p : undefined;
   let apply: ComputeOptions['apply'];
   if (alone) {
     const next = members.length === 1 && step + 1 < ctx.schedule.stepsPerEpoch ? stepWork(ctx, perm, epoch, step + 1, globalStep + 1) : undefined;
@@ -171,7 +173,7 @@ export async function trainStep(
   const sendAhead = (version: number): void => {
     if (remotes.some((p) => p.computing?.())) remotes.forEach((p) => p.sendDenseAhead?.(version));
   };
-  const ahead = ctx.denseAhead && remotes.length > 0 && !alone ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
+  const ahead = ctx.float32Sums && remotes.length > 0 && !alone ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
