@@ -63,7 +63,11 @@ export class GradientComputer {
     this.version = version;
   }
 
-  /** Every parameter tensor, the dense layers' loaded first if they are still pending. */
+  /**
+   * Every parameter tensor, the dense layers' loaded first if they are still pending. Never call
+   * it inside tf.tidy: tensors it creates there would be disposed when the tidy ends, and the next
+   * microbatch on the same weights would use them.
+   */
   private allParams(): tf.Tensor[] {
     const pending = this.pendingDense;
     if (pending) {
@@ -130,11 +134,12 @@ export class GradientComputer {
       return loss;
     }
     const grads: Float32Array[] = [];
+    const params = this.allParams();
     const loss = tf.tidy(() => {
       const x = tf.tensor4d(pixels, [n, 28, 28, 1]);
       const y = tf.tensor2d(oneHot, [n, NUM_CLASSES]);
       const lossFn = (...params: tf.Tensor[]): tf.Scalar => summedCrossEntropy(forward(this.spec, params, x), y);
-      const { value, grads: g } = tf.valueAndGrads(lossFn)(this.allParams());
+      const { value, grads: g } = tf.valueAndGrads(lossFn)(params);
       for (const t of g) grads.push(t.dataSync() as Float32Array);
       return value.dataSync()[0];
     });
@@ -152,8 +157,9 @@ export class GradientComputer {
       copyImage(images, from + i, pixels, i * IMAGE_PIXELS);
       oneHot[i * NUM_CLASSES + labels[from + i]] = 1;
     }
+    const params = this.allParams();
     const { predicted, lossSum } = tf.tidy(() => {
-      const logits = forward(this.spec, this.allParams(), tf.tensor4d(pixels, [n, 28, 28, 1]));
+      const logits = forward(this.spec, params, tf.tensor4d(pixels, [n, 28, 28, 1]));
       const lossSum = summedCrossEntropy(logits, tf.tensor2d(oneHot, [n, NUM_CLASSES])).dataSync()[0];
       return { predicted: tf.argMax(logits, 1).dataSync(), lossSum };
     });
@@ -169,7 +175,8 @@ export class GradientComputer {
 
   /** Class probabilities [n,10] for pixels in [0,1] (n images of 784, concatenated). */
   predict(pixels: Float32Array, n: number): Float32Array {
-    return tf.tidy(() => tf.softmax(forward(this.spec, this.allParams(), tf.tensor4d(pixels, [n, 28, 28, 1]))).dataSync() as Float32Array);
+    const params = this.allParams();
+    return tf.tidy(() => tf.softmax(forward(this.spec, params, tf.tensor4d(pixels, [n, 28, 28, 1]))).dataSync() as Float32Array);
   }
 
   dispose(): void {

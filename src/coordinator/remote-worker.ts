@@ -416,6 +416,12 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `gradient ${notAPart(from, to, split, slab.width)}`);
       return;
     }
+    if (msg.dtype !== undefined && msg.dtype !== this.opts.gradDType) {
+      // A float16 leaf in a float32 run (or the reverse) is another run's arithmetic.
+      this.opts.onViolation('bad_result_dtype');
+      this.close(CLOSE_BAD_MESSAGE, `result for [${msg.lo},${msg.hi}) is ${msg.dtype}, but the run's gradients are ${this.opts.gradDType}`);
+      return;
+    }
     const parts = p.parts.get(key) ?? [];
     if (parts.some(([a, b]) => from < b && a < to)) {
       this.opts.onViolation('duplicate_result'); // the first valid value of a parameter won

@@ -11,7 +11,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES } from '../constants.js';
+import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
 import { newNonce, verifyProof } from '../protocol/auth.js';
 import { decode, encode } from '../protocol/codec.js';
@@ -162,8 +162,9 @@ export class CoordinatorServer {
       );
       return;
     }
-    if (hello.threads < 1) {
-      this.reject(ws, address, RejectReason.BAD_MESSAGE, 'hello announces 0 threads', CLOSE_BAD_MESSAGE);
+    if (hello.threads < 1 || hello.threads > MAX_THREADS) {
+      // Work is shared in proportion to threads: an unbounded claim would take all of it.
+      this.reject(ws, address, RejectReason.BAD_MESSAGE, `hello announces ${hello.threads} threads; a worker may have 1 to ${MAX_THREADS}`, CLOSE_BAD_MESSAGE);
       return;
     }
     const workerId = this.nextWorkerId++;

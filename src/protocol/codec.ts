@@ -257,6 +257,8 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
     case 'reject':
       return { type: 'reject', reason: u32(b.reason), message: str(b.message) };
     case 'weights': {
+      // float32 only: rounded weights would compute other bits than the coordinator's.
+      if ((b.values as WireTensor | undefined)?.dtype === DTYPE_FLOAT16) throw bad('weights: must be float32');
       const offset = u32(b.offset);
       const values = decodeTensor(b.values as WireTensor, 'weights', target(into, offset, b.values as WireTensor));
       return { type: 'weights', version: u32(b.version), offset, values };
@@ -298,6 +300,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         offset: u32(b.offset),
         gradient: decodeTensor(b.gradient as WireTensor, 'result', target(into, u32(b.offset), b.gradient as WireTensor)),
         computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
+        dtype: (b.gradient as WireTensor).dtype === DTYPE_FLOAT16 ? 'float16' : 'float32',
       };
     case 'ready':
       return { type: 'ready', threads: u32(b.threads) };

@@ -96,7 +96,7 @@ export interface AssignmentMessage extends Omit<RangeTask, 'leavesOnly'> {
   labels: Uint8Array;
   /**
    * The worker computes the whole step alone and then applies the optimizer itself, with `lr`,
-   * to hold the weights of version weightsVersion + 1 (see README, "Replicated optimizer").
+   * to hold the weights of version weightsVersion + 1 (docs/protocol.md, "A worker that computes whole steps alone").
    */
   apply: boolean;
   lr: number;
@@ -124,6 +124,11 @@ export interface ResultMessage {
   offset: number;
   gradient: Float32Array;
   computeMs: number;
+  /**
+   * How the gradient came on the wire, set by decode(): a run takes only its own grad dtype. An
+   * encoder writes the run's instead (encode's gradDType).
+   */
+  dtype?: GradDType;
 }
 
 export interface ReadyMessage {

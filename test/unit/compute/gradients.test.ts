@@ -153,4 +153,29 @@ describe('GradientComputer', () => {
     expect(tf.engine().backend.numDataIds()).toBe(dataIds);
     computer.dispose();
   });
+
+  // The dense layers' weights of a remote worker's version load on first use (setWeights with
+  // awaitDense). On the tape path that first use was inside tf.tidy, which disposed them: the
+  // second microbatch on the same weights failed ('Cannot read properties of undefined').
+  for (const arch of ['keras', 'lenet5'] as const) {
+    it(`${arch}: several microbatches on weights whose dense part came late, the bits of weights loaded whole`, () => {
+      tf.setBackend('wasm');
+      const spec = modelSpec(arch);
+      const weights = initWeights(spec, 4);
+      const halves = [input, { ...input, samples: input.samples.map((s) => s + 1) }];
+      const run = (late: boolean): Float32Array[] => {
+        const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, false);
+        computer.setWeights(weights, 0, late ? () => undefined : undefined);
+        const grads = halves.map((mb) => {
+          const grad = new Float32Array(spec.size);
+          computer.microbatchGradient(mb, grad);
+          return grad;
+        });
+        grads.push(Float32Array.from([computer.evaluate(mnist.test.images, mnist.test.labels, 0, 16).lossSum]));
+        computer.dispose();
+        return grads;
+      };
+      expect(run(true)).toEqual(run(false));
+    });
+  }
 });

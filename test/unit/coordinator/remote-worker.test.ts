@@ -146,6 +146,17 @@ describe('RemoteWorker results in parts', () => {
     expect(c.violations).toEqual(['bad_result_shape']);
   });
 
+  it('disconnects a worker that sends a float16 result in a float32 run, before it reaches the slab', async () => {
+    const { ws, worker, slab, violations } = setUp();
+    const result = worker.compute(work, 0, 2);
+    await sentAssignment();
+    ws.emit('message', Buffer.from(encode(part(0, WIDTH), 'float16')), true);
+    await expect(result).rejects.toThrow(/float16, but the run's gradients are float32/);
+    expect(violations).toEqual(['bad_result_dtype']);
+    expect(ws.closed?.code).toBe(4004);
+    expect(slot(slab, 0).every((v) => v === 0)).toBe(true);
+  });
+
   it('calls onDense once every dense part is in, and computing() stays true until the rest is', async () => {
     const { ws, worker } = setUp();
     let dense = 0;

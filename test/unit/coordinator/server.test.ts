@@ -109,6 +109,14 @@ describe('coordinator handshake', () => {
     expect(answer.type === 'reject' && answer.message).toMatch(/--backend wasm/);
   });
 
+  it('rejects a worker claiming more threads than any worker may have (it would get all the work)', async () => {
+    const { answer } = await handshake(helloWith({ threads: 4_294_967_295 }));
+    expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.BAD_MESSAGE });
+    expect(answer.type === 'reject' && answer.message).toMatch(/1 to 256/);
+    const { answer: most } = await handshake(helloWith({ threads: 256 }));
+    expect(most.type).toBe('welcome');
+  });
+
   it('rejects garbage instead of a hello', async () => {
     const { answer } = await handshake(() => Uint8Array.from([1, 2, 3, 250, 251]));
     expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.BAD_MESSAGE });
