@@ -3,7 +3,7 @@
 // weights and of a gradient), after an idle gap like a step's compute time, as the coordinator
 // and a worker do every step. No protobuf and no compute: what is left is Node and ws reading
 // the socket into fresh buffers, the loopback, and waking each process (on the 2-vCPU microVM
-// of the README, mostly the first: Python moves the same frames in 0.2 ms).
+// of docs/performance.md, mostly the first: Python moves the same frames in 0.2 ms).
 // Prints one JSON line: {medianMs, p10Ms, p90Ms, bytes, gapMs, rounds}.
 //
 //   node scripts/bench-loopback.mjs [bytes] [gapMs] [rounds]

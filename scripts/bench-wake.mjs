@@ -2,7 +2,7 @@
 // shared flag (Atomics.waitAsync, as the pool waits for a thread's flags) while a worker thread
 // either sleeps or computes for --work-ms, then raises the flag (Atomics.notify). Prints the time
 // from the notify to the main thread running again, for both cases. On the 2-vCPU microVM of the
-// README a waiter wakes about three times later when the notifier has been computing: each
+// docs/performance.md a waiter wakes about three times later when the notifier has been computing: each
 // hand-off in a training step pays that, and a remote step has two more of them than a local one.
 //
 //   node scripts/bench-wake.mjs [--work-ms 15] [--rounds 120]

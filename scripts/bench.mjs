@@ -11,14 +11,17 @@
 // last two rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
 // cost per step is fixed, so there it weighs a quarter as much.
 //
-//   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M]
+//   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M] [--markdown]
+//
+// --markdown prints the same figures once more at the end as the fenced block the README and
+// docs/performance.md show, headed by the command and the machine.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { firstEpochRecord, runWithWorkers } from './lib.mjs';
+import { firstEpochRecord, machineSummary, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -27,11 +30,12 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '3' },
     'batch-size': { type: 'string', default: '64' },
     microbatch: { type: 'string', default: '32' },
+    markdown: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('Usage: npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M]');
+  console.log('Usage: npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M] [--markdown]');
   process.exit(0);
 }
 const samples = Number(values.samples);
@@ -103,9 +107,15 @@ const rows = [
   { name: `lenet-dist, 1 thread, batch ${4 * batch}`, run: (i) => lenetDist(1, i, 4 * batch) },
   { name: `1 remote worker x 1 thread, batch ${4 * batch}`, run: (i) => remote(1, i, 4 * batch) },
 ];
-console.log(`bench: LeNet-5 (lenet5, 60,806 params) training throughput, ${samples} MNIST samples per run, global batch ${batch}, ` +
+/** Every line of the report, printed as it comes and kept for --markdown. */
+const lines = [];
+const report = (line) => {
+  lines.push(line);
+  console.log(line);
+};
+report(`bench: LeNet-5 (lenet5, 60,806 params) training throughput, ${samples} MNIST samples per run, global batch ${batch}, ` +
   `microbatch ${microbatch}, median of ${repeats} run(s)`);
-console.log(`machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}; training time only (no evaluation or checkpoint)`);
+report(`machine: ${machineSummary()}; training time only (no evaluation or checkpoint)`);
 // Rounds interleave the configurations, so a noisy minute on a shared machine hits all of them.
 const runs = new Map(rows.map((r) => [r.name, []]));
 for (let i = 0; i < repeats; i++) for (const row of rows) runs.get(row.name).push(await row.run(i));
@@ -113,7 +123,7 @@ const results = {};
 for (const row of rows) {
   const r = runs.get(row.name);
   results[row.name] = median(r);
-  console.log(`  ${row.name.padEnd(40)} ${median(r).toFixed(0).padStart(6)} samples/s   (runs: ${r.map((x) => x.toFixed(0)).join(', ')})`);
+  report(`  ${row.name.padEnd(40)} ${median(r).toFixed(0).padStart(6)} samples/s   (runs: ${r.map((x) => x.toFixed(0)).join(', ')})`);
 }
 const one = results[rows[1].name];
 const r1 = results[rows[3].name];
@@ -121,18 +131,18 @@ const r1 = results[rows[3].name];
 // their median is printed: the machine's speed drifts between rounds more than within one.
 const ratio = (a, b) => median(runs.get(rows[a].name).map((x, i) => x / runs.get(rows[b].name)[i]));
 const slower = (r) => `${r.toFixed(3)}x (${(Math.abs(1 - r) * 100).toFixed(1)}% ${r <= 1 ? 'slower' : 'faster'})`;
-console.log('ratios (median over rounds of the ratio within a round):');
-console.log(`  lenet-dist 1 thread / model.fit = ${ratio(1, 0).toFixed(2)}x; 2 threads / 1 thread = ${ratio(2, 1).toFixed(2)}x; 2 threads / model.fit = ${ratio(2, 0).toFixed(2)}x`);
-console.log(`  machine ceiling for 2 threads: two independent 1-thread runs at once give ${ratio(5, 1).toFixed(2)}x one run; ` +
+report('ratios (median over rounds of the ratio within a round):');
+report(`  lenet-dist 1 thread / model.fit = ${ratio(1, 0).toFixed(2)}x; 2 threads / 1 thread = ${ratio(2, 1).toFixed(2)}x; 2 threads / model.fit = ${ratio(2, 0).toFixed(2)}x`);
+report(`  machine ceiling for 2 threads: two independent 1-thread runs at once give ${ratio(5, 1).toFixed(2)}x one run; ` +
   `lenet-dist's 2 threads reach ${(ratio(2, 5) * 100).toFixed(0)}% of that`);
-console.log(`  remote over loopback vs the same number of local threads: 1 thread ${slower(ratio(3, 1))}, 2 threads ${slower(ratio(4, 2))}; ` +
+report(`  remote over loopback vs the same number of local threads: 1 thread ${slower(ratio(3, 1))}, 2 threads ${slower(ratio(4, 2))}; ` +
   `at batch ${4 * batch}, 1 thread ${slower(ratio(7, 6))}`);
 // The remote worker's extra time per step, and where it goes: the slowest range's compute (the
 // thread's own clock) and the rest of its wall time (messaging: thread hand-off, and for a remote
 // range the two ws hops and the codec), as medians over the rounds of each run's mean.
 const stepMs = (sps) => (batch / sps) * 1000;
 const phase = (kind, threads, key) => median([...Array(repeats).keys()].map((i) => timings.get(runName(kind, threads, i))[key]));
-console.log(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more: ` +
+report(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more: ` +
   `compute ${phase('r', 1, 'compute').toFixed(1)} against ${phase('t', 1, 'compute').toFixed(1)} ms, ` +
   `messaging ${phase('r', 1, 'transfer').toFixed(1)} against ${phase('t', 1, 'transfer').toFixed(1)} ms`);
 // Two reference round trips between two processes after a step-long idle gap: a weights-sized
@@ -141,6 +151,10 @@ console.log(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${step
 const gap = Math.round(stepMs(one));
 const loopback = (bytes) => JSON.parse(execFileSync(process.execPath, [join(root, 'scripts/bench-loopback.mjs'), String(bytes), String(gap)], { encoding: 'utf8' }).trim());
 const trip = (f) => `median ${f.medianMs.toFixed(2)} ms (p10 ${f.p10Ms.toFixed(2)}, p90 ${f.p90Ms.toFixed(2)})`;
-console.log(`  loopback round trip between two processes after ${gap} ms idle: 243 KB each way ${trip(loopback(4 * 60806))}; ` +
+report(`  loopback round trip between two processes after ${gap} ms idle: 243 KB each way ${trip(loopback(4 * 60806))}; ` +
   `64 bytes each way ${trip(loopback(64))}`);
 rmSync(work, { recursive: true, force: true });
+if (values.markdown) {
+  const args = process.argv.slice(2).filter((a) => a !== '--markdown').join(' ');
+  console.log(`\n\`npm run bench -- --markdown${args ? ` ${args}` : ''}\`:\n\n\`\`\`\n${lines.join('\n')}\n\`\`\`\n`);
+}

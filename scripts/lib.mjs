@@ -2,6 +2,7 @@
 // workers as child processes, and reading its epoch record.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 
 function epochRecords(metricsFile) {
   return readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'epoch');
@@ -35,4 +36,23 @@ export async function runWithWorkers(coordArgs, startWorkers) {
   const workers = startWorkers(url);
   await new Promise((r) => coord.on('close', r));
   for (const w of workers) w.kill('SIGKILL');
+}
+
+/**
+ * The machine a figure came from, as `lscpu` names it: CPU model, vCPUs, and the widest SIMD it
+ * has (AVX-512 or AVX2 matter to native code; wasm SIMD is 128 bits everywhere), and Node.
+ */
+export function machineSummary() {
+  const flags = (cpus().length > 0 && readCpuFlags()) || [];
+  const simd = flags.includes('avx512f') ? `AVX-512 (${flags.filter((f) => /^avx512/.test(f)).join(' ')})` : flags.includes('avx2') ? 'AVX2, no AVX-512' : 'no AVX2';
+  return `${cpus().length} vCPU x ${cpus()[0]?.model.trim()}, ${simd}; Node ${process.version}`;
+}
+
+function readCpuFlags() {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    return line ? line.split(':')[1].trim().split(/\s+/) : undefined;
+  } catch {
+    return undefined; // not Linux: the model name alone
+  }
 }

@@ -1,6 +1,6 @@
 // Summarises a V8 CPU profile (`node --cpu-prof`): the functions with the most self time, and
 // that time grouped by where the code lives (lenet-dist, ws, protobufjs, tfjs, Node internals,
-// garbage collection, idle). Used for the README's account of what bounds the coordinator.
+// garbage collection, idle). Used for docs/performance.md's account of what bounds the coordinator.
 //
 //   node scripts/profile-top.mjs PROFILE.cpuprofile [N] [--skip SECONDS]
 //

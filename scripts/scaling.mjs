@@ -3,7 +3,8 @@
 // workers in network namespaces behind links shaped to 1 Gbit/s and 100 Mbit/s (root only).
 // Load mode: 16, 64 and 256 simulated workers (scripts/sim-workers.mjs) that answer with zero
 // gradients after a measured compute time, to measure the coordinator's own per-step cost.
-// Runs one after another; each prints its figure as it finishes.
+// Runs one after another; each prints its figure as it finishes. Also writes scaling.md: the
+// table docs/performance.md links to, headed by the command and the machine.
 //
 //   npm run scaling -- [--samples N] [--sim 16,64,256] [--out DIR]
 import { execFileSync, spawn } from 'node:child_process';
@@ -12,7 +13,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { lastEpochRecord, runWithWorkers } from './lib.mjs';
+import { lastEpochRecord, machineSummary, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { samples: { type: 'string', default: '6400' }, sim: { type: 'string', default: '16,64,256' }, out: { type: 'string', default: 'results' }, help: { type: 'boolean', short: 'h' } } });
@@ -47,7 +48,8 @@ function record(mode, participants, threads, batch, e) {
     `step ${t.step.toFixed(1)} ms = compute ${t.compute.toFixed(1)} + transfer ${t.transfer.toFixed(1)} + reduce ${t.reduce.toFixed(2)} + optimizer ${t.optimizer.toFixed(2)}`);
 }
 
-console.log(`scaling: ${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}; ${samples} samples per real run, global batch 64, microbatch 32`);
+const machine = machineSummary();
+console.log(`scaling: ${machine}; ${samples} samples per real run, global batch 64, microbatch 32`);
 for (const threads of [1, 2]) {
   const name = `local-${threads}`;
   execFileSync(process.execPath, coordArgs(name, ['--threads', String(threads), '--train-limit', String(samples)]), { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -129,6 +131,23 @@ for (const n of values.sim.split(',').map(Number)) {
 const keys = Object.keys(rows[0]);
 writeFileSync(join(out, 'scaling.csv'), [keys.join(','), ...rows.map((r) => keys.map((k) => (typeof r[k] === 'number' ? +r[k].toFixed(3) : r[k])).join(','))].join('\n') + '\n');
 
+const command = ['npm run scaling', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
+const mdRow = (r) => `| ${r.mode} | ${r.participants} | ${r.threads} | ${r.batch} | ${r.samplesPerSecond.toFixed(0)} | ${r.stepsPerSecond.toFixed(1)} | ` +
+  `${r.stepMs.toFixed(1)} | ${r.computeMs.toFixed(1)} | ${r.transferMs.toFixed(1)} | ${r.reduceMs.toFixed(2)} | ${r.optimizerMs.toFixed(2)} |`;
+writeFileSync(join(out, 'scaling.md'), [
+  '# Scaling figures',
+  '',
+  `Made by \`${command}\` on ${machine}. Training throughput of the last epoch of each run; ` +
+    'step times in ms per step (compute and transfer of the slowest range). Modes: `local` threads of one process; `remote` 1-thread worker processes on loopback with a ' +
+    'coordinator that only coordinates; `netns-*` workers in their own network namespaces behind links shaped with `tc tbf`; `sim` simulated workers ' +
+    '(the real protocol, zero gradients after the measured compute time of one microbatch).',
+  '',
+  '| mode | participants | threads | global batch | samples/s | steps/s | step | compute | transfer | reduce | optimizer |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ...rows.map(mdRow),
+  '',
+].join('\n'));
+
 // ---- plots (plain SVG, no dependencies) ----
 function lineChart(title, xLabel, yLabel, series) {
   const W = 560, H = 320, L = 60, R = 20, T = 40, B = 50;
@@ -178,5 +197,5 @@ if (sim.length > 0) {
     { name: 'steps/s', points: sim.map((r) => [r.participants, r.stepsPerSecond]) },
   ]));
 }
-console.log(`wrote ${join(out, 'scaling.csv')} and SVG plots`);
+console.log(`wrote ${join(out, 'scaling.csv')}, scaling.md and SVG plots`);
 rmSync(work, { recursive: true, force: true });

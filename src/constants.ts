@@ -1,9 +1,9 @@
 // Every default, limit and tuning constant of lenet-dist, with units in the name.
-// CLI defaults are documented in the README; change them here and there together.
+// CLI defaults reach users through the --help texts (src/cli/*-args.ts), which docs/cli.md is made from.
 
 /**
  * Global batch: samples per optimizer step. With the learning-rate defaults below this reaches
- * 99% test accuracy within 10 epochs (README, "Accuracy"); see there before changing them.
+ * 99% test accuracy within 10 epochs (docs/design.md, "Why these defaults"); see there before changing them.
  */
 export const DEFAULT_BATCH_SIZE = 64;
 /** Microbatch: the unit of gradient computation and of the fixed-order reduction. */
@@ -42,14 +42,14 @@ export const EVAL_CHUNK_SAMPLES = 100;
 /**
  * Young-generation limit of a compute thread's V8 heap (MB). V8's default lets each thread's
  * nursery grow to tens of MB; a step allocates little that lives, so a small one costs no speed
- * and saves about 30 MB per thread (measured with process RSS, see README "Memory").
+ * and saves about 30 MB per thread (measured with process RSS, see docs/performance.md, "Memory").
  */
 export const THREAD_YOUNG_GENERATION_MB = 12;
 /** Largest --microbatch accepted; bigger gains nothing on LeNet-5 and wastes memory. */
 export const MAX_MICROBATCH = 4096;
 /** Largest number of microbatches per step (bounds the shared gradient slab). */
 export const MAX_MICROBATCHES_PER_STEP = 1024;
-/** Largest --threads accepted. */
+/** Largest --threads accepted, and largest Hello.threads a worker may announce. */
 export const MAX_THREADS = 256;
 
 /** Checkpoint folder names: ckpt-<epoch>-<step>, zero-padded so they sort. */

@@ -1,4 +1,4 @@
-// Errors a user can cause or fix. Each has a stable code (listed in the README) and an exit code;
+// Errors a user can cause or fix. Each has a stable code (listed in the README and docs/cli.md) and an exit code;
 // the CLI prints `error <code>: <message>` and never a stack trace for these.
 
 export const EXIT_USAGE = 2;

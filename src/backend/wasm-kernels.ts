@@ -1,6 +1,6 @@
 // Training kernels for the tfjs WebAssembly backend (src/backend/kernels/): the one it lacks
 // (Conv2DBackpropFilter) and faster replacements for the slow paths a step profile shows
-// (`node scripts/profile-step.mjs`; see README "Compute backends"). Each replacement handles the
+// (`node scripts/profile-step.mjs`; see docs/backends.md). Each replacement handles the
 // cases it is built for and hands every other case to the backend's own kernel; each is tested
 // against the cpu backend.
 import { getKernel, registerKernel, unregisterKernel, type KernelFunc } from '@tensorflow/tfjs-core';

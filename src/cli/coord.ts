@@ -5,16 +5,7 @@ import { createLog } from '../metrics/log.js';
 import { runMain } from './args.js';
 import { START_USAGE, parseStartArgs } from './start-args.js';
 import { evalCommand, predictCommand } from './use-model.js';
-
-const USAGE = `Usage: lenet-coord <command> [options]
-
-Commands:
-  start         train LeNet-5 on MNIST (the coordinator)
-  eval          test accuracy and confusion matrix of a checkpoint
-  predict       classify PNG images of digits with a checkpoint
-
-Run 'lenet-coord <command> --help' for the options of a command.
-`;
+import { COORD_USAGE } from './coord-usage.js';
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -23,7 +14,7 @@ async function main(argv: string[]): Promise<number> {
     case '-h':
     case '--help':
     case 'help':
-      process.stdout.write(USAGE);
+      process.stdout.write(COORD_USAGE);
       return command === undefined ? 2 : 0;
     case 'start': {
       const config = parseStartArgs(rest);

@@ -43,7 +43,7 @@ export interface ComputeOptions {
   onDense?: () => void;
   /**
    * Remote only, for the whole step: the worker applies the optimizer itself with learning rate
-   * `lr` and so makes the next weights (README, "Replicated optimizer"). With `next`, the next
+   * `lr` and so makes the next weights (docs/design.md, "A worker computing whole steps alone"). With `next`, the next
    * step's assignment, whole and applied alike, goes at once (sent ahead; see `sentAhead`).
    */
   apply?: { lr: number; next?: { work: StepWork; lr: number } };

@@ -2,7 +2,7 @@
 // in proportion to their weight, recompute the range of anyone who fails or misses the step
 // deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once. A remote
 // worker that computes a whole step alone applies the same update itself and gets the next
-// step's assignment with this one (README, "Replicated optimizer").
+// step's assignment with this one (docs/design.md, "A worker computing whole steps alone").
 import { LenetError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';

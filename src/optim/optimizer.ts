@@ -102,7 +102,7 @@ export class Sgd extends CountingOptimizer {
 /**
  * `base` to the power of a whole number `n` >= 0 by repeated squaring: IEEE multiplications only,
  * so every JavaScript engine gives the same bits. Math.pow's last bits are each engine's own
- * choice, and a worker applying the update itself (README, "Replicated optimizer") may run
+ * choice, and a worker applying the update itself (docs/design.md, "A worker computing whole steps alone") may run
  * another Node version than its coordinator.
  */
 export function powBySquaring(base: number, n: number): number {

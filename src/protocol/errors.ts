@@ -1,4 +1,4 @@
-// Protocol errors: a stable code for logs and the README, and the WebSocket close code to send.
+// Protocol errors: a stable code for logs and docs/protocol.md, and the WebSocket close code to send.
 import { LenetError } from '../errors.js';
 
 /** WebSocket close codes used by lenet-dist (4000-4999 is the application range). */

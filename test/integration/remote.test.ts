@@ -55,7 +55,7 @@ describe('remote workers', () => {
     expect(parts.every((p) => p.microbatches > 0)).toBe(true);
   });
 
-  it('one worker alone applies every update itself (README, "Replicated optimizer"): the same weights', async () => {
+  it('one worker alone applies every update itself (docs/design.md, "A worker computing whole steps alone"): the same weights', async () => {
     const c = await coordinator('alone', ['--threads', '0', '--wait-workers', '1']);
     const w = start('lenet-worker', ['join', c.url, '--threads', '1']);
     const result = await c.proc.done;
