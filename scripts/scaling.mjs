@@ -1,6 +1,8 @@
 // `npm run scaling`: how lenet-dist scales on this machine. Writes results/scaling.csv and SVG
-// plots. Real runs: 1 and 2 local threads, 1 to 4 remote worker processes over loopback, and 2
-// workers in network namespaces behind links shaped to 1 Gbit/s and 100 Mbit/s (root only).
+// plots. Real runs: 1 and 2 local threads, 1 to 4 remote worker processes over loopback with the
+// star and (2 or more) sharded, and 2 workers in network namespaces on one bridge, each behind a
+// link shaped to 1 Gbit/s and 100 Mbit/s, star and sharded (root only). Every row has the
+// coordinator's bytes per step, sent and received.
 // Load mode: 16, 64 and 256 simulated workers (scripts/sim-workers.mjs) that answer with zero
 // gradients after a measured compute time, to measure the coordinator's own per-step cost.
 // Runs one after another; each prints its figure as it finishes. Also writes scaling.md: the
@@ -27,6 +29,8 @@ mkdirSync(out, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), 'lenet-scaling-'));
 const samples = Number(values.samples);
 const rows = [];
+/** Global batch of every real run: 8 microbatches of 32, so up to 4 workers all get a range. */
+const BATCH = 256;
 
 function coordArgs(name, extra, epochs = 1) {
   return [join(root, 'bin/lenet-coord.js'), 'start', '--epochs', String(epochs), '--test-limit', '100', '--quiet', '--port', '0', '--backend', 'wasm',
@@ -42,28 +46,34 @@ async function withWorkers(name, extra, startWorkers, epochs = 1) {
 }
 function record(mode, participants, threads, batch, e) {
   const t = e.stepTimeMs;
-  const row = { mode, participants, threads, batch, samplesPerSecond: e.samplesPerSecond, stepsPerSecond: e.samplesPerSecond / batch, ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`${k}Ms`, v])) };
+  const bytes = e.coordinatorBytesPerStep ?? { sent: 0, received: 0 };
+  const row = { mode, participants, threads, batch, samplesPerSecond: e.samplesPerSecond, stepsPerSecond: e.samplesPerSecond / batch, ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`${k}Ms`, v])),
+    coordSentKB: bytes.sent / 1024, coordReceivedKB: bytes.received / 1024 };
   rows.push(row);
-  console.log(`  ${mode.padEnd(14)} ${String(participants).padStart(3)} participant(s) ${String(threads).padStart(3)} thread(s): ${e.samplesPerSecond.toFixed(0).padStart(6)} samples/s, ${row.stepsPerSecond.toFixed(1).padStart(6)} steps/s; ` +
-    `step ${t.step.toFixed(1)} ms = compute ${t.compute.toFixed(1)} + transfer ${t.transfer.toFixed(1)} + reduce ${t.reduce.toFixed(2)} + optimizer ${t.optimizer.toFixed(2)}`);
+  console.log(`  ${mode.padEnd(22)} ${String(participants).padStart(3)} participant(s) ${String(threads).padStart(3)} thread(s): ${e.samplesPerSecond.toFixed(0).padStart(6)} samples/s, ${row.stepsPerSecond.toFixed(1).padStart(6)} steps/s; ` +
+    `step ${t.step.toFixed(1)} ms = compute ${t.compute.toFixed(1)} + transfer ${t.transfer.toFixed(1)} + reduce ${t.reduce.toFixed(2)} + optimizer ${t.optimizer.toFixed(2)}; ` +
+    `coordinator ${row.coordSentKB.toFixed(0)} KB out, ${row.coordReceivedKB.toFixed(0)} KB in per step`);
 }
 
 const machine = machineSummary();
-console.log(`scaling: ${machine}; ${samples} samples per real run, global batch 64, microbatch 32`);
+console.log(`scaling: ${machine}; ${samples} samples per real run, global batch ${BATCH}, microbatch 32`);
 for (const threads of [1, 2]) {
   const name = `local-${threads}`;
-  execFileSync(process.execPath, coordArgs(name, ['--threads', String(threads), '--train-limit', String(samples)]), { stdio: ['ignore', 'ignore', 'inherit'] });
-  record('local', 1, threads, 64, epochRecord(name));
+  execFileSync(process.execPath, coordArgs(name, ['--threads', String(threads), '--train-limit', String(samples), '--batch-size', String(BATCH)]), { stdio: ['ignore', 'ignore', 'inherit'] });
+  record('local', 1, threads, BATCH, epochRecord(name));
 }
-for (let n = 1; n <= 4; n++) {
-  const e = await withWorkers(`remote-${n}`, ['--threads', '0', '--wait-workers', String(n), '--train-limit', String(samples)], (url) =>
-    Array.from({ length: n }, () => spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', '1', '--backend', 'wasm'], { stdio: 'ignore' })));
-  record('remote', n, n, 64, e);
+for (const allreduce of ['star', 'sharded']) {
+  for (let n = allreduce === 'star' ? 1 : 2; n <= 4; n++) {
+    const e = await withWorkers(`remote-${allreduce}-${n}`, ['--threads', '0', '--wait-workers', String(n), '--train-limit', String(samples), '--batch-size', String(BATCH), '--allreduce', allreduce], (url) =>
+      Array.from({ length: n }, () => spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', '1', '--backend', 'wasm'], { stdio: 'ignore' })));
+    record(`remote-${allreduce}`, n, n, BATCH, e);
+  }
 }
-// Across hosts: each worker in its own network namespace, joined to the coordinator's by a veth
-// pair whose two ends are shaped with tc tbf (this kernel has tbf, not netem). The small burst
-// paces every frame at the link rate (a large one would let a whole 243 KB frame through at
-// once). Needs root.
+// Across hosts: each worker in its own network namespace, its veth pair's outer end on one bridge
+// with the coordinator (the root namespace), like machines on a switch, so workers reach each
+// other too. Both ends of every worker's link are shaped with tc tbf (this kernel has tbf, not
+// netem): each host's own link, both directions. The small burst paces every frame at the link
+// rate (a large one would let a whole 243 KB frame through at once). Needs root.
 const NETNS_WORKERS = 2;
 function sh(cmd) {
   execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -76,14 +86,20 @@ function netnsDown() {
       /* already gone */
     }
   }
+  try {
+    sh('ip link del lenet-br0 2>/dev/null; true');
+  } catch {
+    /* already gone */
+  }
 }
 function netnsUp(rate) {
   netnsDown();
+  sh('ip link add lenet-br0 type bridge && ip addr add 10.77.0.1/24 dev lenet-br0 && ip link set lenet-br0 up');
   for (let i = 1; i <= NETNS_WORKERS; i++) {
     sh(`ip netns add lenet-w${i}`);
     sh(`ip link add lenet-v${i} type veth peer name eth0 netns lenet-w${i}`);
-    sh(`ip addr add 10.77.${i}.1/24 dev lenet-v${i} && ip link set lenet-v${i} up`);
-    sh(`ip netns exec lenet-w${i} sh -c 'ip addr add 10.77.${i}.2/24 dev eth0 && ip link set eth0 up && ip link set lo up'`);
+    sh(`ip link set lenet-v${i} master lenet-br0 && ip link set lenet-v${i} up`);
+    sh(`ip netns exec lenet-w${i} sh -c 'ip addr add 10.77.0.${i + 1}/24 dev eth0 && ip link set eth0 up && ip link set lo up'`);
     sh(`tc qdisc add dev lenet-v${i} root tbf rate ${rate} burst 32kb latency 100ms`);
     sh(`ip netns exec lenet-w${i} tc qdisc add dev eth0 root tbf rate ${rate} burst 32kb latency 100ms`);
   }
@@ -102,21 +118,23 @@ if (netnsOk) {
 if (netnsOk) {
   try {
     for (const rate of ['1gbit', '100mbit']) {
-      netnsUp(rate);
-      const token = 'scaling-netns';
-      const e = await withWorkers(`netns-${rate}`, ['--threads', '0', '--wait-workers', String(NETNS_WORKERS), '--train-limit', String(samples), '--host', '0.0.0.0', '--token', token], (url) => {
-        const port = new URL(url).port;
-        return Array.from({ length: NETNS_WORKERS }, (_, i) =>
-          spawn('ip', ['netns', 'exec', `lenet-w${i + 1}`, process.execPath, join(root, 'bin/lenet-worker.js'), 'join', `ws://10.77.${i + 1}.1:${port}`, '--threads', '1', '--backend', 'wasm', '--token', token], { stdio: 'ignore' }),
-        );
-      });
-      record(`netns-${rate}`, NETNS_WORKERS, NETNS_WORKERS, 64, e);
+      for (const allreduce of ['star', 'sharded']) {
+        netnsUp(rate);
+        const token = 'scaling-netns-token-0123456789';
+        const e = await withWorkers(`netns-${rate}-${allreduce}`, ['--threads', '0', '--wait-workers', String(NETNS_WORKERS), '--train-limit', String(samples), '--batch-size', String(BATCH), '--host', '0.0.0.0', '--token', token, '--allreduce', allreduce], (url) => {
+          const port = new URL(url).port;
+          return Array.from({ length: NETNS_WORKERS }, (_, i) =>
+            spawn('ip', ['netns', 'exec', `lenet-w${i + 1}`, process.execPath, join(root, 'bin/lenet-worker.js'), 'join', `ws://10.77.0.1:${port}`, '--threads', '1', '--backend', 'wasm', '--token', token], { stdio: 'ignore' }),
+          );
+        });
+        record(`netns-${rate}-${allreduce}`, NETNS_WORKERS, NETNS_WORKERS, BATCH, e);
+      }
     }
   } finally {
     netnsDown();
   }
 }
-const perMicrobatchMs = rows.find((r) => r.mode === 'local' && r.threads === 1).computeMs / 2;
+const perMicrobatchMs = rows.find((r) => r.mode === 'local' && r.threads === 1).computeMs / (BATCH / 32);
 for (const n of values.sim.split(',').map(Number)) {
   const batch = 32 * n;
   const limit = Math.min(60000, batch * 20);
@@ -133,17 +151,17 @@ writeFileSync(join(out, 'scaling.csv'), [keys.join(','), ...rows.map((r) => keys
 
 const command = ['npm run scaling', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 const mdRow = (r) => `| ${r.mode} | ${r.participants} | ${r.threads} | ${r.batch} | ${r.samplesPerSecond.toFixed(0)} | ${r.stepsPerSecond.toFixed(1)} | ` +
-  `${r.stepMs.toFixed(1)} | ${r.computeMs.toFixed(1)} | ${r.transferMs.toFixed(1)} | ${r.reduceMs.toFixed(2)} | ${r.optimizerMs.toFixed(2)} |`;
+  `${r.stepMs.toFixed(1)} | ${r.computeMs.toFixed(1)} | ${r.transferMs.toFixed(1)} | ${r.reduceMs.toFixed(2)} | ${r.optimizerMs.toFixed(2)} | ${r.coordSentKB.toFixed(0)} | ${r.coordReceivedKB.toFixed(0)} |`;
 writeFileSync(join(out, 'scaling.md'), [
   '# Scaling figures',
   '',
   `Made by \`${command}\` on ${machine}. Training throughput of the last epoch of each run; ` +
-    'step times in ms per step (compute and transfer of the slowest range). Modes: `local` threads of one process; `remote` 1-thread worker processes on loopback with a ' +
-    'coordinator that only coordinates; `netns-*` workers in their own network namespaces behind links shaped with `tc tbf`; `sim` simulated workers ' +
+    'step times in ms per step (compute and transfer of the slowest range). Modes: `local` threads of one process; `remote-star` and `remote-sharded` 1-thread worker processes on loopback with a ' +
+    'coordinator that only coordinates, with `--allreduce star` or `sharded`; `netns-RATE-*` the same with workers in their own network namespaces on one bridge, each link shaped with `tc tbf` both ways; `sim` simulated workers ' +
     '(the real protocol, zero gradients after the measured compute time of one microbatch).',
   '',
-  '| mode | participants | threads | global batch | samples/s | steps/s | step | compute | transfer | reduce | optimizer |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  '| mode | participants | threads | global batch | samples/s | steps/s | step | compute | transfer | reduce | optimizer | coordinator KB out per step | KB in |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map(mdRow),
   '',
 ].join('\n'));
@@ -174,23 +192,30 @@ function lineChart(title, xLabel, yLabel, series) {
   return svg + '</svg>\n';
 }
 const local = rows.filter((r) => r.mode === 'local');
-const remote = rows.filter((r) => r.mode === 'remote');
+const remote = rows.filter((r) => r.mode === 'remote-star');
+const sharded = rows.filter((r) => r.mode === 'remote-sharded');
 const sim = rows.filter((r) => r.mode === 'sim');
 const base = local[0].samplesPerSecond;
 writeFileSync(join(out, 'throughput.svg'), lineChart('Training throughput vs compute threads', 'threads (local) / 1-thread workers (remote)', 'samples/s', [
   { name: 'local threads', points: local.map((r) => [r.threads, r.samplesPerSecond]) },
-  { name: 'remote workers (loopback)', points: remote.map((r) => [r.threads, r.samplesPerSecond]) },
+  { name: 'remote workers, star', points: remote.map((r) => [r.threads, r.samplesPerSecond]) },
+  { name: 'remote workers, sharded', points: sharded.map((r) => [r.threads, r.samplesPerSecond]) },
   { name: 'ideal (linear, 2 cores)', points: [1, 2, 3, 4].map((n) => [n, base * Math.min(n, cpus().length)]) },
 ]));
 writeFileSync(join(out, 'efficiency.svg'), lineChart('Scaling efficiency (throughput / (threads x 1-thread throughput))', 'threads', 'efficiency', [
   { name: 'local threads', points: local.map((r) => [r.threads, r.samplesPerSecond / (r.threads * base)]) },
-  { name: 'remote workers', points: remote.map((r) => [r.threads, r.samplesPerSecond / (r.threads * base)]) },
+  { name: 'remote workers, star', points: remote.map((r) => [r.threads, r.samplesPerSecond / (r.threads * base)]) },
+  { name: 'remote workers, sharded', points: sharded.map((r) => [r.threads, r.samplesPerSecond / (r.threads * base)]) },
 ]));
 writeFileSync(join(out, 'step-breakdown.svg'), lineChart('Step time by phase (ms), remote workers on loopback', '1-thread workers', 'ms per step', [
   { name: 'step', points: remote.map((r) => [r.threads, r.stepMs]) },
   { name: 'compute', points: remote.map((r) => [r.threads, r.computeMs]) },
   { name: 'transfer', points: remote.map((r) => [r.threads, r.transferMs]) },
   { name: 'reduce + optimizer', points: remote.map((r) => [r.threads, r.reduceMs + r.optimizerMs]) },
+]));
+writeFileSync(join(out, 'coordinator-bytes.svg'), lineChart("The coordinator's link: KB sent + received per step", '1-thread workers', 'KB per step', [
+  { name: 'star', points: remote.map((r) => [r.threads, r.coordSentKB + r.coordReceivedKB]) },
+  { name: 'sharded', points: sharded.map((r) => [r.threads, r.coordSentKB + r.coordReceivedKB]) },
 ]));
 if (sim.length > 0) {
   writeFileSync(join(out, 'simulated.svg'), lineChart('Coordinator with simulated workers', 'simulated workers', 'steps/s', [

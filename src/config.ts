@@ -54,7 +54,15 @@ export interface TrainConfig {
   tlsKey?: string;
   /** float16: microbatch gradients rounded to half precision (remote workers send half the bytes). */
   gradDType: GradDType;
+  /**
+   * How a step's sums meet: `star`, all through the coordinator; `sharded`, each remote worker
+   * reduces and updates one parameter shard, whenever two or more take part (docs/design.md).
+   */
+  allreduce: AllReduce;
 }
+
+export const ALLREDUCE_MODES = ['sharded', 'star'] as const;
+export type AllReduce = (typeof ALLREDUCE_MODES)[number];
 
 /** The settings that must be equal for --resume to continue a run exactly. */
 export const RESUME_KEYS = [

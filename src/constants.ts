@@ -93,3 +93,8 @@ export const STEP_DEADLINE_INITIAL_MS = 10_000;
 export const STEP_DEADLINE_HISTORY = 50;
 /** A worker late this many steps in a row is dropped. */
 export const MAX_CONSECUTIVE_LATE = 3;
+/**
+ * Sharded steps given up this many times in a row (workers that cannot reach each other, say)
+ * end sharding for the run: every later step goes through the coordinator.
+ */
+export const MAX_ABORTED_SHARDED_STEPS = 3;

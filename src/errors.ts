@@ -43,3 +43,10 @@ export class BackendError extends LenetError {
     super('LENET_ERR_BACKEND', message, EXIT_BACKEND);
   }
 }
+
+/** Training produced a non-finite loss or gradient: the model has diverged. */
+export class DivergedError extends LenetError {
+  constructor(step: number) {
+    super('LENET_ERR_DIVERGED', `the loss became non-finite at step ${step}; lower --lr (or raise --batch-size) and start again`, 1);
+  }
+}

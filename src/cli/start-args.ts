@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import type { TrainConfig } from '../config.js';
+import { ALLREDUCE_MODES, type TrainConfig } from '../config.js';
 import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_CHECKPOINT_DIR,
@@ -75,6 +75,10 @@ Checkpoints and output:
                              result per microbatch (a different, still exactly reproducible,
                              run)                                            [float32]
 Remote workers:
+  --allreduce sharded|star   sharded: with two or more remote workers in a step, each reduces,
+                             updates and shares one shard of the parameters, so no link carries
+                             every copy of the model; star: every sum through the coordinator
+                                                                            [sharded]
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
   --wait-workers K           hold the first step until K remote workers have joined  [0]
@@ -122,6 +126,7 @@ export const START_OPTIONS = {
   'allow-no-token': { type: 'boolean' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  allreduce: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -179,6 +184,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     token,
     tlsCert,
     tlsKey,
+    allreduce: choiceFlag(flags, 'allreduce', ALLREDUCE_MODES, 'sharded'),
   };
 }
 

@@ -2,7 +2,7 @@
 // checks can use the real parser).
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
-import { DEFAULT_CONNECT_TIMEOUT_S, MAX_THREADS } from '../constants.js';
+import { DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_HOST_NO_TOKEN, DEFAULT_HOST_WITH_TOKEN, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
 import { BACKEND_CHOICES } from '../backend/select.js';
 import { LOG_FORMATS, type LogFormat } from '../metrics/log.js';
@@ -27,6 +27,12 @@ Options:
                            away, for S seconds                            [${DEFAULT_CONNECT_TIMEOUT_S}]
   --ca FILE                CA certificate to trust for wss://
   --name NAME              label in the coordinator's logs                [host name]
+  --peer-host ADDR         where it listens for other workers in sharded steps
+                                                 [0.0.0.0 with a token, else 127.0.0.1]
+  --peer-port N            port for other workers; 0 = any free one       [0]
+  --advertise HOST         the address other workers reach it at
+                           [the address it reaches the coordinator from]
+  --no-peers               take no part in sharded steps (the coordinator then uses the star)
   --log-format text|json   human-readable lines, or JSON lines            [text]
   -h, --help               show this help
 
@@ -43,6 +49,10 @@ export const JOIN_OPTIONS = {
   ca: { type: 'string' },
   name: { type: 'string' },
   'log-format': { type: 'string' },
+  'peer-host': { type: 'string' },
+  'peer-port': { type: 'string' },
+  advertise: { type: 'string' },
+  'no-peers': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -60,16 +70,25 @@ export function parseJoinArgs(rest: string[]): (Omit<WorkerOptions, 'log'> & { l
   }
   if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new UsageError(`'${url}' must start with ws:// or wss://`);
   const ca = stringFlag(flags, 'ca');
+  const token = stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined);
   if (ca !== undefined && !existsSync(ca)) throw new UsageError(`--ca ${ca}: file not found`);
   return {
     url,
     threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
     backend: choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'),
     dataDir: pathFlag(flags, 'data-dir'),
-    token: stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined),
+    token,
     connectTimeoutS: intFlag(flags, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT_S, 0, 7 * 24 * 3600),
     ca,
     name: stringFlag(flags, 'name'),
+    peers:
+      flags['no-peers'] === true
+        ? undefined
+        : {
+            host: stringFlag(flags, 'peer-host') ?? (token === undefined ? DEFAULT_HOST_NO_TOKEN : DEFAULT_HOST_WITH_TOKEN),
+            port: intFlag(flags, 'peer-port', 0, 0, 65535),
+            advertise: stringFlag(flags, 'advertise'),
+          },
     logFormat: choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'),
   };
 }

@@ -20,8 +20,9 @@ async function main(argv: string[]): Promise<number> {
   const log = createLog(options.logFormat, (s) => process.stdout.write(s), 'worker');
   const worker = new RemoteWorkerProcess({ ...options, log });
   const code = await worker.run();
-  const { ranges, applied } = worker.stats;
-  log(`worker: run complete; ${ranges} range(s) computed, ${applied} of them whole steps whose update was applied here`, { event: 'done', ranges, applied });
+  const { ranges, applied, sharded } = worker.stats;
+  const how = [`${applied} of them whole steps whose update was applied here`, ...(sharded > 0 ? [`${sharded} sharded steps whose shard was reduced and updated here`] : [])];
+  log(`worker: run complete; ${ranges} range(s) computed, ${how.join(', ')}`, { event: 'done', ranges, applied, sharded });
   return code;
 }
 

@@ -9,13 +9,16 @@
 //
 // A worker computing whole steps alone applies the optimizer itself (Assignment.apply) and is
 // sent the next step's assignment with this one's; that one waits in `ahead` until its step.
+// In a sharded step (sharded-step.ts) it owns a parameter shard: BUSY until it has reported its
+// range (RangeDone) and its shard's mean gradient (ShardUpdate), or the step is aborted.
 import type { WebSocket } from 'ws';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../constants.js';
 import type { Mnist } from '../data/mnist.js';
-import { decode, encode } from '../protocol/codec.js';
+import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import type { SharedFrame } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
-import { notAPart, tensorPart, type Message, type ResultMessage } from '../protocol/messages.js';
+import { notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage } from '../protocol/messages.js';
+import type { Shard } from '../reduce/shards.js';
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
@@ -52,11 +55,52 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** A deferred result: its promise, and how to settle it. */
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (err: Error) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // a step given up may leave no one waiting: not unhandled
+  return { promise, resolve, reject };
+}
+
+/** The plan of a sharded step, as a RemoteWorker needs it. */
+export interface ShardedWork {
+  /** The Peers plan's number and its encoded frame. */
+  plan: number;
+  peersFrame: Uint8Array;
+  /** This worker's shard. */
+  shard: Shard;
+  bounds: number[];
+  lr: number;
+}
+
+interface ShardedPending {
+  step: number;
+  lo: number;
+  hi: number;
+  shard: Shard;
+  nodes: Map<string, { node: TreeNode; examples: number }>;
+  done: Deferred<RangeDoneMessage>;
+  update: Deferred<ShardUpdateMessage>;
+}
+
 export interface RemoteWorkerOptions {
   workerId: number;
   name: string;
   address: string;
   threads: number;
+  /** Where it accepts peer links for sharded steps; empty: it takes no part in them. */
+  peerUrl: string;
   sendPixels: boolean;
   gradDType: GradDType;
   slab: Slab;
@@ -76,6 +120,8 @@ export interface RemoteWorkerOptions {
   log: Log;
   /** A frame from this worker was refused (for /metrics), with a short reason. */
   onViolation: (reason: string) => void;
+  /** Bytes of WebSocket payload to and from every worker, counted here (the coordinator's link). */
+  traffic: { sent: number; received: number };
   /** The worker's threads are up: it can take part from the next step. */
   onReady: (worker: RemoteWorker) => void;
   onClose: (worker: RemoteWorker, reason: string) => void;
@@ -84,6 +130,8 @@ export interface RemoteWorkerOptions {
 export class RemoteWorker implements Participant {
   readonly kind = 'remote';
   readonly id: string;
+  /** The number the coordinator gave it (its id is `worker-<workerId>`). */
+  readonly workerId: number;
   readonly name: string;
   readonly threads: number;
   microbatchesDone = 0;
@@ -99,6 +147,14 @@ export class RemoteWorker implements Participant {
   private sentConv = -1;
   private sentDense = -1;
   private optimizerAt = -1;
+  /**
+   * 0: its optimizer state at optimizerAt is whole (sent); else that of the shard it owned in this
+   * Peers plan, all it updated.
+   */
+  private optimizerPlan = 0;
+  /** The Peers plan it holds; 0: none. */
+  private planSent = 0;
+  private sharded: ShardedPending | undefined;
   /** After a cancelled step the worker may hold any version: everything goes again, dense first. */
   private unsure = false;
   private pending: Pending | undefined;
@@ -113,6 +169,7 @@ export class RemoteWorker implements Participant {
     private readonly ws: WebSocket,
     private readonly opts: RemoteWorkerOptions,
   ) {
+    this.workerId = opts.workerId;
     this.id = `worker-${opts.workerId}`;
     this.name = `${opts.name || 'worker'}@${opts.address}`;
     this.threads = opts.threads;
@@ -135,6 +192,84 @@ export class RemoteWorker implements Participant {
       failures: this.failures,
       state: this.state,
     };
+  }
+
+  get peerUrl(): string {
+    return this.opts.peerUrl;
+  }
+
+  /**
+   * Starts its range [lo, hi) of a sharded step, owning `w.shard`: sends what it lacks of the plan,
+   * the optimizer state and the weights of the step's version, then the assignment. `done` resolves
+   * with its RangeDone, `update` with its shard's ShardUpdate; both reject if it leaves or the step
+   * is aborted.
+   */
+  computeSharded(work: StepWork, lo: number, hi: number, w: ShardedWork): { done: Promise<RangeDoneMessage>; update: Promise<ShardUpdateMessage> } {
+    const v = work.globalStep;
+    const done = deferred<RangeDoneMessage>();
+    const update = deferred<ShardUpdateMessage>();
+    if (this.state !== RemoteState.ACTIVE) {
+      done.reject(new Error(`${this.id} is ${this.state}`));
+      update.reject(new Error(`${this.id} is ${this.state}`));
+      return { done: done.promise, update: update.promise };
+    }
+    const task = rangeTask(work, lo, hi);
+    const nodes = new Map<string, { node: TreeNode; examples: number }>();
+    for (const node of coverNodes(work.microbatches, lo, hi)) {
+      let examples = 0;
+      for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - lo];
+      nodes.set(`${node[0]}:${node[1]}`, { node, examples });
+    }
+    this.sharded = { step: v, lo, hi, shard: w.shard, nodes, done, update };
+    this.state = RemoteState.BUSY;
+    this.together(() => {
+      if (this.planSent !== w.plan) this.send(w.peersFrame);
+      this.planSent = w.plan;
+      if (this.optimizerAt !== v || (this.optimizerPlan !== 0 && this.optimizerPlan !== w.plan)) {
+        this.send(this.opts.optimizerFrame(v));
+        this.optimizerAt = v;
+        this.optimizerPlan = 0;
+      }
+      if (this.unsure || this.sentDense !== v) this.sendShared(this.opts.weightsFrame(v, 'dense'));
+      if (this.unsure || this.sentConv !== v) this.sendShared(this.opts.weightsFrame(v, 'conv'));
+      this.unsure = false;
+      this.sentConv = v;
+      this.sentDense = v;
+      const { pixels, labels } = this.pixelsOf(task);
+      this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply: false, lr: w.lr, sharded: true, plan: w.plan, bounds: w.bounds, examples: work.count }));
+    });
+    return { done: done.promise, update: update.promise };
+  }
+
+  /** Its sharded step is done: it holds version `next`, made with its peers, and its shard's optimizer state of `plan`. */
+  finishSharded(next: number, plan: number): void {
+    const p = this.sharded;
+    if (!p) return;
+    this.sharded = undefined;
+    if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
+    this.microbatchesDone += p.hi - p.lo;
+    this.sentConv = next;
+    this.sentDense = next;
+    this.optimizerAt = next;
+    this.optimizerPlan = plan;
+  }
+
+  /** The sharded step is given up: the worker drops it, and may hold any version now. */
+  abortSharded(step: number, reason: string): void {
+    const p = this.sharded;
+    if (p?.step !== step) return;
+    this.sharded = undefined;
+    if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
+    this.unsure = true;
+    this.optimizerAt = -1;
+    p.done.reject(new Error(`sharded step ${step} aborted: ${reason}`));
+    p.update.reject(new Error(`sharded step ${step} aborted: ${reason}`));
+    this.send(encode({ type: 'abort', step }));
+  }
+
+  /** A partial sum of this worker's shard, from the coordinator's own threads. */
+  sendPartial(msg: ResultMessage): void {
+    this.send(encodeTensorFrame(msg, 'float32'));
   }
 
   describe(): string {
@@ -232,17 +367,7 @@ export class RemoteWorker implements Participant {
    * hold the next version.
    */
   private sendAssignment(v: number, task: RangeTask, applyLr: number | undefined): boolean {
-    let pixels = new Uint8Array(0);
-    let labels = new Uint8Array(0);
-    if (this.opts.sendPixels) {
-      pixels = new Uint8Array(task.samples.length * IMAGE_PIXELS);
-      labels = new Uint8Array(task.samples.length);
-      const { images, labels: all } = this.opts.data.train;
-      task.samples.forEach((s, i) => {
-        pixels.set(images.subarray(s * IMAGE_PIXELS, (s + 1) * IMAGE_PIXELS), i * IMAGE_PIXELS);
-        labels[i] = all[s];
-      });
-    }
+    const { pixels, labels } = this.pixelsOf(task);
     const apply = applyLr !== undefined;
     const conv = this.unsure || this.sentConv !== v;
     const dense = this.unsure || this.sentDense !== v;
@@ -250,7 +375,7 @@ export class RemoteWorker implements Participant {
     if (apply && this.optimizerAt !== v) this.send(this.opts.optimizerFrame(v));
     if (denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
     if (conv) this.sendShared(this.opts.weightsFrame(v, 'conv'));
-    this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply, lr: applyLr ?? 0 }));
+    this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply, lr: applyLr ?? 0, sharded: false, plan: 0, bounds: [], examples: 0 }));
     this.unsure = false;
     // What the worker holds once this assignment is done: with apply, the next version, made there.
     const holds = apply ? v + 1 : v;
@@ -258,6 +383,19 @@ export class RemoteWorker implements Participant {
     this.sentDense = holds;
     if (apply) this.optimizerAt = holds;
     return dense && !denseFirst;
+  }
+
+  /** The pixels and labels of a task's samples, for a worker without this dataset; else none. */
+  private pixelsOf(task: RangeTask): { pixels: Uint8Array; labels: Uint8Array } {
+    if (!this.opts.sendPixels) return { pixels: new Uint8Array(0), labels: new Uint8Array(0) };
+    const pixels = new Uint8Array(task.samples.length * IMAGE_PIXELS);
+    const labels = new Uint8Array(task.samples.length);
+    const { images, labels: all } = this.opts.data.train;
+    task.samples.forEach((s, i) => {
+      pixels.set(images.subarray(s * IMAGE_PIXELS, (s + 1) * IMAGE_PIXELS), i * IMAGE_PIXELS);
+      labels[i] = all[s];
+    });
+    return { pixels, labels };
   }
 
   cancel(step: number): void {
@@ -288,8 +426,10 @@ export class RemoteWorker implements Participant {
 
   /** `sent` is called once the socket has taken the frame, or at once when it is not open. */
   private send(frame: Uint8Array, sent?: () => void): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true }, sent);
-    else sent?.();
+    if (this.ws.readyState === this.ws.OPEN) {
+      this.opts.traffic.sent += frame.length;
+      this.ws.send(frame, { binary: true }, sent);
+    } else sent?.();
   }
 
   private sendShared(shared: SharedFrame): void {
@@ -321,6 +461,10 @@ export class RemoteWorker implements Participant {
     const ahead = this.ahead;
     this.ahead = undefined;
     ahead?.reject(new Error(`${this.id} left before step ${ahead.step}: ${reason}`));
+    const sharded = this.sharded;
+    this.sharded = undefined;
+    sharded?.done.reject(new Error(`${this.id} left during sharded step ${sharded.step}: ${reason}`));
+    sharded?.update.reject(new Error(`${this.id} left during sharded step ${sharded.step}: ${reason}`));
     this.opts.onClose(this, reason);
   }
 
@@ -338,6 +482,7 @@ export class RemoteWorker implements Participant {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     this.lastSeenMs = Date.now();
+    this.opts.traffic.received += data.length;
     let msg: Message;
     try {
       if (!isBinary) throw new ProtocolError('LENET_ERR_BAD_FRAME', 'text frame; the protocol is binary');
@@ -367,6 +512,12 @@ export class RemoteWorker implements Participant {
           this.opts.onReady(this);
         }
         return;
+      case 'range_done':
+        this.onRangeDone(msg);
+        return;
+      case 'shard_update':
+        this.onShardUpdate(msg);
+        return;
       case 'heartbeat':
         return;
       case 'goodbye':
@@ -379,6 +530,9 @@ export class RemoteWorker implements Participant {
       case 'weights':
       case 'assignment':
       case 'optimizer_state':
+      case 'peers':
+      case 'peer_hello':
+      case 'abort':
         this.opts.onViolation('unexpected_message');
         this.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type} message from a worker`);
         return;
@@ -387,6 +541,38 @@ export class RemoteWorker implements Participant {
         this.close(CLOSE_BAD_MESSAGE, `unknown message ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** Its subtrees of a sharded step: exactly those of its range, with their example counts. */
+  private onRangeDone(msg: RangeDoneMessage): void {
+    const p = this.sharded;
+    if (!p || msg.step !== p.step) {
+      this.opts.onViolation('stale_result');
+      return;
+    }
+    const wrong = msg.nodes.length !== p.nodes.size || msg.nodes.some((n) => p.nodes.get(`${n.lo}:${n.hi}`)?.examples !== n.examples);
+    if (wrong || !msg.nodes.every((n) => Number.isFinite(n.lossSum))) {
+      this.opts.onViolation('bad_range_done');
+      this.close(CLOSE_BAD_MESSAGE, `range done for step ${msg.step} does not list the subtrees of [${p.lo},${p.hi}) with their examples and finite losses`);
+      return;
+    }
+    p.done.resolve(msg);
+  }
+
+  /** The batch-mean gradient of the shard it owns, reduced by it along the fixed tree. */
+  private onShardUpdate(msg: ShardUpdateMessage): void {
+    const p = this.sharded;
+    if (!p || msg.step !== p.step) {
+      this.opts.onViolation('stale_result');
+      return;
+    }
+    const [from, to] = p.shard;
+    if (msg.offset !== from || msg.mean.length !== to - from) {
+      this.opts.onViolation('bad_shard_update');
+      this.close(CLOSE_BAD_MESSAGE, `shard update of values [${msg.offset},${msg.offset + msg.mean.length}), its shard is [${from},${to})`);
+      return;
+    }
+    p.update.resolve(msg);
   }
 
   /**

@@ -3,7 +3,7 @@
 // deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once. A remote
 // worker that computes a whole step alone applies the same update itself and gets the next
 // step's assignment with this one (docs/design.md, "A worker computing whole steps alone").
-import { LenetError } from '../errors.js';
+import { DivergedError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
 import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
@@ -15,13 +15,8 @@ import type { Log } from '../metrics/log.js';
 import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
 import type { ComputeOptions, Membership, Participant, StepWork } from './participants.js';
+import { shardable, trainShardedStep, type ShardPlanner } from './sharded-step.js';
 
-/** Training produced a non-finite loss or gradient: the model has diverged. */
-export class DivergedError extends LenetError {
-  constructor(step: number) {
-    super('LENET_ERR_DIVERGED', `the loss became non-finite at step ${step}; lower --lr (or raise --batch-size) and start again`, 1);
-  }
-}
 
 /**
  * The step deadline for remote participants: STEP_DEADLINE_FACTOR times the median of the last
@@ -64,6 +59,8 @@ export interface StepContext {
   optimizer: Optimizer;
   schedule: ScheduleConfig;
   deadline: StepDeadline;
+  /** With --allreduce sharded: who owns which parameter shard (sharded-step.ts). */
+  shards?: ShardPlanner;
   log: Log;
 }
 
@@ -134,13 +131,17 @@ function stepWork(ctx: StepContext, perm: Uint32Array, epoch: number, step: numb
   return { globalStep, epoch, microbatches: microbatchCount(ctx.plan, count), microbatch: ctx.plan.microbatch, perm, start, count };
 }
 
-/** Runs one synchronous step; returns the batch's loss sum, sample count and timing. */
+/**
+ * Runs one synchronous step; returns the batch's loss sum, sample count and timing. Sharded when
+ * it can be (sharded-step.ts); a sharded attempt that is aborted is done again unsharded.
+ */
 export async function trainStep(
   ctx: StepContext,
   perm: Uint32Array,
   epoch: number,
   step: number,
   globalStep: number,
+  mayShard = true,
 ): Promise<{ lossSum: number; count: number; timing: StepTiming }> {
   const started = performance.now();
   const work = stepWork(ctx, perm, epoch, step, globalStep);
@@ -157,6 +158,11 @@ export async function trainStep(
   const ranges = sentAhead ? members.map((p) => (p === sentAhead ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
   const lr = learningRate(ctx.schedule, globalStep);
   const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
+  if (mayShard && !sentAhead && shardable(ctx, assigned)) {
+    const sharded = await trainShardedStep(ctx, work, assigned, lr);
+    if (sharded) return sharded;
+    return trainStep(ctx, perm, epoch, step, globalStep, false);
+  }
   const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
   // A remote worker computing the whole step alone makes the next weights itself, so it can start
   // the next step at once: its assignment goes with this one while the worker is the only member.

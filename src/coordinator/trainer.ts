@@ -1,6 +1,7 @@
 // The training loop, top to bottom: load data -> build model -> (resume) -> start participants
 // -> for each epoch: for each step: plan microbatches -> assign ranges -> reduce in fixed order
 // -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
+import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, UsageError } from '../errors.js';
@@ -22,6 +23,7 @@ import { createOptimizer, type Optimizer } from '../optim/optimizer.js';
 import { evaluate } from './evaluate.js';
 import { LocalParticipant, Membership } from './participants.js';
 import { StepDeadline, trainStep, type StepContext, type StepTiming } from './step.js';
+import { ShardPlanner } from './sharded-step.js';
 import type { StagedWeights } from './dense-ahead.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
@@ -135,6 +137,8 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
   const convWeights = weightsPart(0, split);
   const denseWeights = weightsPart(split, spec.size);
   const remotes = new Set<RemoteWorker>();
+  // What the coordinator's link carries: with the star it grows with the workers, sharded it does not.
+  const traffic = { sent: 0, received: 0 };
   const state = new RunState();
   state.participants = () => [...membership.seen.values()].map((p) => p.view());
   const server = new CoordinatorServer({
@@ -158,6 +162,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       paramCount: spec.size,
       gradDType: config.gradDType,
       optimizer: config.optimizer,
+      runId: randomBytes(16).toString('hex'),
     },
     log,
     onWorker: (ws, hello, info) => {
@@ -166,6 +171,8 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         name: hello.name,
         address: info.address,
         threads: hello.threads,
+        peerUrl: hello.peerUrl,
+        traffic,
         sendPixels: info.sendPixels,
         gradDType: config.gradDType,
         slab,
@@ -229,6 +236,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
     deadline: new StepDeadline(),
+    shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line)) : undefined,
     log: (line, fields) => {
       view.clear();
       log(line, fields);
@@ -272,6 +280,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       let seen = progress.partial?.samples ?? 0;
       // Summed step timings of this process's steps of the epoch, averaged into its record.
       let timedSteps = 0;
+      const trafficBefore = { ...traffic };
       const timeSums = Object.fromEntries(STEP_PHASES.map((k) => [k, 0])) as StepTiming;
       for (let step = progress.step; step < steps; step++) {
         const t0 = performance.now();
@@ -307,6 +316,11 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
         weightsSha256: digest,
         remoteWorkers: membership.remoteCount(),
         stepTimeMs: Object.fromEntries(STEP_PHASES.map((k) => [k, timedSteps > 0 ? timeSums[k] / timedSteps : 0])),
+        // Evaluation and checkpoints move no worker bytes; heartbeats and joins are in it.
+        coordinatorBytesPerStep: {
+          sent: timedSteps > 0 ? (traffic.sent - trafficBefore.sent) / timedSteps : 0,
+          received: timedSteps > 0 ? (traffic.received - trafficBefore.received) / timedSteps : 0,
+        },
         participants: [...membership.seen.values()].map((p) => ({ id: p.id, kind: p.kind, name: p.name, threads: p.threads, microbatches: p.microbatchesDone })),
       };
       history = [...history, record];

@@ -38,6 +38,16 @@ export function batchMean(
   return { lossSum, count };
 }
 
+/**
+ * batchMean() of one parameter shard [from, to) of a sharded step (reduce/shards.ts): the tree
+ * completed over those values only, divided by the step's example count, which the shard's
+ * owner is told (the totals are reduced by the coordinator). False when a value is not finite.
+ */
+export function shardMean(slab: Slab, microbatches: number, isReady: (lo: number, hi: number) => boolean, mean: Float32Array, from: number, to: number, examples: number): boolean {
+  reduceInPlace(slab, 0, microbatches, isReady, { from, to, totals: false });
+  return meanInto(mean, slab.grads, examples, from, to);
+}
+
 export const OPTIMIZERS = ['adam', 'sgd'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 

@@ -89,6 +89,25 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
       return { heartbeat: { sentAtMs: msg.sentAtMs } };
     case 'goodbye':
       return { goodbye: { reason: msg.reason, runComplete: msg.runComplete } };
+    case 'peers':
+      return { peers: { plan: msg.plan, peers: msg.peers.map((p) => ({ workerId: p.workerId, url: p.url, shardFrom: p.from, shardTo: p.to })) } };
+    case 'peer_hello':
+      return { peerHello: { runId: msg.runId, workerId: msg.workerId, authProof: msg.authProof } };
+    case 'shard_update':
+      return { shardUpdate: { step: msg.step, offset: msg.offset, mean: { shape: [msg.mean.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(msg.mean) } } };
+    case 'range_done':
+      return {
+        rangeDone: {
+          step: msg.step,
+          lo: msg.nodes.map((n) => n.lo),
+          hi: msg.nodes.map((n) => n.hi),
+          examples: msg.nodes.map((n) => n.examples),
+          lossSum: msg.nodes.map((n) => n.lossSum),
+          computeMs: msg.computeMs,
+        },
+      };
+    case 'abort':
+      return { abort: { step: msg.step } };
     default: {
       const never: never = msg;
       throw new Error(`cannot encode ${JSON.stringify(never)}`);
@@ -210,13 +229,13 @@ const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Ar
 
 /**
  * Where a decoded tensor goes: an array of exactly its length is filled in place (else a new one
- * is made). A function chooses by the part's offset and length.
+ * is made). A function chooses by the part's offset, length and kind.
  */
-export type TensorTarget = Float32Array | ((offset: number, count: number) => Float32Array | undefined);
+export type TensorTarget = Float32Array | ((offset: number, count: number, kind: 'weights' | 'result') => Float32Array | undefined);
 
-function target(into: TensorTarget | undefined, offset: number, t: WireTensor | undefined): Float32Array | undefined {
+function target(into: TensorTarget | undefined, offset: number, t: WireTensor | undefined, kind: 'weights' | 'result'): Float32Array | undefined {
   if (typeof into !== 'function') return into;
-  return into(offset, (t?.shape ?? []).reduce((a, b) => a * b, 1));
+  return into(offset, (t?.shape ?? []).reduce((a, b) => a * b, 1), kind);
 }
 
 function fromWire(w: Wire, into?: TensorTarget): Message {
@@ -235,6 +254,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         datasetSha256: str(b.datasetSha256),
         authProof: bytes(b.authProof),
         name: str(b.name),
+        peerUrl: str(b.peerUrl),
       };
     case 'welcome': {
       const c = (b.config ?? {}) as Record<string, unknown>;
@@ -251,6 +271,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         paramCount: u32(c.paramCount),
         gradDType: c.gradDtype === DTYPE_FLOAT16 ? 'float16' : 'float32',
         optimizer: str(c.optimizer),
+        runId: str(c.runId),
       };
       return { type: 'welcome', workerId: u32(b.workerId), config };
     }
@@ -260,7 +281,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
       // float32 only: rounded weights would compute other bits than the coordinator's.
       if ((b.values as WireTensor | undefined)?.dtype === DTYPE_FLOAT16) throw bad('weights: must be float32');
       const offset = u32(b.offset);
-      const values = decodeTensor(b.values as WireTensor, 'weights', target(into, offset, b.values as WireTensor));
+      const values = decodeTensor(b.values as WireTensor, 'weights', target(into, offset, b.values as WireTensor, 'weights'));
       return { type: 'weights', version: u32(b.version), offset, values };
     }
     case 'assignment': {
@@ -280,7 +301,38 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
       const lr = typeof b.lr === 'number' ? b.lr : 0;
       if (apply && (lo !== 0 || hi !== u32(b.microbatches))) throw bad(`assignment: apply needs the whole step, not [${lo},${hi}) of ${u32(b.microbatches)}`);
       if (apply && !(Number.isFinite(lr) && lr > 0)) throw bad(`assignment: apply needs a positive learning rate, not ${lr}`);
-      return { type: 'assignment', step: u32(b.step), weightsVersion: u32(b.weightsVersion), epoch: u32(b.epoch), microbatches: u32(b.microbatches), lo, hi, samples, positions, sizes, pixels, labels, apply, lr };
+      const sharded = b.sharded === true;
+      const bounds = ((b.bounds as number[] | undefined) ?? []).slice();
+      const examples = u32(b.examples);
+      if (sharded) {
+        if (apply) throw bad('assignment: sharded and apply exclude each other');
+        if (!(Number.isFinite(lr) && lr > 0)) throw bad(`assignment: a sharded step needs a positive learning rate, not ${lr}`);
+        const increasing = bounds.every((x, i) => i === 0 || x > bounds[i - 1]);
+        if (bounds[0] !== 0 || bounds.at(-1) !== u32(b.microbatches) || !increasing || !bounds.includes(lo) || !bounds.includes(hi)) {
+          throw bad(`assignment: bounds [${bounds.join(',')}] do not cut ${u32(b.microbatches)} microbatches with [${lo},${hi}) as one range`);
+        }
+        if (examples === 0) throw bad('assignment: a sharded step needs its example count');
+      }
+      return {
+        type: 'assignment',
+        step: u32(b.step),
+        weightsVersion: u32(b.weightsVersion),
+        epoch: u32(b.epoch),
+        microbatches: u32(b.microbatches),
+        lo,
+        hi,
+        samples,
+        positions,
+        sizes,
+        pixels,
+        labels,
+        apply,
+        lr,
+        sharded,
+        plan: u32(b.plan),
+        bounds,
+        examples,
+      };
     }
     case 'optimizerState': {
       const wire = (b.slots ?? {}) as Record<string, WireTensor>;
@@ -298,7 +350,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         examples: u32(b.examples),
         lossSum: typeof b.lossSum === 'number' ? b.lossSum : NaN,
         offset: u32(b.offset),
-        gradient: decodeTensor(b.gradient as WireTensor, 'result', target(into, u32(b.offset), b.gradient as WireTensor)),
+        gradient: decodeTensor(b.gradient as WireTensor, 'result', target(into, u32(b.offset), b.gradient as WireTensor, 'result')),
         computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0,
         dtype: (b.gradient as WireTensor).dtype === DTYPE_FLOAT16 ? 'float16' : 'float32',
       };
@@ -308,6 +360,27 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
       return { type: 'heartbeat', sentAtMs: typeof b.sentAtMs === 'number' ? b.sentAtMs : 0 };
     case 'goodbye':
       return { type: 'goodbye', reason: str(b.reason), runComplete: b.runComplete === true };
+    case 'peers': {
+      const peers = ((b.peers as Record<string, unknown>[] | undefined) ?? []).map((p) => ({ workerId: u32(p.workerId), url: str(p.url), from: u32(p.shardFrom), to: u32(p.shardTo) }));
+      if (peers.some((p, i) => p.to <= p.from || (i > 0 && p.from !== peers[i - 1].to)) || peers[0]?.from !== 0) throw bad('peers: shards must cover the parameters contiguously from 0');
+      return { type: 'peers', plan: u32(b.plan), peers };
+    }
+    case 'peerHello':
+      return { type: 'peer_hello', runId: str(b.runId), workerId: u32(b.workerId), authProof: bytes(b.authProof) };
+    case 'shardUpdate': {
+      const mean = b.mean as WireTensor | undefined;
+      if (mean?.dtype !== DTYPE_FLOAT32) throw bad('shard update: the mean must be float32');
+      return { type: 'shard_update', step: u32(b.step), offset: u32(b.offset), mean: decodeTensor(mean, 'shard update') };
+    }
+    case 'rangeDone': {
+      const list = (k: string): number[] => ((b[k] as number[] | undefined) ?? []).slice();
+      const [lo, hi, examples, lossSum] = [list('lo'), list('hi'), list('examples'), list('lossSum')];
+      if (hi.length !== lo.length || examples.length !== lo.length || lossSum.length !== lo.length) throw bad('range done: lo, hi, examples and loss_sum differ in length');
+      const nodes = lo.map((l, i) => ({ lo: l, hi: hi[i], examples: examples[i], lossSum: lossSum[i] }));
+      return { type: 'range_done', step: u32(b.step), nodes, computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0 };
+    }
+    case 'abort':
+      return { type: 'abort', step: u32(b.step) };
     default:
       throw bad(`envelope has no known message body`);
   }

@@ -6,8 +6,10 @@ import type { GradDType } from '../reduce/float16.js';
 /**
  * 2: weights and results may come in parts (Weights.offset, GradientResult.offset).
  * 3: a worker given a whole step alone applies the optimizer itself (Assignment.apply, OptimizerState).
+ * 4: sharded steps: workers reduce and update parameter shards among themselves (Peers,
+ *    PeerHello, ShardUpdate, RangeDone, Abort; Hello.peer_url, RunConfig.run_id).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 export enum RejectReason {
   UNSPECIFIED = 0,
@@ -32,6 +34,8 @@ export interface RunConfigMessage {
   gradDType: GradDType;
   /** adam | sgd: what a worker applies for an Assignment with `apply`. */
   optimizer: string;
+  /** Random per coordinator process; a peer link proves it belongs to this run. */
+  runId: string;
 }
 
 export interface ChallengeMessage {
@@ -48,6 +52,8 @@ export interface HelloMessage {
   datasetSha256: string;
   authProof: Uint8Array;
   name: string;
+  /** ws://HOST:PORT where the worker accepts peer links; empty when it has none. */
+  peerUrl: string;
 }
 
 export interface WelcomeMessage {
@@ -100,6 +106,57 @@ export interface AssignmentMessage extends Omit<RangeTask, 'leavesOnly'> {
    */
   apply: boolean;
   lr: number;
+  /** A sharded step (docs/protocol.md, "Sharded steps"), following Peers `plan`. */
+  sharded: boolean;
+  plan: number;
+  /** Every participant's range of the step: 0 = bounds[0] < ... < bounds[m] = microbatches. */
+  bounds: number[];
+  /** Samples in the whole step: the mean's divisor. */
+  examples: number;
+}
+
+/** One owner of a parameter shard, for sharded steps. */
+export interface PeerEntry {
+  workerId: number;
+  url: string;
+  from: number;
+  to: number;
+}
+
+/** The owners of the parameter shards, in shard order, covering [0, param_count). */
+export interface PeersMessage {
+  type: 'peers';
+  plan: number;
+  peers: PeerEntry[];
+}
+
+/** The dialer's answer to a peer's Challenge. */
+export interface PeerHelloMessage {
+  type: 'peer_hello';
+  runId: string;
+  workerId: number;
+  authProof: Uint8Array;
+}
+
+/** An owner's batch-mean gradient of its shard: values [offset, offset + mean.length). */
+export interface ShardUpdateMessage {
+  type: 'shard_update';
+  step: number;
+  offset: number;
+  mean: Float32Array;
+}
+
+/** A worker's subtrees of a sharded step, with their example counts and loss sums. */
+export interface RangeDoneMessage {
+  type: 'range_done';
+  step: number;
+  nodes: { lo: number; hi: number; examples: number; lossSum: number }[];
+  computeMs: number;
+}
+
+export interface AbortMessage {
+  type: 'abort';
+  step: number;
 }
 
 /** The coordinator's optimizer state of weights version `version`, for a worker that applies it. */
@@ -158,6 +215,11 @@ export type Message =
   | OptimizerStateMessage
   | ReadyMessage
   | HeartbeatMessage
-  | GoodbyeMessage;
+  | GoodbyeMessage
+  | PeersMessage
+  | PeerHelloMessage
+  | ShardUpdateMessage
+  | RangeDoneMessage
+  | AbortMessage;
 
 export type MessageType = Message['type'];

@@ -29,6 +29,8 @@ import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol
 import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
+import { PeerLinks } from './peers.js';
+import { ShardedSteps } from './sharded.js';
 
 export const EXIT_REJECTED = 5;
 export const EXIT_UNREACHABLE = 6;
@@ -44,6 +46,8 @@ export interface WorkerOptions {
   /** CA certificate for wss:// with a private certificate authority. */
   ca?: string;
   name?: string;
+  /** Where it listens for other workers in sharded steps; none: it takes no part in them. */
+  peers?: { host: string; port: number; advertise?: string };
   log: Log;
 }
 
@@ -104,6 +108,8 @@ interface Session {
    * assignment only when it has taken that step back; the assignment is then void.
    */
   replaced: number;
+  /** Its part in sharded steps. */
+  sharded: ShardedSteps;
 }
 
 export class RemoteWorkerProcess {
@@ -116,8 +122,9 @@ export class RemoteWorkerProcess {
   private queue: Promise<void> = Promise.resolve();
   /** Buffers for outgoing results. */
   private readonly frames = new FramePool();
-  /** Ranges computed and sent, and of those, steps computed alone whose update was applied here. */
-  readonly stats = { ranges: 0, applied: 0 };
+  /** Ranges computed and sent, and of those, steps computed alone whose update was applied here, and sharded steps. */
+  readonly stats = { ranges: 0, applied: 0, sharded: 0 };
+  private peers: PeerLinks | undefined;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -136,6 +143,7 @@ export class RemoteWorkerProcess {
     } catch (err) {
       this.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
     }
+    await this.startPeers();
     let delay = RECONNECT_INITIAL_MS;
     let deadline = Date.now() + this.opts.connectTimeoutS * 1000;
     let lastError = 'none';
@@ -157,7 +165,39 @@ export class RemoteWorkerProcess {
       }
     } finally {
       await this.session?.compute.close();
+      await this.peers?.close();
     }
+  }
+
+  /** The endpoint other workers send this one their partial sums and shards on (sharded steps). */
+  private async startPeers(): Promise<void> {
+    const o = this.opts.peers;
+    if (!o) return;
+    const peers = new PeerLinks({ host: o.host, port: o.port, token: this.opts.token, log: (m) => this.log(m), onFrame: (msg, from) => this.onPeerFrame(msg, from) });
+    try {
+      const port = await peers.listen();
+      this.peers = peers;
+      this.log(`worker: listening for peers on ${o.host}:${port}`);
+    } catch (err) {
+      this.log(`worker: cannot listen for peers on ${o.host}:${o.port} (${(err as Error).message}); taking no part in sharded steps`);
+    }
+  }
+
+  /** Where other workers reach this one: --advertise, else the address the coordinator link leaves from. */
+  private peerUrl(ws: WebSocket): string {
+    const o = this.opts.peers;
+    if (!o || !this.peers) return '';
+    const local = (ws as unknown as { _socket?: { localAddress?: string } })._socket?.localAddress;
+    const host = o.advertise ?? (o.host === '127.0.0.1' || !local ? o.host === '0.0.0.0' ? '127.0.0.1' : o.host : local.replace(/^::ffff:/, ''));
+    return `ws://${host.includes(':') ? `[${host}]` : host}:${this.peers.port}`;
+  }
+
+  private onPeerFrame(msg: Message, from: number): void {
+    const s = this.session;
+    if (!s) return;
+    if (msg.type === 'result') s.sharded.onPartial(msg);
+    else if (msg.type === 'weights') s.sharded.onShardWeights(msg, from);
+    else this.log(`worker: ignored an unexpected ${msg.type} from peer worker-${from}`);
   }
 
   /** One connection attempt, from connect to close. */
@@ -204,9 +244,9 @@ export class RemoteWorkerProcess {
         try {
           if (!isBinary) throw new Error('text frame');
           // Weights are decoded straight into the threads' shared weights (see onWeights).
-          msg = decode(data as Buffer, (offset, count) => {
+          msg = decode(data as Buffer, (offset, count, kind) => {
             const w = this.session?.weights;
-            return w && offset + count <= w.length ? w.subarray(offset, offset + count) : undefined;
+            return kind === 'weights' && w && offset + count <= w.length ? w.subarray(offset, offset + count) : undefined;
           });
         } catch (err) {
           if ((err as ProtocolError).code === 'LENET_ERR_PROTOCOL_VERSION') {
@@ -227,12 +267,13 @@ export class RemoteWorkerProcess {
               datasetSha256: this.data?.sha256 ?? '',
               authProof: this.opts.token ? authProof(this.opts.token, msg.nonce) : new Uint8Array(0),
               name: this.opts.name ?? hostname(),
+              peerUrl: this.peerUrl(ws),
             });
             return;
           case 'welcome':
             welcomed = true;
             this.queue = this.queue
-              .then(() => this.onWelcome(msg.workerId, msg.config))
+              .then(() => this.onWelcome(msg.workerId, msg.config, send))
               .then(() => send({ type: 'ready', threads: this.threads }))
               .catch((err: Error) => {
                 end(new WorkerSetupError(err.message));
@@ -263,6 +304,22 @@ export class RemoteWorkerProcess {
             });
             return;
           }
+          case 'peers':
+          case 'abort':
+          case 'result':
+            // Sharded steps: the plan, a step given up, the coordinator's threads' partial sums.
+            // Not queued: a queued sharded step may be waiting for them.
+            try {
+              const sharded = this.session?.sharded;
+              if (!sharded) throw new Error('before welcome');
+              if (msg.type === 'peers') sharded.setPlan(msg);
+              else if (msg.type === 'abort') sharded.abort(msg.step);
+              else sharded.onPartial(msg);
+            } catch (err) {
+              this.log(`worker: bad ${msg.type} from the coordinator (${(err as Error).message}); disconnecting`);
+              ws.close(CLOSE_BAD_MESSAGE, `bad ${msg.type}`);
+            }
+            return;
           case 'heartbeat':
             return;
           case 'goodbye':
@@ -271,8 +328,10 @@ export class RemoteWorkerProcess {
             ws.close(CLOSE_NORMAL);
             return;
           case 'hello':
-          case 'result':
           case 'ready':
+          case 'peer_hello':
+          case 'shard_update':
+          case 'range_done':
             this.log(`worker: unexpected ${msg.type} from the coordinator; disconnecting`);
             ws.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type}`);
             return;
@@ -285,7 +344,7 @@ export class RemoteWorkerProcess {
     });
   }
 
-  private async onWelcome(workerId: number, config: RunConfigMessage): Promise<void> {
+  private async onWelcome(workerId: number, config: RunConfigMessage, send: (m: Message) => void): Promise<void> {
     this.workerId = `worker-${workerId}`;
     this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
     // Every connection starts from nothing, even to the same run: the weights held are the last
@@ -324,7 +383,7 @@ export class RemoteWorkerProcess {
       gradDType: config.gradDType,
       denseVersion,
     });
-    this.session = {
+    const session = {
       config,
       compute,
       slab,
@@ -338,7 +397,15 @@ export class RemoteWorkerProcess {
       optimizerVersion: -1,
       mean: new Float32Array(spec.size),
       replaced: 0,
-    };
+    } as Session;
+    // The same object: the sharded steps read and write the session's versions.
+    session.sharded = new ShardedSteps(session, workerId, {
+      toCoordinator: send,
+      toPeer: (url, frame) => this.peers?.send(url, frame),
+      log: (m) => this.log(m),
+    });
+    this.session = session;
+    this.peers?.join({ runId: config.runId, workerId });
   }
 
   /**
@@ -363,6 +430,7 @@ export class RemoteWorkerProcess {
       Atomics.store(s.denseVersion, 0, msg.version);
       Atomics.notify(s.denseVersion, 0);
     }
+    s.sharded.weightsChanged();
   }
 
   /** The coordinator's optimizer state of a weights version, for the steps this worker computes alone. */
@@ -396,6 +464,18 @@ export class RemoteWorkerProcess {
     Atomics.notify(s.denseVersion, 0);
   }
 
+  /** Checks an assignment's range and samples against the run, and keeps the pixels it carries. */
+  private takeSamples(s: Session, a: AssignmentMessage): void {
+    if (a.hi > s.slab.slots) throw new Error(`assignment range [${a.lo},${a.hi}) exceeds ${s.slab.slots} microbatches`);
+    for (const index of a.samples) if (index >= s.labels.length) throw new Error(`sample ${index} is outside the training set`);
+    if (a.pixels.length > 0) {
+      a.samples.forEach((index, i) => {
+        s.images.set(a.pixels.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), index * IMAGE_PIXELS);
+        s.labels[index] = a.labels[i];
+      });
+    }
+  }
+
   private async onAssignment(a: AssignmentMessage, send: (m: Message) => void, replacedBefore: number): Promise<void> {
     const s = this.session;
     if (!s) throw new Error('assignment before welcome');
@@ -412,17 +492,19 @@ export class RemoteWorkerProcess {
         return;
       }
     }
+    if (a.sharded) {
+      // Its weights may still be coming from the other owners: the step waits for them.
+      if (s.config.gradDType !== 'float32') throw new Error('sharded assignment in a run with float16 gradients');
+      this.takeSamples(s, a);
+      await s.sharded.run(a, (task) => s.compute.computeRange(task));
+      this.stats.ranges++;
+      this.stats.sharded++;
+      return;
+    }
     // Newer weights already here: the coordinator has moved past this step and does not want it.
     if (a.weightsVersion < s.convVersion) return;
     if (a.weightsVersion !== s.convVersion) throw new Error(`assignment needs weights ${a.weightsVersion}, have ${s.convVersion}`);
-    if (a.hi > s.slab.slots) throw new Error(`assignment range [${a.lo},${a.hi}) exceeds ${s.slab.slots} microbatches`);
-    for (const index of a.samples) if (index >= s.labels.length) throw new Error(`sample ${index} is outside the training set`);
-    if (a.pixels.length > 0) {
-      a.samples.forEach((index, i) => {
-        s.images.set(a.pixels.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), index * IMAGE_PIXELS);
-        s.labels[index] = a.labels[i];
-      });
-    }
+    this.takeSamples(s, a);
     // float32 sums go out in two parts: the dense layers' (97% of the bytes) while the threads
     // still run the convolutions' backward pass, then the convolutions'. float16 goes per leaf.
     const sendPart = (lo: number, hi: number, from: number, to: number, computeMs: number): void =>

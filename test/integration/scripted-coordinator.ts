@@ -22,6 +22,7 @@ export function runConfig(overrides: Partial<RunConfigMessage> = {}): RunConfigM
     paramCount: modelSpec('lenet5').size,
     gradDType: 'float32',
     optimizer: 'adam',
+    runId: 'scripted-run',
     ...overrides,
   };
 }
@@ -49,6 +50,10 @@ export function wholeStep(step: number, o: { microbatches?: number; lr?: number;
     labels: new Uint8Array(0),
     apply: o.lr !== undefined,
     lr: o.lr ?? 0,
+    sharded: false,
+    plan: 0,
+    bounds: [],
+    examples: 0,
   };
 }
 

@@ -60,6 +60,8 @@ function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeo
     name: 'w',
     address: '127.0.0.1',
     threads: 1,
+    peerUrl: '',
+    traffic: { sent: 0, received: 0 },
     sendPixels: false,
     gradDType: 'float32',
     slab,

@@ -20,7 +20,7 @@ beforeAll(async () => {
     port: 0,
     token: 's3cret',
     backend: 'wasm',
-    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam' },
+    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: 'r' },
     log: (l) => logs.push(l),
     onWorker: (ws, hello) => {
       joined.push(hello);
@@ -56,7 +56,7 @@ function handshake(hello: (nonce: Uint8Array) => Uint8Array): Promise<Exchange> 
 }
 
 const helloWith = (overrides: Partial<HelloMessage>) => (nonce: Uint8Array): Uint8Array =>
-  encode({ type: 'hello', packageVersion: '0.1.0', backend: 'wasm', threads: 1, datasetSha256: DATASET, authProof: authProof('s3cret', nonce), name: 't', ...overrides });
+  encode({ type: 'hello', packageVersion: '0.1.0', backend: 'wasm', threads: 1, datasetSha256: DATASET, authProof: authProof('s3cret', nonce), name: 't', peerUrl: '', ...overrides });
 
 describe('coordinator handshake', () => {
   it('welcomes a worker with the right token, without sending pixels when the data matches', async () => {

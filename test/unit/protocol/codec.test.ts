@@ -9,11 +9,11 @@ import { MAX_FRAME_BYTES } from '../../../src/constants.js';
 const grad = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i) * 1e-3);
 const SAMPLES: Message[] = [
   { type: 'challenge', nonce: new Uint8Array(32).fill(7), coordinatorVersion: '0.1.0' },
-  { type: 'hello', packageVersion: '0.1.0', backend: 'wasm', threads: 4, datasetSha256: 'ab'.repeat(32), authProof: new Uint8Array(32).fill(1), name: 'node-a' },
+  { type: 'hello', packageVersion: '0.1.0', backend: 'wasm', threads: 4, datasetSha256: 'ab'.repeat(32), authProof: new Uint8Array(32).fill(1), name: 'node-a', peerUrl: 'ws://10.0.0.7:40111' },
   {
     type: 'welcome',
     workerId: 3,
-    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32', optimizer: 'adam' },
+    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: '0f'.repeat(16) },
   },
   { type: 'reject', reason: RejectReason.AUTH, message: 'wrong token' },
   { type: 'weights', version: 12, offset: 0, values: grad },
@@ -32,7 +32,11 @@ const SAMPLES: Message[] = [
     pixels: new Uint8Array(4 * 784).fill(3),
     labels: Uint8Array.from([1, 2, 3, 4]),
     apply: false,
-    lr: 0,
+    lr: 0.002,
+    sharded: true,
+    plan: 2,
+    bounds: [0, 1, 3, 4],
+    examples: 8,
   },
   {
     type: 'assignment',
@@ -49,6 +53,10 @@ const SAMPLES: Message[] = [
     labels: new Uint8Array(0),
     apply: true,
     lr: 0.001 * 0.95,
+    sharded: false,
+    plan: 0,
+    bounds: [],
+    examples: 0,
   },
   { type: 'optimizer_state', version: 13, name: 'adam', t: 13, slots: { m: grad, v: grad.map((x) => x * x) } },
   { type: 'optimizer_state', version: 0, name: 'sgd', t: 0, slots: {} },
@@ -57,6 +65,11 @@ const SAMPLES: Message[] = [
   { type: 'ready', threads: 2 },
   { type: 'heartbeat', sentAtMs: 1764300000123 },
   { type: 'goodbye', reason: 'run complete', runComplete: true },
+  { type: 'peers', plan: 3, peers: [{ workerId: 1, url: 'ws://10.0.0.7:40111', from: 0, to: 30403 }, { workerId: 4, url: 'ws://[::1]:40112', from: 30403, to: 60806 }] },
+  { type: 'peer_hello', runId: '0f'.repeat(16), workerId: 4, authProof: new Uint8Array(32).fill(9) },
+  { type: 'shard_update', step: 12, offset: 1672, mean: grad },
+  { type: 'range_done', step: 12, nodes: [{ lo: 0, hi: 2, examples: 64, lossSum: 12.5 }, { lo: 2, hi: 3, examples: 17, lossSum: -0.25 }], computeMs: 7.5 },
+  { type: 'abort', step: 12 },
 ];
 
 describe('codec round trips', () => {

@@ -1,0 +1,190 @@
+// A worker's part in sharded steps (docs/design.md, "Sharded steps"). The worker computes its
+// range, sends the partial sums of every other shard straight to that shard's owner, and owns one
+// shard itself: once every participant's partial sums of it are in, it completes the fixed tree
+// over those values, divides by the step's example count, applies the optimizer to them, and
+// sends the new values to every other owner and the mean gradient to the coordinator. The next
+// version's weights are whole once every owner's shard has come.
+//
+// One step at a time:  IDLE --sharded Assignment--> WAITING_WEIGHTS (version v complete?)
+//   --> COMPUTING --> SENT (partials out, RangeDone to the coordinator) --> OWN_SHARD_DONE
+//   --> (every shard of v+1 in) IDLE.   Abort(step), at any point: IDLE, everything dropped.
+import { encodeTensorFrame } from '../protocol/codec.js';
+import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage, WeightsMessage } from '../protocol/messages.js';
+import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { nodeKey, readyNodes, stepNodes } from '../reduce/shards.js';
+import { shardMean, type Optimizer } from '../optim/optimizer.js';
+import type { RangeResult } from '../compute/range.js';
+import type { RangeTask } from '../compute/types.js';
+
+/** What of the worker's session a sharded step reads and writes. */
+export interface ShardedSession {
+  slab: Slab;
+  weights: Float32Array;
+  mean: Float32Array;
+  /** The newest version whose convolutions' weights are in `weights`. */
+  convVersion: number;
+  /** [0]: the same for the dense layers' weights, shared with the threads. */
+  denseVersion: Int32Array;
+  optimizer: Optimizer | undefined;
+  optimizerVersion: number;
+}
+
+export interface ShardedIo {
+  toCoordinator(msg: Message): void;
+  toPeer(url: string, frame: Uint8Array): void;
+  log(msg: string): void;
+}
+
+interface Current {
+  a: AssignmentMessage;
+  own: PeerEntry;
+  others: PeerEntry[];
+  /** Every partial sum of the step; `arrived`: those of them in the slab for the own shard. */
+  expected: Map<string, TreeNode>;
+  arrived: Set<string>;
+  /** Owners whose shard of the next version has come (the own one included once made). */
+  nextShards: Set<number>;
+  published: boolean;
+}
+
+export class ShardedSteps {
+  private plan: PeersMessage | undefined;
+  private current: Current | undefined;
+  /** Partial sums of the own shard that came before their step's assignment. */
+  private readonly early = new Map<number, ResultMessage[]>();
+  /** Steps up to this one were aborted by the coordinator. */
+  private abortedUpTo = -1;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    private readonly s: ShardedSession,
+    private readonly workerId: number,
+    private readonly io: ShardedIo,
+  ) {}
+
+  setPlan(msg: PeersMessage): void {
+    if (msg.peers.at(-1)?.to !== this.s.weights.length) throw new Error(`peers: shards end at ${msg.peers.at(-1)?.to}, the model has ${this.s.weights.length} parameters`);
+    this.plan = msg;
+  }
+
+  /** The coordinator gave up on `step`: forget it (it will be done again, the plain way). */
+  abort(step: number): void {
+    this.abortedUpTo = Math.max(this.abortedUpTo, step);
+    if (this.current && this.current.a.step <= step) this.current = undefined;
+    for (const s of [...this.early.keys()]) if (s <= step) this.early.delete(s);
+    this.wake();
+  }
+
+  /** Weights arrived from the coordinator: a step waiting for its version may start. */
+  weightsChanged(): void {
+    this.wake();
+  }
+
+  /** Runs one sharded assignment: waits for its weights, computes, sends, reduces the own shard. */
+  async run(a: AssignmentMessage, compute: (task: RangeTask) => Promise<RangeResult>): Promise<void> {
+    const plan = this.plan;
+    if (!plan || plan.plan !== a.plan) throw new Error(`sharded step ${a.step} follows plan ${a.plan}, but this worker has ${plan ? `plan ${plan.plan}` : 'none'}`);
+    const own = plan.peers.find((p) => p.workerId === this.workerId);
+    if (!own) throw new Error(`sharded step ${a.step}: plan ${a.plan} gives this worker no shard`);
+    if (!(await this.weightsOf(a.weightsVersion, a.step))) return;
+    const s = this.s;
+    if (!s.optimizer || s.optimizerVersion !== a.weightsVersion) throw new Error(`sharded step ${a.step} needs the optimizer state of version ${a.weightsVersion}, have ${s.optimizerVersion}`);
+    const expected = new Map(stepNodes(a.microbatches, a.bounds).map((n) => [nodeKey(n[0], n[1]), n] as const));
+    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), nextShards: new Set(), published: false };
+    this.current = current;
+    for (const msg of this.early.get(a.step) ?? []) this.onPartial(msg);
+    this.early.delete(a.step);
+    const started = performance.now();
+    const result = await compute({ ...a, leavesOnly: false });
+    if (this.current !== current) return; // aborted meanwhile
+    const mine = coverNodes(a.microbatches, a.lo, a.hi);
+    for (const p of current.others) {
+      for (const [lo, hi] of mine) {
+        const msg: ResultMessage = { type: 'result', step: a.step, lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo], offset: p.from, gradient: slot(s.slab, lo).subarray(p.from, p.to), computeMs: 0 };
+        this.io.toPeer(p.url, encodeTensorFrame(msg, 'float32'));
+      }
+    }
+    const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
+    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started) });
+    for (const [lo, hi] of mine) current.arrived.add(nodeKey(lo, hi));
+    this.maybeReduce(current);
+  }
+
+  /** A partial sum of the own shard, from a peer or from the coordinator's threads. */
+  onPartial(msg: ResultMessage): void {
+    if (msg.step <= this.abortedUpTo) return;
+    const c = this.current;
+    if (!c || msg.step > c.a.step) {
+      const list = this.early.get(msg.step) ?? [];
+      list.push(msg);
+      this.early.set(msg.step, list);
+      return;
+    }
+    if (msg.step < c.a.step) return; // a step already done here
+    const key = nodeKey(msg.lo, msg.hi);
+    const { from, to } = c.own;
+    const wrong = !c.expected.has(key) ? 'a subtree the step does not have' : c.arrived.has(key) ? 'a subtree already in' : msg.offset !== from || msg.gradient.length !== to - from ? `values [${msg.offset},${msg.offset + msg.gradient.length}) instead of this worker's shard [${from},${to})` : undefined;
+    if (wrong) {
+      this.io.log(`worker: ignored a partial sum of step ${msg.step} for ${wrong}`);
+      return;
+    }
+    slot(this.s.slab, msg.lo).set(msg.gradient, from);
+    c.arrived.add(key);
+    this.maybeReduce(c);
+  }
+
+  /** An owner's shard of the next version. */
+  onShardWeights(msg: WeightsMessage, fromWorker: number): void {
+    const c = this.current;
+    const owner = c?.others.find((p) => p.workerId === fromWorker);
+    if (!c || !owner || msg.version !== c.a.weightsVersion + 1 || msg.offset !== owner.from || msg.values.length !== owner.to - owner.from) return;
+    this.s.weights.set(msg.values, msg.offset);
+    this.haveShard(c, owner.workerId);
+  }
+
+  private maybeReduce(c: Current): void {
+    if (c.published || c.arrived.size < c.expected.size || this.current !== c) return;
+    c.published = true;
+    const { a, own } = c;
+    const s = this.s;
+    const finite = shardMean(s.slab, a.microbatches, readyNodes([...c.expected.values()]), s.mean, own.from, own.to, a.examples);
+    // Not finite: the coordinator ends the run as diverged; nothing to make.
+    if (finite) {
+      s.optimizer!.begin();
+      s.optimizer!.update(s.weights, s.mean, a.lr, own.from, own.to);
+    }
+    this.io.toCoordinator({ type: 'shard_update', step: a.step, offset: own.from, mean: s.mean.subarray(own.from, own.to) });
+    if (!finite) return;
+    const weights: WeightsMessage = { type: 'weights', version: a.weightsVersion + 1, offset: own.from, values: s.weights.subarray(own.from, own.to) };
+    const frame = encodeTensorFrame(weights, 'float32');
+    for (const p of c.others) this.io.toPeer(p.url, frame);
+    this.haveShard(c, own.workerId);
+  }
+
+  private haveShard(c: Current, owner: number): void {
+    c.nextShards.add(owner);
+    if (c.nextShards.size < c.others.length + 1) return;
+    const next = c.a.weightsVersion + 1;
+    this.s.convVersion = next;
+    this.s.optimizerVersion = next;
+    Atomics.store(this.s.denseVersion, 0, next);
+    Atomics.notify(this.s.denseVersion, 0);
+    this.current = undefined;
+    this.wake();
+  }
+
+  /** Resolves true once version `v` is whole here, false if `step` is aborted first. */
+  private async weightsOf(v: number, step: number): Promise<boolean> {
+    for (;;) {
+      if (step <= this.abortedUpTo) return false;
+      if (this.s.convVersion === v && Atomics.load(this.s.denseVersion, 0) === v) return true;
+      if (this.s.convVersion > v) return false; // the coordinator has moved on
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+

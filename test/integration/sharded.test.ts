@@ -1,0 +1,98 @@
+// Sharded steps with real processes: workers reduce and update parameter shards among
+// themselves over peer links, and the weights are those of one local thread, with the
+// coordinator's threads taking part or not, and with a worker killed in the middle.
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers.js';
+import { epochDigests, epochRecords, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+
+const dir = tempDir('lenet-sharded-');
+const running: RunningCli[] = [];
+afterEach(() => running.splice(0).forEach((p) => p.kill()));
+afterAll(() => dir.remove());
+
+// Batch 256 = 8 microbatches, so three participants all get a range; two epochs of 12 steps.
+const RUN = ['--epochs', '2', '--train-limit', '3072', '--batch-size', '256', '--test-limit', '500', '--seed', '5', '--quiet', '--port', '0'];
+
+function worker(url: string, threads: number, name: string): RunningCli {
+  const p = startCli('lenet-worker', ['join', url, '--threads', String(threads), '--name', name]);
+  running.push(p);
+  return p;
+}
+
+/** `N sharded steps` from a worker's closing line. */
+async function shardedSteps(w: RunningCli): Promise<number> {
+  const r = await w.done;
+  expect(r.code, r.stderr).toBe(0);
+  const m = r.stdout.match(/(\d+) sharded steps/);
+  return m ? Number(m[1]) : 0;
+}
+
+let reference: string[];
+
+/** One float32 copy of LeNet-5's parameters. */
+const MODEL_BYTES = 4 * 60806;
+
+/** What the coordinator received from its workers per step, in the second epoch (joins are in the first). */
+function bytesIn(metrics: string): number {
+  return (epochRecords(metrics)[1].coordinatorBytesPerStep as { received: number }).received;
+}
+
+describe('sharded steps', () => {
+  it('fault-free reference: one local thread', async () => {
+    const metrics = join(dir.path, 'ref.jsonl');
+    const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', metrics]);
+    expect(r.code, r.stderr).toBe(0);
+    reference = epochDigests(metrics);
+    expect(reference).toHaveLength(2);
+  });
+
+  it('a local thread and two workers, every step sharded: the same weights, one gradient per step into the coordinator', async () => {
+    const metrics = join(dir.path, 'mixed.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'mixed'), '--metrics-out', metrics], running);
+    const a = worker(url, 1, 'a');
+    const b = worker(url, 2, 'b');
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).not.toMatch(/given up/);
+    expect(epochDigests(metrics)).toEqual(reference);
+    expect(await shardedSteps(a)).toBe(24);
+    expect(await shardedSteps(b)).toBe(24);
+    const parts = epochRecords(metrics)[0].participants as { kind: string; microbatches: number }[];
+    expect(parts.reduce((n, p) => n + p.microbatches, 0)).toBe(12 * 8);
+    // The owners' two shard means make one model's worth; the star would take one per worker.
+    expect(bytesIn(metrics)).toBeLessThan(1.2 * MODEL_BYTES);
+  });
+
+  it('--allreduce star with the same workers: the same weights, nothing sharded', async () => {
+    const metrics = join(dir.path, 'star.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '2', '--allreduce', 'star', '--checkpoint-dir', join(dir.path, 'star'), '--metrics-out', metrics], running);
+    const a = worker(url, 1, 'a');
+    const b = worker(url, 1, 'b');
+    expect((await c.done).code).toBe(0);
+    expect(epochDigests(metrics)).toEqual(reference);
+    expect(await shardedSteps(a)).toBe(0);
+    expect(await shardedSteps(b)).toBe(0);
+    expect(bytesIn(metrics)).toBeGreaterThan(1.9 * MODEL_BYTES);
+  });
+
+  it('three workers, one killed mid-run: the step is done again, the rest stay sharded, the weights are unchanged', async () => {
+    const metrics = join(dir.path, 'kill.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '3', '--checkpoint-dir', join(dir.path, 'kill'), '--metrics-out', metrics], running);
+    const a = worker(url, 1, 'a');
+    const b = worker(url, 1, 'b');
+    const victim = worker(url, 1, 'victim');
+    await c.waitFor(/worker-3 .* joined/);
+    await c.waitFor(/epoch 1\/2/);
+    await new Promise((r) => setTimeout(r, 200)); // into epoch 2's steps
+    victim.kill('SIGKILL');
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/\(victim@\S+, 1 thread\) left: connection closed/);
+    expect(epochDigests(metrics)).toEqual(reference);
+    // The two left share every step after it, sharded between the two of them.
+    const [sa, sb] = [await shardedSteps(a), await shardedSteps(b)];
+    expect(sa).toBeGreaterThanOrEqual(12);
+    expect(sb).toBeGreaterThanOrEqual(12);
+  });
+});
