@@ -50,3 +50,17 @@ export class DivergedError extends LenetError {
     super('LENET_ERR_DIVERGED', `the loss became non-finite at step ${step}; lower --lr (or raise --batch-size) and start again`, 1);
   }
 }
+
+/**
+ * Errors of the disk or the folder, not of lenet-dist: a full disk, no permission, a read-only
+ * or failing file system. They are the user's to fix, and said in one line.
+ */
+const WRITE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOTDIR', 'EEXIST', 'EMFILE', 'ENFILE']);
+
+/** A file-system error as a user error, when it is one of WRITE_ERRORS. */
+export function writeError(err: unknown, what: string): CheckpointError | undefined {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === undefined || !WRITE_ERRORS.has(code)) return undefined;
+  const cause = (err as Error).message.replace(/^\w+: /, '').replace(/, \w+( '.*')?$/, '');
+  return new CheckpointError(`cannot write ${what} (${code}: ${cause})`);
+}

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import { CHECKPOINT_FORMAT_VERSION, CHECKPOINT_PREFIX, CHECKPOINT_STATE_FILE } from '../constants.js';
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, writeError } from '../errors.js';
 import { modelSpec, type Activation, type ArchName, type ModelSpec } from '../model/architectures.js';
 import { exportModel } from '../model/export.js';
 import { compactInto, float32Bytes, weightsSha256 } from '../model/weights.js';
@@ -88,12 +88,35 @@ export interface SaveInput {
   metrics: Record<string, unknown>[];
 }
 
-/** Writes a checkpoint atomically; returns its folder. */
+/**
+ * Writes a checkpoint atomically; returns its folder. A write that fails for the disk's or the
+ * folder's reasons (WRITE_ERRORS) leaves no temporary folder and throws a CheckpointError naming
+ * the newest complete checkpoint to resume from.
+ */
 export async function saveCheckpoint(input: SaveInput): Promise<string> {
-  mkdirSync(input.dir, { recursive: true });
   const name = checkpointName(input.progress);
-  const finalPath = join(input.dir, name);
   const tmpPath = join(input.dir, `${TMP_PREFIX}${name}-${process.pid}`);
+  try {
+    return await writeCheckpoint(input, name, tmpPath);
+  } catch (err) {
+    const e = writeError(err, `a checkpoint into ${input.dir}`);
+    if (!e) throw err;
+    try {
+      rmSync(tmpPath, { recursive: true, force: true });
+    } catch {
+      // The folder cannot even be listed: nothing of ours can be left in it either.
+    }
+    const newest = existsSync(input.dir) ? listCheckpoints(input.dir).at(-1) : undefined;
+    throw new CheckpointError(
+      `${e.message}; ${newest ? `the newest complete checkpoint is ${newest}` : 'no complete checkpoint is there yet'}: ` +
+        `make room or fix the folder, then continue with --resume (or pass another --checkpoint-dir)`,
+    );
+  }
+}
+
+async function writeCheckpoint(input: SaveInput, name: string, tmpPath: string): Promise<string> {
+  mkdirSync(input.dir, { recursive: true });
+  const finalPath = join(input.dir, name);
   rmSync(tmpPath, { recursive: true, force: true });
   mkdirSync(tmpPath);
   const { modelJson, weightsBin } = await exportModel(input.spec, input.weights, WEIGHTS_FILE);

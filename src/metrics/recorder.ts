@@ -2,7 +2,7 @@
 // Each record is appended and flushed as it happens, so a crash loses nothing already reported.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { UsageError } from '../errors.js';
+import { CheckpointError, UsageError, writeError } from '../errors.js';
 
 export interface RunRecord {
   type: 'run';
@@ -72,6 +72,14 @@ export class MetricsRecorder {
   }
 
   write(record: RunRecord | EpochRecord): void {
-    if (this.path) appendFileSync(this.path, JSON.stringify(record) + '\n');
+    if (!this.path) return;
+    try {
+      appendFileSync(this.path, JSON.stringify(record) + '\n');
+    } catch (err) {
+      // The epoch's checkpoint is written before its record: --resume restores the record.
+      const e = writeError(err, `--metrics-out ${this.path}`);
+      if (!e) throw err;
+      throw new CheckpointError(`${e.message}; the run's checkpoints are intact: make room, then continue with --resume`);
+    }
   }
 }
