@@ -82,6 +82,13 @@ export const DEFAULT_CONNECT_TIMEOUT_S = 60;
 export const DEFAULT_WORKER_WAIT_TIMEOUT_S = 600;
 export const AUTH_NONCE_BYTES = 32;
 
+/**
+ * After the first SIGTERM or SIGINT a coordinator has this long to finish its step, checkpoint
+ * and say goodbye before it exits anyway (its newest complete checkpoint stays intact). Below
+ * docker stop's 10 s; Kubernetes gives 30 s.
+ */
+export const STOP_GRACE_MS = 8_000;
+
 // ---- stragglers ----
 /** Step deadline for remote workers = factor x median of recent step times, within [floor, cap]. */
 export const STEP_DEADLINE_FACTOR = 4;

@@ -4,6 +4,8 @@
 export const EXIT_USAGE = 2;
 export const EXIT_CHECKPOINT = 3;
 export const EXIT_BACKEND = 4;
+/** Stopped by SIGTERM or SIGINT after a checkpoint at a step boundary: continue with --resume. */
+export const EXIT_STOPPED = 8;
 
 export class LenetError extends Error {
   readonly code: string;

@@ -1,4 +1,5 @@
 // `lenet-worker`: the remote worker's command line.
+import os from 'node:os';
 import { UsageError } from '../errors.js';
 import { RemoteWorkerProcess } from '../worker/remote.js';
 import { createLog } from '../metrics/log.js';
@@ -19,10 +20,21 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLog(options.logFormat, (s) => process.stdout.write(s), 'worker');
   const worker = new RemoteWorkerProcess({ ...options, log });
+  // The first SIGTERM or SIGINT says goodbye (its range goes to someone else at once) and exits
+  // 0; a second exits at once. As PID 1 in a container Node would otherwise ignore SIGTERM.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(128 + (os.constants.signals[signal] ?? 15));
+    stopping = true;
+    log(`worker: ${signal}: saying goodbye to the coordinator and exiting`, { event: 'stop_requested', signal });
+    worker.stop(signal);
+  };
+  let stopping = false;
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   const code = await worker.run();
   const { ranges, applied, sharded } = worker.stats;
   const how = [`${applied} of them whole steps whose update was applied here`, ...(sharded > 0 ? [`${sharded} sharded steps whose shard was reduced and updated here`] : [])];
-  log(`worker: run complete; ${ranges} range(s) computed, ${how.join(', ')}`, { event: 'done', ranges, applied, sharded });
+  log(`worker: ${stopping ? 'stopped' : 'run complete'}; ${ranges} range(s) computed, ${how.join(', ')}`, { event: 'done', ranges, applied, sharded });
   return code;
 }
 

@@ -8,6 +8,7 @@ import type { Slab } from '../reduce/ordered-sum.js';
 import { LenetError } from '../errors.js';
 import type { ParticipantView } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
+import { StopRequest } from './stop.js';
 
 /** Nobody is left (or came) to compute gradients within --worker-wait-timeout. */
 export class NoWorkersError extends LenetError {
@@ -144,7 +145,11 @@ export class Membership {
     private readonly log: Log,
     /** How long to wait for a participant before giving up. */
     private readonly waitTimeoutMs: number,
-  ) {}
+    /** A stop wakes every wait, which then throws StoppedError. */
+    private readonly stop: StopRequest = new StopRequest(),
+  ) {
+    stop.onRequest(() => this.waiters.splice(0).forEach((wake) => wake()));
+  }
 
   add(p: Participant): void {
     this.joining.push(p);
@@ -172,12 +177,13 @@ export class Membership {
 
   /**
    * Resolves once at least `remotes` remote workers (and at least one participant) are in;
-   * throws NoWorkersError after the wait timeout.
+   * throws NoWorkersError after the wait timeout, StoppedError when a stop is requested.
    */
   async waitFor(remotes: number, url: string): Promise<void> {
     const deadline = Date.now() + this.waitTimeoutMs;
     let announced = false;
     while (this.remoteCount() < remotes || this.members.length + this.joining.length === 0) {
+      this.stop.check();
       if (!announced) {
         const need = Math.max(remotes - this.remoteCount(), 1);
         this.log(`waiting up to ${Math.round(this.waitTimeoutMs / 1000)} s for ${need} more worker(s) to join at ${url} (lenet-worker join ${url})`);

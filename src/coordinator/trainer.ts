@@ -18,7 +18,8 @@ import { MetricsRecorder, type EpochRecord, type RunRecord } from '../metrics/re
 import { Progress as ProgressView } from '../metrics/progress.js';
 import { encode, encodeTensorFrame } from '../protocol/codec.js';
 import { VersionedFrame } from '../protocol/frames.js';
-import { CLOSE_NORMAL } from '../protocol/errors.js';
+import { CLOSE_NORMAL, CLOSE_SHUTTING_DOWN } from '../protocol/errors.js';
+import { StopRequest, StoppedError } from './stop.js';
 import { createOptimizer, type Optimizer } from '../optim/optimizer.js';
 import { evaluate } from './evaluate.js';
 import { LocalParticipant, Membership } from './participants.js';
@@ -36,6 +37,8 @@ export interface TrainResult {
   epochs: EpochRecord[];
   weightsSha256: string;
   checkpoint?: string;
+  /** A stop was requested (StopRequest): the run was checkpointed at a step boundary and left unfinished. */
+  stopped: boolean;
 }
 
 
@@ -69,7 +72,8 @@ function savedSettings(config: TrainConfig, data: Mnist): Record<string, unknown
   return saved;
 }
 
-export async function train(config: TrainConfig, log: Log): Promise<TrainResult> {
+/** Trains as `config` says; `stop` ends it early, checkpointed at a step boundary (stop.ts). */
+export async function train(config: TrainConfig, log: Log, stop: StopRequest = new StopRequest()): Promise<TrainResult> {
   const started = performance.now();
   const data = loadMnist({ dataDir: config.dataDir, trainLimit: config.trainLimit, testLimit: config.testLimit });
   if (data.train.count === 0 || data.test.count === 0) throw new UsageError('--train-limit and --test-limit must leave at least one sample');
@@ -118,7 +122,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
 
   // Participants: local threads, then remote workers as they join.
   const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
-  const membership = new Membership(log, config.workerWaitTimeoutS * 1000);
+  const membership = new Membership(log, config.workerWaitTimeoutS * 1000, stop);
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
     pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
@@ -243,8 +247,15 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     },
   };
   let checkpoint: string | undefined;
+  /** The newest checkpoint of this process, and the global step and epoch it holds. */
+  let saved: { path: string; globalStep: number; epoch: number } | undefined;
   // The run as it stands: weights, optimizer state, progress and the epoch records so far.
-  const saveNow = (): Promise<string> => saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
+  const saveNow = async (): Promise<string> => {
+    const path = await saveCheckpoint({ dir: config.checkpointDir, spec, weights, optimizer: optimizer.state(), progress, config: savedSettings(config, data), metrics: history });
+    saved = { path, globalStep: progress.globalStep, epoch: progress.epoch };
+    return path;
+  };
+  let stopped = false;
   try {
     state.phase = 'waiting';
     await membership.waitFor(config.waitWorkers, url);
@@ -283,6 +294,7 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
       const trafficBefore = { ...traffic };
       const timeSums = Object.fromEntries(STEP_PHASES.map((k) => [k, 0])) as StepTiming;
       for (let step = progress.step; step < steps; step++) {
+        stop.check();
         const t0 = performance.now();
         const r = await trainStep(ctx, perm, epoch, step, progress.globalStep);
         trainMs += performance.now() - t0;
@@ -337,13 +349,32 @@ export async function train(config: TrainConfig, log: Log): Promise<TrainResult>
     }
     state.phase = 'done';
   } catch (err) {
-    state.phase = 'failed';
-    throw err;
+    if (!(err instanceof StoppedError)) {
+      state.phase = 'failed';
+      throw err;
+    }
+    // At a step boundary: the weights and optimizer are those of `progress` (a step updates them
+    // only when it completes), so this checkpoint resumes to the uninterrupted run's bits.
+    view.clear();
+    state.phase = 'stopping';
+    stopped = true;
+    if (saved?.globalStep !== progress.globalStep || saved.epoch !== progress.epoch) {
+      log(`stopping: checkpointing step ${progress.globalStep} (epoch ${progress.epoch + 1}, step ${progress.step} of ${steps})`, { event: 'stopping', step: progress.globalStep });
+      const path = await saveNow();
+      if (progress.step > 0) pruneMidEpoch(config.checkpointDir, path);
+    }
+    checkpoint = saved?.path ?? listCheckpoints(config.checkpointDir).at(-1);
+    state.phase = 'stopped';
+    log(`stopped (${stop.reason}): continue with the same command and --resume${checkpoint ? `, from ${checkpoint}` : ''}`, { event: 'stopped', checkpoint });
   } finally {
     view.clear();
-    for (const w of [...remotes]) w.close(CLOSE_NORMAL, 'run complete', { runComplete: true });
+    // Stopped, the workers keep trying to reconnect (--connect-timeout): a resumed coordinator gets them back.
+    for (const w of [...remotes]) {
+      if (stopped) w.close(CLOSE_SHUTTING_DOWN, 'coordinator stopping; it will resume from its checkpoint', { runComplete: false });
+      else w.close(CLOSE_NORMAL, 'run complete', { runComplete: true });
+    }
     await server.close();
     await pool?.close();
   }
-  return { epochs: history, weightsSha256: weightsSha256(weights), checkpoint };
+  return { epochs: history, weightsSha256: weightsSha256(weights), checkpoint, stopped };
 }

@@ -37,7 +37,7 @@ export class RunState {
   info: Record<string, unknown> = {};
   epochs: EpochRecord[] = [];
   recent: StepSample[] = [];
-  phase: 'starting' | 'waiting' | 'training' | 'evaluating' | 'done' | 'failed' = 'starting';
+  phase: 'starting' | 'waiting' | 'training' | 'evaluating' | 'stopping' | 'stopped' | 'done' | 'failed' = 'starting';
   totalSteps = 0;
   samplesTotal = 0;
   readonly rejected = new Map<string, number>();

@@ -125,6 +125,10 @@ export class RemoteWorkerProcess {
   /** Ranges computed and sent, and of those, steps computed alone whose update was applied here, and sharded steps. */
   readonly stats = { ranges: 0, applied: 0, sharded: 0 };
   private peers: PeerLinks | undefined;
+  /** Why the worker is stopping (stop()), or undefined. */
+  private stopping: string | undefined;
+  /** Ends the current connection with a goodbye, or a reconnect wait, when stop() is called. */
+  private onStop: (() => void) | undefined;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -149,8 +153,9 @@ export class RemoteWorkerProcess {
     let lastError = 'none';
     try {
       for (;;) {
+        if (this.stopping) return 0;
         const outcome = await this.connectOnce();
-        if (outcome.kind === 'done') return 0;
+        if (outcome.kind === 'done' || this.stopping) return 0;
         if (outcome.kind === 'served') {
           // We had a working connection: a new outage gets the full timeout again.
           deadline = Date.now() + this.opts.connectTimeoutS * 1000;
@@ -160,13 +165,29 @@ export class RemoteWorkerProcess {
           lastError = outcome.reason;
         }
         if (Date.now() + delay > deadline) throw new CoordinatorUnreachableError(this.opts.url, this.opts.connectTimeoutS, lastError);
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.onStop = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
         delay = Math.min(delay * RECONNECT_FACTOR, RECONNECT_MAX_MS);
       }
     } finally {
       await this.session?.compute.close();
       await this.peers?.close();
     }
+  }
+
+  /**
+   * Stops the worker (SIGTERM, SIGINT): a goodbye to the coordinator, which gives its range to
+   * someone else at once instead of after a deadline; then run() resolves 0.
+   */
+  stop(reason: string): void {
+    if (this.stopping) return;
+    this.stopping = reason;
+    this.onStop?.();
   }
 
   /** The endpoint other workers send this one their partial sums and shards on (sharded steps). */
@@ -235,6 +256,11 @@ export class RemoteWorkerProcess {
         clearInterval(heartbeat);
         if (value instanceof Error) reject(value);
         else resolve(value);
+      };
+      this.onStop = () => {
+        send({ type: 'goodbye', reason: `worker stopping (${this.stopping})`, runComplete: false });
+        ws.close(CLOSE_NORMAL, 'worker stopping');
+        end({ kind: 'done' });
       };
       ws.on('error', (err) => end({ kind: welcomed ? 'served' : 'failed', reason: err.message }));
       ws.on('close', (code, reason) => end({ kind: welcomed ? 'served' : 'failed', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})` }));
