@@ -81,6 +81,10 @@ export const DEFAULT_CONNECT_TIMEOUT_S = 60;
 /** Coordinator: how long to wait for workers when no participant is left or --wait-workers is unmet. */
 export const DEFAULT_WORKER_WAIT_TIMEOUT_S = 600;
 export const AUTH_NONCE_BYTES = 32;
+/** Shortest --token accepted: 16 characters (`openssl rand -hex 16` gives 32). */
+export const MIN_TOKEN_LENGTH = 16;
+/** Tokens from examples and templates, refused: anyone who read them could join. */
+export const PLACEHOLDER_TOKENS = ['change-me', 'changeme', 'change_me', 'secret', 'password', 'token', 'example', 'test', 'replace-me', 'your-token-here'];
 
 /**
  * After the first SIGTERM or SIGINT a coordinator has this long to finish its step, checkpoint

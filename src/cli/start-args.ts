@@ -20,6 +20,8 @@ import {
   MAX_MICROBATCH,
   MAX_MICROBATCHES_PER_STEP,
   MAX_THREADS,
+  MIN_TOKEN_LENGTH,
+  PLACEHOLDER_TOKENS,
 } from '../constants.js';
 import { UsageError } from '../errors.js';
 import { ACTIVATIONS, ARCHS } from '../model/architectures.js';
@@ -28,6 +30,13 @@ import { OPTIMIZERS } from '../optim/optimizer.js';
 import { LOG_FORMATS } from '../metrics/log.js';
 import { GRAD_DTYPES } from '../reduce/float16.js';
 import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, pathFlag, stringFlag } from './args.js';
+
+/** A token that an attacker could guess from our own examples, or by brute force, is refused. */
+function checkToken(token: string): void {
+  const make = 'make one with: openssl rand -hex 16';
+  if (PLACEHOLDER_TOKENS.includes(token.toLowerCase())) throw new UsageError(`the token '${token}' is a placeholder from an example; ${make}`);
+  if (token.length < MIN_TOKEN_LENGTH) throw new UsageError(`the token is ${token.length} characters; at least ${MIN_TOKEN_LENGTH} are needed to keep it secret: ${make}`);
+}
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
@@ -89,8 +98,9 @@ Remote workers:
                              serve wss:// (TLS) instead of ws://
   -h, --help                 show this help
 
-Exit codes: 0 done, 2 bad arguments or data, 3 checkpoint problem, 4 backend unavailable,
-7 no worker within --worker-wait-timeout, 1 bug.
+Exit codes: 0 done, 2 bad arguments or data, 3 checkpoint problem or a disk that cannot be
+written, 4 backend unavailable, 7 no worker within --worker-wait-timeout, 8 stopped by SIGTERM
+or SIGINT after a checkpoint (continue with --resume; a second signal exits at once), 1 bug.
 `;
 
 export const START_OPTIONS = {
@@ -142,6 +152,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
   }
   if (flags.resume && flags.fresh) throw new UsageError('--resume and --fresh contradict each other; pick one');
   const token = stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined);
+  if (token !== undefined) checkToken(token);
   const host = stringFlag(flags, 'host') ?? (token === undefined ? DEFAULT_HOST_NO_TOKEN : DEFAULT_HOST_WITH_TOKEN);
   if (token === undefined && !isLoopback(host) && flags['allow-no-token'] !== true) {
     throw new UsageError(`listening on ${host} without a token lets anyone reach the run; pass --token (or LENET_TOKEN), or --allow-no-token to accept that`);

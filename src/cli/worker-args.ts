@@ -37,7 +37,8 @@ Options:
   -h, --help               show this help
 
 Exit codes: 0 the run completed, 2 bad arguments, 5 rejected by the coordinator (wrong token,
-protocol version or backend), 6 no coordinator reachable within --connect-timeout, 1 bug.
+protocol version or backend), 6 no coordinator reachable within --connect-timeout, 8 stopped by
+SIGTERM or SIGINT (after a goodbye), 1 bug.
 `;
 
 export const JOIN_OPTIONS = {

@@ -1,6 +1,6 @@
 // `lenet-worker`: the remote worker's command line.
 import os from 'node:os';
-import { UsageError } from '../errors.js';
+import { EXIT_STOPPED, UsageError } from '../errors.js';
 import { RemoteWorkerProcess } from '../worker/remote.js';
 import { createLog } from '../metrics/log.js';
 import { runMain } from './args.js';
@@ -21,7 +21,8 @@ async function main(argv: string[]): Promise<number> {
   const log = createLog(options.logFormat, (s) => process.stdout.write(s), 'worker');
   const worker = new RemoteWorkerProcess({ ...options, log });
   // The first SIGTERM or SIGINT says goodbye (its range goes to someone else at once) and exits
-  // 0; a second exits at once. As PID 1 in a container Node would otherwise ignore SIGTERM.
+  // EXIT_STOPPED: not the run's end, so a Kubernetes Job starts another worker in its place; a
+  // second signal exits at once. As PID 1 in a container Node would otherwise ignore SIGTERM.
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) process.exit(128 + (os.constants.signals[signal] ?? 15));
     stopping = true;
@@ -35,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
   const { ranges, applied, sharded } = worker.stats;
   const how = [`${applied} of them whole steps whose update was applied here`, ...(sharded > 0 ? [`${sharded} sharded steps whose shard was reduced and updated here`] : [])];
   log(`worker: ${stopping ? 'stopped' : 'run complete'}; ${ranges} range(s) computed, ${how.join(', ')}`, { event: 'done', ranges, applied, sharded });
-  return code;
+  return stopping ? EXIT_STOPPED : code;
 }
 
 runMain(() => main(process.argv.slice(2)));

@@ -1,4 +1,6 @@
-// Plain HTTP on the coordinator's port: the live dashboard, its JSON feed and /metrics.
+// Plain HTTP on the coordinator's port: the live dashboard, its JSON feed, /metrics, and the
+// probes: /healthz (the process serves: 200 while it runs) and /readyz (200 once it listens and
+// until it stops or fails: waiting for workers, training or evaluating; 503 otherwise).
 // Read-only; everything served comes from this package or its installed dependencies (no CDN).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,6 +21,8 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/vendor/uPlot.min.css': { file: join(UPLOT_DIR, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
 };
 
+const READY_PHASES = new Set<RunState['phase']>(['waiting', 'training', 'evaluating']);
+
 export function httpHandler(state: RunState, registry: Registry): (req: IncomingMessage, res: ServerResponse) => void {
   const cache = new Map<string, Buffer>();
   return function onHttpRequest(req, res) {
@@ -27,6 +31,11 @@ export function httpHandler(state: RunState, registry: Registry): (req: Incoming
       return;
     }
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz' || path === '/readyz') {
+      const ok = path === '/healthz' || READY_PHASES.has(state.phase);
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(`${ok ? 'ok' : 'not ready'}: ${state.phase}\n`);
+      return;
+    }
     if (path === '/api/state') {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(state));
       return;

@@ -226,7 +226,11 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     url,
   };
 
-  const view = new ProgressView(process.stderr, !config.quiet);
+  const view = new ProgressView(
+    process.stderr,
+    !config.quiet,
+    config.logFormat === 'json' ? (text, s) => log(`progress: ${text}`, { event: 'progress', epoch: s.epoch, done: s.done, total: s.total, samplesPerSecond: s.samplesPerSecond, loss: s.loss }) : undefined,
+  );
   const ctx: StepContext = {
     plan,
     membership,

@@ -1,5 +1,6 @@
 // Progress while an epoch runs: a redrawn bar on a TTY, a plain line every PROGRESS_INTERVAL_MS
-// otherwise (logs, CI), nothing with --quiet.
+// otherwise (logs, CI), nothing with --quiet. With --log-format json the line is a log record
+// (`line`), so a JSON log holds nothing but JSON.
 import { PROGRESS_INTERVAL_MS, PROGRESS_REDRAW_MS } from '../constants.js';
 
 export interface ProgressSample {
@@ -20,12 +21,14 @@ export class Progress {
   constructor(
     private readonly stream: NodeJS.WriteStream,
     private readonly enabled: boolean,
+    /** Writes the periodic line as a log record instead (no bar then, even on a TTY). */
+    private readonly line?: (text: string, sample: ProgressSample) => void,
   ) {}
 
   update(s: ProgressSample): void {
     if (!this.enabled) return;
     const now = Date.now();
-    const tty = this.stream.isTTY === true;
+    const tty = this.stream.isTTY === true && !this.line;
     if (now - this.last < (tty ? PROGRESS_REDRAW_MS : PROGRESS_INTERVAL_MS) && s.done < s.total) return;
     this.last = now;
     const frac = s.total > 0 ? s.done / s.total : 1;
@@ -38,7 +41,8 @@ export class Progress {
       this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${text}\x1b[K`);
       this.drawn = true;
     } else if (s.done < s.total) {
-      this.stream.write(`progress: ${text}\n`);
+      if (this.line) this.line(text, s);
+      else this.stream.write(`progress: ${text}\n`);
     }
   }
 

@@ -46,6 +46,16 @@ describe('operator endpoints', () => {
     expect((await fetch(`${http}/nope`)).status).toBe(404);
   });
 
+  it('/healthz answers while the process runs; /readyz only once it trains or waits for workers', async () => {
+    const { coord, http } = await startRun('probes');
+    await coord.waitFor(/epoch 1\/3/);
+    const health = await fetch(`${http}/healthz`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${http}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toMatch(/^ok: (training|evaluating)/);
+  });
+
   it.skipIf(!existsSync(CHROMIUM))('the dashboard shows live charts and the worker table in a real browser', async () => {
     const { coord, http } = await startRun('browser');
     await coord.waitFor(/epoch 1\/3/);

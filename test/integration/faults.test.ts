@@ -102,11 +102,11 @@ describe('faults', () => {
     const cert = join(dir.path, 'cert.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
     const metrics = join(dir.path, 'tls.jsonl');
-    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '1', '--tls-cert', cert, '--tls-key', key, '--token', 't', '--host', '127.0.0.1', '--checkpoint-dir', join(dir.path, 'tls'), '--metrics-out', metrics], running);
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '1', '--tls-cert', cert, '--tls-key', key, '--token', 'tls-test-token-0123456789', '--host', '127.0.0.1', '--checkpoint-dir', join(dir.path, 'tls'), '--metrics-out', metrics], running);
     expect(url).toMatch(/^wss:\/\//);
-    const untrusted = await runCli('lenet-worker', ['join', url, '--token', 't', '--connect-timeout', '1']);
+    const untrusted = await runCli('lenet-worker', ['join', url, '--token', 'tls-test-token-0123456789', '--connect-timeout', '1']);
     expect(untrusted.code).toBe(6); // a certificate nobody vouches for is refused
-    const w = start('lenet-worker', ['join', url, '--threads', '1', '--ca', cert, '--token', 't']);
+    const w = start('lenet-worker', ['join', url, '--threads', '1', '--ca', cert, '--token', 'tls-test-token-0123456789']);
     expect((await c.done).code).toBe(0);
     expect((await w.done).code).toBe(0);
     expect(epochDigests(metrics)).toEqual(reference);

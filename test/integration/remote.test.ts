@@ -101,8 +101,8 @@ describe('remote workers', () => {
   });
 
   it('rejects a worker with the wrong token; the run goes on and the worker exits 5', async () => {
-    const c = await coordinator('token', ['--threads', '1', '--token', 'right']);
-    const bad = start('lenet-worker', ['join', c.url, '--threads', '1', '--token', 'wrong']);
+    const c = await coordinator('token', ['--threads', '1', '--token', 'the-right-token-0123456789']);
+    const bad = start('lenet-worker', ['join', c.url, '--threads', '1', '--token', 'the-wrong-token-0123456789']);
     const r = await bad.done;
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/^error LENET_ERR_REJECTED_AUTH: the coordinator rejected this worker: authentication failed: wrong token/);

@@ -1,6 +1,6 @@
 // Graceful stops, as real processes: SIGTERM or SIGINT to a coordinator mid-epoch checkpoints at
 // a step boundary and exits 8 within the grace period, and --resume ends on the uninterrupted
-// run's weights; SIGTERM to a worker says goodbye, and its range goes to someone else at once.
+// run's weights; SIGTERM to a worker says goodbye and exits 8, and the run goes on.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -73,7 +73,7 @@ describe('graceful stop', () => {
     await stopAndResume('int', 'SIGINT', [], false);
   });
 
-  it('a worker given SIGTERM says goodbye and exits 0 at once; the run goes on to the same weights', async () => {
+  it('a worker given SIGTERM says goodbye and exits 8 at once; the run goes on to the same weights', async () => {
     const metrics = join(dir.path, 'worker-term.jsonl');
     const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'wt'), '--metrics-out', metrics], running);
     const w = startCli('lenet-worker', ['join', url, '--threads', '1', '--name', 'leaving']);
@@ -83,7 +83,7 @@ describe('graceful stop', () => {
     const signalled = Date.now();
     w.child.kill('SIGTERM');
     const gone = await w.done;
-    expect(gone.code).toBe(0);
+    expect(gone.code).toBe(8); // stopped, not the run's end
     expect(Date.now() - signalled).toBeLessThan(5_000);
     expect(gone.stdout).toMatch(/worker: stopped; \d+ range\(s\) computed/);
     await c.waitFor(/\(leaving@\S+, 1 thread\) left: worker said goodbye: worker stopping \(SIGTERM\)/);

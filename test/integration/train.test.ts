@@ -136,6 +136,9 @@ describe('lenet-coord errors', () => {
       [['--lr=-1'], /--lr must be greater than 0/],
       [['--lr', '-1'], /Option '--lr' argument is ambiguous\. Did you forget/],
       [['--bogus'], /Unknown option '--bogus'/],
+      [['--token', 'change-me'], /the token 'change-me' is a placeholder from an example; make one with: openssl rand -hex 16/],
+      [['--token', 'short-secret'], /the token is 12 characters; at least 16 are needed/],
+      [['--allreduce', 'ring'], /--allreduce must be one of sharded, star/],
     ];
     for (const [args, message] of cases) {
       const r = await runCli('lenet-coord', ['start', ...args]);
