@@ -78,6 +78,8 @@ export const RECONNECT_INITIAL_MS = 250;
 export const RECONNECT_FACTOR = 2;
 export const RECONNECT_MAX_MS = 5_000;
 export const DEFAULT_CONNECT_TIMEOUT_S = 60;
+/** A worker whose compute fails this many times in a row with the same error gives up (exit 9). */
+export const MAX_SAME_COMPUTE_FAILURES = 2;
 /** Coordinator: how long to wait for workers when no participant is left or --wait-workers is unmet. */
 export const DEFAULT_WORKER_WAIT_TIMEOUT_S = 600;
 export const AUTH_NONCE_BYTES = 32;

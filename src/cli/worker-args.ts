@@ -38,7 +38,7 @@ Options:
 
 Exit codes: 0 the run completed, 2 bad arguments, 5 rejected by the coordinator (wrong token,
 protocol version or backend), 6 no coordinator reachable within --connect-timeout, 8 stopped by
-SIGTERM or SIGINT (after a goodbye), 1 bug.
+SIGTERM or SIGINT (after a goodbye), 9 its compute failed twice in a row with the same error, 1 bug.
 `;
 
 export const JOIN_OPTIONS = {

@@ -11,7 +11,7 @@
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { IMAGE_PIXELS, MAX_FRAME_BYTES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../constants.js';
+import { IMAGE_PIXELS, MAX_FRAME_BYTES, MAX_SAME_COMPUTE_FAILURES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../constants.js';
 import { LenetError } from '../errors.js';
 import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
@@ -34,6 +34,8 @@ import { ShardedSteps } from './sharded.js';
 
 export const EXIT_REJECTED = 5;
 export const EXIT_UNREACHABLE = 6;
+/** The same compute failure twice in a row: this worker cannot compute this run. */
+export const EXIT_COMPUTE_FAILED = 9;
 
 export interface WorkerOptions {
   url: string;
@@ -60,6 +62,17 @@ export class WorkerRejectedError extends LenetError {
 export class WorkerSetupError extends LenetError {
   constructor(message: string) {
     super('LENET_ERR_WORKER_SETUP', `cannot take part in this run: ${message}`, EXIT_REJECTED);
+  }
+}
+
+export class ComputeFailedError extends LenetError {
+  constructor(step: number, message: string) {
+    super(
+      'LENET_ERR_COMPUTE',
+      `computing step ${step} failed twice in a row with the same error (${message}); this worker cannot take part in this run: ` +
+        `check --backend, --threads and the memory it has, or report it if the coordinator is lenet-dist's own`,
+      EXIT_COMPUTE_FAILED,
+    );
   }
 }
 
@@ -129,6 +142,8 @@ export class RemoteWorkerProcess {
   private stopping: string | undefined;
   /** Ends the current connection with a goodbye, or a reconnect wait, when stop() is called. */
   private onStop: (() => void) | undefined;
+  /** The last compute failure and how many times in a row it came; a range computed resets it. */
+  private failure: { message: string; count: number } | undefined;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -324,10 +339,23 @@ export class RemoteWorkerProcess {
           case 'assignment': {
             // What had arrived when it came: a later Weights or OptimizerState voids an apply assignment.
             const replaced = this.session?.replaced ?? 0;
-            this.queue = this.queue.then(() => this.onAssignment(msg, send, replaced)).catch((err: Error) => {
-              this.log(`worker: could not compute step ${msg.step}: ${err.message}; disconnecting`);
-              ws.close(CLOSE_BAD_MESSAGE, 'compute failed');
-            });
+            this.queue = this.queue
+              .then(() => this.onAssignment(msg, send, replaced))
+              .then(() => (this.failure = undefined))
+              .catch((err: Error) => {
+                // Once can be a passing fault (a reconnect starts the compute afresh); the same
+                // error again is this worker's for good, and retrying would loop forever.
+                const count = this.failure?.message === err.message ? this.failure.count + 1 : 1;
+                this.failure = { message: err.message, count };
+                if (count < MAX_SAME_COMPUTE_FAILURES) {
+                  this.log(`worker: could not compute step ${msg.step}: ${err.message}; disconnecting`);
+                  ws.close(CLOSE_BAD_MESSAGE, 'compute failed');
+                  return;
+                }
+                send({ type: 'goodbye', reason: `compute failed ${count} times in a row: ${err.message}`, runComplete: false });
+                end(new ComputeFailedError(msg.step, err.message));
+                ws.close(CLOSE_NORMAL, 'compute failed');
+              });
             return;
           }
           case 'peers':
