@@ -2,7 +2,8 @@
 //
 // Lifecycle (the handshake before STARTING lives in server.ts):
 //
-//   STARTING --Ready--> ACTIVE --(assignment sent)--> BUSY --(every subtree received)--> ACTIVE
+//   STARTING --Ready and a ProbeResult with the coordinator's bits--> ACTIVE --(assignment sent)-->
+//   BUSY --(every subtree received)--> ACTIVE;  STARTING --another probe digest--> Reject(EXACTNESS)
 //     |                            |
 //     +---- close / heartbeat timeout / protocol violation ----> CLOSED (a pending range is
 //                                                               rejected and reassigned)
@@ -16,8 +17,8 @@ import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../co
 import type { Mnist } from '../data/mnist.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import type { SharedFrame } from '../protocol/frames.js';
-import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
-import { notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage } from '../protocol/messages.js';
+import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_NOT_EXACT, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
+import { RejectReason, notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage } from '../protocol/messages.js';
 import type { Shard } from '../reduce/shards.js';
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
@@ -124,6 +125,12 @@ export interface RemoteWorkerOptions {
   traffic: { sent: number; received: number };
   /** The worker's threads are up: it can take part from the next step. */
   onReady: (worker: RemoteWorker) => void;
+  /** The join probe (probe.ts): its frame goes out at once; the worker's digest must be `digest`. */
+  probe: { frame: Uint8Array; digest: Uint8Array };
+  /** What the coordinator computes with, for the refusal of a worker that computes otherwise. */
+  computesWith: string;
+  /** What the worker says it computes with (Hello.backend, Hello.package_version). */
+  says: string;
   onClose: (worker: RemoteWorker, reason: string) => void;
 }
 
@@ -155,6 +162,9 @@ export class RemoteWorker implements Participant {
   /** The Peers plan it holds; 0: none. */
   private planSent = 0;
   private sharded: ShardedPending | undefined;
+  /** Its threads are up (Ready), and its probe gave the coordinator's bits: then it is ACTIVE. */
+  private readySeen = false;
+  private probed = false;
   /** After a cancelled step the worker may hold any version: everything goes again, dense first. */
   private unsure = false;
   private pending: Pending | undefined;
@@ -178,6 +188,7 @@ export class RemoteWorker implements Participant {
     ws.on('close', (code, reason) => this.onSocketClose(code, reason.toString()));
     ws.on('error', (err) => this.close(CLOSE_BAD_MESSAGE, `socket error: ${err.message}`));
     this.heartbeat = setInterval(() => this.onHeartbeatTimer(), HEARTBEAT_INTERVAL_MS);
+    this.send(opts.probe.frame);
   }
 
   view(): ParticipantView {
@@ -507,10 +518,11 @@ export class RemoteWorker implements Participant {
         this.onResult(msg);
         return;
       case 'ready':
-        if (this.state === RemoteState.STARTING) {
-          this.state = RemoteState.ACTIVE;
-          this.opts.onReady(this);
-        }
+        this.readySeen = true;
+        this.maybeActive();
+        return;
+      case 'probe_result':
+        this.onProbeResult(msg.digest);
         return;
       case 'range_done':
         this.onRangeDone(msg);
@@ -533,6 +545,7 @@ export class RemoteWorker implements Participant {
       case 'peers':
       case 'peer_hello':
       case 'abort':
+      case 'probe':
         this.opts.onViolation('unexpected_message');
         this.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type} message from a worker`);
         return;
@@ -541,6 +554,35 @@ export class RemoteWorker implements Participant {
         this.close(CLOSE_BAD_MESSAGE, `unknown message ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  private maybeActive(): void {
+    if (this.state !== RemoteState.STARTING || !this.readySeen || !this.probed) return;
+    this.state = RemoteState.ACTIVE;
+    this.opts.onReady(this);
+  }
+
+  /** The join probe's digest: the coordinator's bits admit the worker, any other refuses it. */
+  private onProbeResult(digest: Uint8Array): void {
+    if (this.state !== RemoteState.STARTING || this.probed) {
+      this.opts.onViolation('unexpected_message');
+      this.close(CLOSE_BAD_MESSAGE, 'probe result when no probe was outstanding');
+      return;
+    }
+    const want = this.opts.probe.digest;
+    if (Buffer.from(digest).equals(Buffer.from(want))) {
+      this.probed = true;
+      this.maybeActive();
+      return;
+    }
+    const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex').slice(0, 16);
+    const message =
+      `its gradient of the join probe is not this run's bits (digest ${hex(digest)}..., expected ${hex(want)}...): ` +
+      `the worker computes with ${this.opts.says}, the coordinator with ${this.opts.computesWith}; ` +
+      `start the worker with the coordinator's --backend and lenet-dist version, or start the run with the worker's --backend`;
+    this.opts.onViolation('handshake_exactness');
+    this.send(encode({ type: 'reject', reason: RejectReason.EXACTNESS, message }));
+    this.close(CLOSE_NOT_EXACT, message);
   }
 
   /** Its subtrees of a sharded step: exactly those of its range, with their example counts. */

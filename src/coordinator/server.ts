@@ -3,9 +3,10 @@
 //
 // Handshake of one connection:
 //
-//   OPEN --send Challenge(nonce)--> CHALLENGED --Hello ok--> Welcome, RemoteWorker(ACTIVE)
+//   OPEN --send Challenge(nonce)--> CHALLENGED --Hello ok--> Welcome, RemoteWorker(STARTING: the
+//                                                              join probe decides, remote-worker.ts)
 //                                       |
-//                                       +-- wrong version / token / backend, bad frame,
+//                                       +-- wrong version or token, too many threads, bad frame,
 //                                           or no Hello in HANDSHAKE_TIMEOUT_MS --> Reject, close
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -17,7 +18,6 @@ import { newNonce, verifyProof } from '../protocol/auth.js';
 import { decode, encode } from '../protocol/codec.js';
 import {
   CLOSE_AUTH_FAILED,
-  CLOSE_BACKEND_MISMATCH,
   CLOSE_BAD_MESSAGE,
   CLOSE_VERSION_MISMATCH,
   ProtocolError,
@@ -32,7 +32,6 @@ export interface ServerOptions {
   token?: string;
   tlsCert?: string;
   tlsKey?: string;
-  backend: string;
   /** The run configuration sent to every worker; sendPixels is decided per worker. */
   config: Omit<RunConfigMessage, 'sendPixels'>;
   log: Log;
@@ -150,16 +149,6 @@ export class CoordinatorServer {
     if (token !== undefined && !verifyProof(token, nonce, hello.authProof)) {
       const why = hello.authProof.length === 0 ? 'no token given (pass --token or set LENET_TOKEN)' : 'wrong token';
       this.reject(ws, address, RejectReason.AUTH, `authentication failed: ${why}`, CLOSE_AUTH_FAILED);
-      return;
-    }
-    if (hello.backend !== this.opts.backend) {
-      this.reject(
-        ws,
-        address,
-        RejectReason.BACKEND,
-        `worker computes with the ${hello.backend} backend, the run uses ${this.opts.backend}; different backends give different bits (start the worker with --backend ${this.opts.backend})`,
-        CLOSE_BACKEND_MISMATCH,
-      );
       return;
     }
     if (hello.threads < 1 || hello.threads > MAX_THREADS) {

@@ -25,6 +25,8 @@ import { evaluate } from './evaluate.js';
 import { LocalParticipant, Membership } from './participants.js';
 import { StepDeadline, trainStep, type StepContext, type StepTiming } from './step.js';
 import { ShardPlanner } from './sharded-step.js';
+import { makeJoinProbe } from './probe.js';
+import { PACKAGE_VERSION } from '../version.js';
 import type { StagedWeights } from './dense-ahead.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
@@ -128,6 +130,8 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
     membership.add(new LocalParticipant(pool, slab));
   }
+  // What a joining worker must compute to these bits before it gets work.
+  const probe = await makeJoinProbe({ pool, slab, spec, data, weights, version: progress.globalStep, seed: config.seed, distort: config.distort, gradDType: config.gradDType });
   // The weights of each version are encoded once, into reused memory, for every worker, in two
   // parts: the convolutions' go with the assignment, the dense layers' after it or, updated
   // early, during the step before (dense-ahead.ts), from the staged copy.
@@ -153,7 +157,6 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     token: config.token,
     tlsCert: config.tlsCert,
     tlsKey: config.tlsKey,
-    backend,
     config: {
       arch: spec.arch,
       activation: spec.activation,
@@ -177,6 +180,9 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
         threads: hello.threads,
         peerUrl: hello.peerUrl,
         traffic,
+        probe: { frame: probe.frame(info.sendPixels), digest: probe.digest },
+        computesWith: `the ${backend} backend of lenet-dist ${PACKAGE_VERSION}`,
+        says: `the ${hello.backend || 'unnamed'} backend of lenet-dist ${hello.packageVersion || '(no version)'}`,
         sendPixels: info.sendPixels,
         gradDType: config.gradDType,
         slab,

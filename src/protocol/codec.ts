@@ -108,6 +108,10 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
       };
     case 'abort':
       return { abort: { step: msg.step } };
+    case 'probe':
+      return { probe: { weights: { shape: [msg.weights.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(msg.weights) }, samples: Array.from(msg.samples), positions: Array.from(msg.positions), epoch: msg.epoch, pixels: msg.pixels, labels: msg.labels } };
+    case 'probe_result':
+      return { probeResult: { digest: msg.digest } };
     default: {
       const never: never = msg;
       throw new Error(`cannot encode ${JSON.stringify(never)}`);
@@ -381,6 +385,19 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
     }
     case 'abort':
       return { type: 'abort', step: u32(b.step) };
+    case 'probe': {
+      const weights = b.weights as WireTensor | undefined;
+      if (weights?.dtype !== DTYPE_FLOAT32) throw bad('probe: the weights must be float32');
+      const samples = Uint32Array.from((b.samples as number[] | undefined) ?? []);
+      const positions = Uint32Array.from((b.positions as number[] | undefined) ?? []);
+      if (samples.length === 0 || positions.length !== samples.length) throw bad(`probe: ${samples.length} samples and ${positions.length} positions`);
+      const [pixels, labels] = [bytes(b.pixels), bytes(b.labels)];
+      if (pixels.length !== 0 && (pixels.length !== samples.length * 784 || labels.length !== samples.length)) throw bad('probe: pixels or labels do not match the samples');
+      return { type: 'probe', weights: decodeTensor(weights, 'probe'), samples, positions, epoch: u32(b.epoch), pixels, labels };
+    }
+    case 'probeResult':
+      if (bytes(b.digest).length !== 32) throw bad('probe result: the digest must be 32 bytes');
+      return { type: 'probe_result', digest: bytes(b.digest) };
     default:
       throw bad(`envelope has no known message body`);
   }

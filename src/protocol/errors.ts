@@ -13,6 +13,8 @@ export const CLOSE_BAD_MESSAGE = 4004;
 export const CLOSE_HEARTBEAT_TIMEOUT = 4005;
 export const CLOSE_SHUTTING_DOWN = 4006;
 export const CLOSE_TOO_SLOW = 4007;
+/** Its gradient of the join probe is not the coordinator's bits (Reject(EXACTNESS)). */
+export const CLOSE_NOT_EXACT = 4008;
 
 export class ProtocolError extends LenetError {
   readonly closeCode: number;

@@ -18,6 +18,7 @@ export enum RejectReason {
   BACKEND = 3,
   BAD_MESSAGE = 4,
   SHUTTING_DOWN = 5,
+  EXACTNESS = 6,
 }
 
 export interface RunConfigMessage {
@@ -154,6 +155,24 @@ export interface RangeDoneMessage {
   computeMs: number;
 }
 
+/** One microbatch a joining worker must compute to the coordinator's bits. */
+export interface ProbeMessage {
+  type: 'probe';
+  weights: Float32Array;
+  samples: Uint32Array;
+  positions: Uint32Array;
+  epoch: number;
+  /** With sendPixels: 784 bytes per sample and 1 label byte per sample; else empty. */
+  pixels: Uint8Array;
+  labels: Uint8Array;
+}
+
+export interface ProbeResultMessage {
+  type: 'probe_result';
+  /** SHA-256 of the gradient's float32 bytes and then the loss sum's float64 bytes. */
+  digest: Uint8Array;
+}
+
 export interface AbortMessage {
   type: 'abort';
   step: number;
@@ -220,6 +239,8 @@ export type Message =
   | PeerHelloMessage
   | ShardUpdateMessage
   | RangeDoneMessage
-  | AbortMessage;
+  | AbortMessage
+  | ProbeMessage
+  | ProbeResultMessage;
 
 export type MessageType = Message['type'];

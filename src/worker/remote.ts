@@ -26,10 +26,11 @@ import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
-import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
+import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type ProbeMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 import { PeerLinks } from './peers.js';
+import { PROBE_VERSION, probeDigest, probeTask } from '../compute/probe.js';
 import { ShardedSteps } from './sharded.js';
 
 export const EXIT_REJECTED = 5;
@@ -336,6 +337,14 @@ export class RemoteWorkerProcess {
               ws.close(CLOSE_BAD_MESSAGE, `bad ${msg.type}`);
             }
             return;
+          case 'probe':
+            this.queue = this.queue
+              .then(() => this.onProbe(msg, send))
+              .catch((err: Error) => {
+                this.log(`worker: could not compute the join probe: ${err.message}; disconnecting`);
+                ws.close(CLOSE_BAD_MESSAGE, 'probe failed');
+              });
+            return;
           case 'assignment': {
             // What had arrived when it came: a later Weights or OptimizerState voids an apply assignment.
             const replaced = this.session?.replaced ?? 0;
@@ -386,6 +395,7 @@ export class RemoteWorkerProcess {
           case 'peer_hello':
           case 'shard_update':
           case 'range_done':
+          case 'probe_result':
             this.log(`worker: unexpected ${msg.type} from the coordinator; disconnecting`);
             ws.close(CLOSE_BAD_MESSAGE, `unexpected ${msg.type}`);
             return;
@@ -518,8 +528,28 @@ export class RemoteWorkerProcess {
     Atomics.notify(s.denseVersion, 0);
   }
 
+  /**
+   * The join probe: one microbatch on the weights it carries, computed by the same compute as any
+   * range (so with the same bits), its digest sent back. The weights it leaves are version
+   * PROBE_VERSION, never a real one: the first assignment comes after real weights.
+   */
+  private async onProbe(msg: ProbeMessage, send: (m: Message) => void): Promise<void> {
+    const s = this.session;
+    if (!s) throw new Error('probe before welcome');
+    if (msg.weights.length !== s.weights.length) throw new Error(`probe weights have ${msg.weights.length} values for ${s.weights.length} parameters`);
+    s.weights.set(msg.weights);
+    s.convVersion = PROBE_VERSION;
+    Atomics.store(s.denseVersion, 0, PROBE_VERSION);
+    const task = probeTask(msg.samples, msg.positions, msg.epoch, PROBE_VERSION);
+    this.takeSamples(s, { ...task, pixels: msg.pixels, labels: msg.labels });
+    await s.compute.computeRange(task);
+    send({ type: 'probe_result', digest: probeDigest(slot(s.slab, 0), s.slab.loss[0]) });
+    s.convVersion = -1;
+    Atomics.store(s.denseVersion, 0, -1);
+  }
+
   /** Checks an assignment's range and samples against the run, and keeps the pixels it carries. */
-  private takeSamples(s: Session, a: AssignmentMessage): void {
+  private takeSamples(s: Session, a: Pick<AssignmentMessage, 'lo' | 'hi' | 'samples' | 'pixels' | 'labels'>): void {
     if (a.hi > s.slab.slots) throw new Error(`assignment range [${a.lo},${a.hi}) exceeds ${s.slab.slots} microbatches`);
     for (const index of a.samples) if (index >= s.labels.length) throw new Error(`sample ${index} is outside the training set`);
     if (a.pixels.length > 0) {

@@ -12,6 +12,9 @@ const WIDTH = 10;
 const CONV_FRAME = 0xc0;
 const DENSE_FRAME = 0xde;
 const OPTIMIZER_FRAME = 0x0f;
+const PROBE_FRAME = 0x9b;
+/** The digest the join probe must give. */
+const PROBE_DIGEST = new Uint8Array(32).fill(7);
 
 class FakeSocket extends EventEmitter {
   readonly OPEN = 1;
@@ -51,8 +54,10 @@ const workers: RemoteWorker[] = [];
 const sentAssignment = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 afterEach(() => workers.splice(0).forEach((w) => w.close(1000, 'test over')));
 
-function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[] } {
+/** A worker as welcomed: STARTING, its join probe sent, neither Ready nor a probe result back. */
+function welcomed(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[]; ready: RemoteWorker[] } {
   const ws = new FakeSocket();
+  const ready: RemoteWorker[] = [];
   const slab = createSharedSlab(WIDTH, 2);
   const violations: string[] = [];
   const worker = new RemoteWorker(ws as never, {
@@ -71,13 +76,52 @@ function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeo
     optimizerFrame: (version) => Uint8Array.of(OPTIMIZER_FRAME, version),
     log: () => undefined,
     onViolation: (reason) => violations.push(reason),
-    onReady: () => undefined,
+    onReady: (w) => ready.push(w),
     onClose: () => undefined,
+    probe: { frame: Uint8Array.of(PROBE_FRAME), digest: PROBE_DIGEST },
+    computesWith: 'the wasm backend of lenet-dist 0.1.0',
+    says: 'the cpu backend of lenet-dist 0.1.0',
   });
   workers.push(worker);
-  ws.frame({ type: 'ready', threads: 1 });
-  return { ws, worker, slab, violations };
+  return { ws, worker, slab, violations, ready };
 }
+
+/** A worker that has passed the join probe and is ACTIVE, its handshake writes forgotten. */
+function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[] } {
+  const w = welcomed();
+  w.ws.frame({ type: 'ready', threads: 1 });
+  w.ws.frame({ type: 'probe_result', digest: PROBE_DIGEST });
+  w.ws.writes = [];
+  w.ws.sent = [];
+  return w;
+}
+
+describe('RemoteWorker join probe', () => {
+  it('sends the probe at once, and takes the worker only once it is Ready and its digest is the run\'s bits', () => {
+    const { ws, worker, ready, violations } = welcomed();
+    expect(Array.from(ws.sent[0])).toEqual([PROBE_FRAME]);
+    ws.frame({ type: 'ready', threads: 1 });
+    expect(ready).toEqual([]);
+    expect(worker.state).toBe('starting');
+    ws.frame({ type: 'probe_result', digest: PROBE_DIGEST });
+    expect(ready).toEqual([worker]);
+    expect(worker.state).toBe('active');
+    expect(violations).toEqual([]);
+  });
+
+  it('refuses a worker whose probe gradient differs, saying what each computes with and what to do', () => {
+    const { ws, worker, ready, violations } = welcomed();
+    ws.frame({ type: 'probe_result', digest: new Uint8Array(32).fill(8) });
+    ws.frame({ type: 'ready', threads: 1 });
+    expect(ready).toEqual([]);
+    expect(worker.state).toBe('closed');
+    expect(ws.closed?.code).toBe(4008);
+    expect(violations).toEqual(['handshake_exactness']);
+    const reject = decode(ws.sent.at(-1)!);
+    expect(reject).toMatchObject({ type: 'reject', reason: 6 });
+    expect(reject.type === 'reject' && reject.message).toMatch(/not this run's bits .*the cpu backend.*the wasm backend.*--backend/);
+  });
+});
 
 // Step 5: two microbatches of 2 samples, one subtree [0,2) of 4 examples.
 const work: StepWork = { globalStep: 5, epoch: 0, microbatches: 2, microbatch: 2, perm: Uint32Array.from([0, 1, 2, 3]), start: 0, count: 4 };
