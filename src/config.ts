@@ -59,6 +59,8 @@ export interface TrainConfig {
    * reduces and updates one parameter shard, whenever two or more take part (docs/design.md).
    */
   allreduce: AllReduce;
+  /** Fraction of remote ranges recomputed and compared bit for bit (0 = none). */
+  verifyFraction: number;
 }
 
 export const ALLREDUCE_MODES = ['sharded', 'star'] as const;

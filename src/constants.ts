@@ -104,6 +104,8 @@ export const STEP_DEADLINE_CAP_MS = 60_000;
 export const STEP_DEADLINE_INITIAL_MS = 10_000;
 /** Step times the median is taken over. */
 export const STEP_DEADLINE_HISTORY = 50;
+/** --verify-fraction: the fraction of remote ranges recomputed by the coordinator (verify.ts). */
+export const DEFAULT_VERIFY_FRACTION = 0.02;
 /** A worker late this many steps in a row is dropped. */
 export const MAX_CONSECUTIVE_LATE = 3;
 /**

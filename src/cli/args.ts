@@ -44,6 +44,15 @@ export function positiveNumberFlag(flags: Flags, name: string, fallback: number,
   return n;
 }
 
+/** A number in [0, 1]: fractions. */
+export function fractionFlag(flags: Flags, name: string, fallback: number): number {
+  const v = str(flags, name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`--${name} must be a number from 0 to 1 (got '${v}')`);
+  return n;
+}
+
 export function choiceFlag<T extends string>(flags: Flags, name: string, choices: readonly T[], fallback: T): T {
   const v = str(flags, name);
   if (v === undefined) return fallback;

@@ -17,6 +17,7 @@ import {
   DEFAULT_HOST_WITH_TOKEN,
   DEFAULT_SEED,
   DEFAULT_WARMUP_STEPS,
+  DEFAULT_VERIFY_FRACTION,
   MAX_MICROBATCH,
   MAX_MICROBATCHES_PER_STEP,
   MAX_THREADS,
@@ -29,7 +30,7 @@ import { BACKEND_CHOICES } from '../backend/select.js';
 import { OPTIMIZERS } from '../optim/optimizer.js';
 import { LOG_FORMATS } from '../metrics/log.js';
 import { GRAD_DTYPES } from '../reduce/float16.js';
-import { choiceFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, pathFlag, stringFlag } from './args.js';
+import { choiceFlag, fractionFlag, intFlag, positiveNumberFlag, optionalIntFlag, parseFlags, pathFlag, stringFlag } from './args.js';
 
 /** A token that an attacker could guess from our own examples, or by brute force, is refused. */
 function checkToken(token: string): void {
@@ -88,6 +89,8 @@ Remote workers:
                              updates and shares one shard of the parameters, so no link carries
                              every copy of the model; star: every sum through the coordinator
                                                                             [sharded]
+  --verify-fraction F        recompute this fraction of the remote workers' results, chosen at
+                             random, and eject a worker whose bits differ; 0 = never  [0.02]
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
   --wait-workers K           hold the first step until K remote workers have joined  [0]
@@ -137,6 +140,7 @@ export const START_OPTIONS = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   allreduce: { type: 'string' },
+  'verify-fraction': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -196,6 +200,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     tlsCert,
     tlsKey,
     allreduce: choiceFlag(flags, 'allreduce', ALLREDUCE_MODES, 'sharded'),
+    verifyFraction: fractionFlag(flags, 'verify-fraction', DEFAULT_VERIFY_FRACTION),
   };
 }
 

@@ -66,6 +66,8 @@ export interface Participant {
   cancel?(step: number): void;
   /** Remote only: disconnect, logging why. */
   drop?(reason: string): void;
+  /** Remote only: disconnect for a result that recomputation did not reproduce. */
+  eject?(reason: string): void;
   /** A row of the dashboard's participants table. */
   view(): ParticipantView;
   /**

@@ -17,7 +17,7 @@ import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, IMAGE_PIXELS } from '../co
 import type { Mnist } from '../data/mnist.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import type { SharedFrame } from '../protocol/frames.js';
-import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_NOT_EXACT, CLOSE_TOO_SLOW, ProtocolError } from '../protocol/errors.js';
+import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_NOT_EXACT, CLOSE_TOO_SLOW, CLOSE_WRONG_RESULT, ProtocolError } from '../protocol/errors.js';
 import { RejectReason, notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage } from '../protocol/messages.js';
 import type { Shard } from '../reduce/shards.js';
 import type { GradDType } from '../reduce/float16.js';
@@ -425,6 +425,11 @@ export class RemoteWorker implements Participant {
 
   drop(reason: string): void {
     this.close(CLOSE_TOO_SLOW, reason);
+  }
+
+  eject(reason: string): void {
+    this.opts.onViolation('wrong_result');
+    this.close(CLOSE_WRONG_RESULT, reason);
   }
 
   /** Ends the connection; a pending range is rejected so the trainer reassigns it. */

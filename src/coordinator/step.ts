@@ -14,8 +14,9 @@ import { batchMean, meanInto, type Optimizer } from '../optim/optimizer.js';
 import type { Log } from '../metrics/log.js';
 import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
-import type { ComputeOptions, Membership, Participant, StepWork } from './participants.js';
+import { rangeTask, type ComputeOptions, type Membership, type Participant, type StepWork } from './participants.js';
 import { shardable, trainShardedStep, type ShardPlanner } from './sharded-step.js';
+import type { Verifier } from './verify.js';
 
 
 /**
@@ -59,6 +60,8 @@ export interface StepContext {
   optimizer: Optimizer;
   schedule: ScheduleConfig;
   deadline: StepDeadline;
+  /** With --verify-fraction > 0: recomputes a random fraction of the remote ranges (verify.ts). */
+  verifier?: Verifier;
   /** With --allreduce sharded: who owns which parameter shard (sharded-step.ts). */
   shards?: ShardPlanner;
   log: Log;
@@ -105,8 +108,20 @@ export type StepTiming = Record<StepPhase, number>;
  * participant, who does not apply the update (`apply`) itself.
  */
 async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense, apply?: ComputeOptions['apply']): Promise<RangeResult> {
+  // A verified range's dense part may not be used early: it counts once recomputed (verify.ts).
+  const verify = p.kind === 'remote' && ctx.verifier?.pick() === true;
   try {
-    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: dense?.arrived, apply });
+    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : dense?.arrived, apply });
+    if (verify && !(await ctx.verifier!.check(rangeTask(work, lo, hi), result.nodes))) {
+      // The slab holds the recomputed sums now: the step goes on with honest values.
+      ctx.log(`${p.id} (${p.name}) sent sums for microbatches [${lo},${hi}) of step ${work.globalStep} that recomputation does not give; ejected`, {
+        event: 'verification_failed',
+        worker: p.id,
+        step: work.globalStep,
+      });
+      ctx.membership.remove(p);
+      p.eject?.(`its sums for [${lo},${hi}) of step ${work.globalStep} are not what recomputation gives`);
+    }
     dense?.arrived(); // a local pool's dense part is in when all of it is
     return result;
   } catch (err) {

@@ -26,6 +26,7 @@ import { LocalParticipant, Membership } from './participants.js';
 import { StepDeadline, trainStep, type StepContext, type StepTiming } from './step.js';
 import { ShardPlanner } from './sharded-step.js';
 import { makeJoinProbe } from './probe.js';
+import { Verifier } from './verify.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { StagedWeights } from './dense-ahead.js';
 import { RemoteWorker } from './remote-worker.js';
@@ -232,6 +233,11 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     url,
   };
 
+  const verifier =
+    config.verifyFraction > 0
+      ? await Verifier.start(config.verifyFraction, slab, pool, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType })
+      : undefined;
+  if (verifier) state.verification = () => ({ checked: verifier.checked, failed: verifier.failed });
   const view = new ProgressView(
     process.stderr,
     !config.quiet,
@@ -251,6 +257,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
     deadline: new StepDeadline(),
     shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line)) : undefined,
+    verifier,
     log: (line, fields) => {
       view.clear();
       log(line, fields);

@@ -21,6 +21,24 @@ export function prometheusRegistry(state: RunState): Registry {
     loss.set(s.loss);
     sps.set(s.samplesPerSecond);
   });
+  new Counter({
+    name: 'lenet_verified_results_total',
+    help: 'Remote ranges recomputed by the coordinator and compared bit for bit',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(state.verification().checked);
+    },
+  });
+  new Counter({
+    name: 'lenet_verification_failures_total',
+    help: 'Remote ranges whose sums recomputation did not give (their workers were ejected)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(state.verification().failed);
+    },
+  });
   new Gauge({
     name: 'lenet_participants',
     help: 'Participants currently computing gradients, by kind',

@@ -41,6 +41,8 @@ export class RunState {
   totalSteps = 0;
   samplesTotal = 0;
   readonly rejected = new Map<string, number>();
+  /** Remote ranges recomputed (verify.ts), and how many differed. */
+  verification: () => { checked: number; failed: number } = () => ({ checked: 0, failed: 0 });
   participants: () => ParticipantView[] = () => [];
   private readonly stepListeners: ((s: StepSample) => void)[] = [];
   private readonly rejectListeners: ((reason: string) => void)[] = [];

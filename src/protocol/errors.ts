@@ -15,6 +15,8 @@ export const CLOSE_SHUTTING_DOWN = 4006;
 export const CLOSE_TOO_SLOW = 4007;
 /** Its gradient of the join probe is not the coordinator's bits (Reject(EXACTNESS)). */
 export const CLOSE_NOT_EXACT = 4008;
+/** A result that recomputation did not reproduce (verification): the worker is ejected. */
+export const CLOSE_WRONG_RESULT = 4009;
 
 export class ProtocolError extends LenetError {
   readonly closeCode: number;

@@ -26,7 +26,7 @@ import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import { FramePool } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol/errors.js';
-import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type ProbeMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
+import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type ProbeMessage, type ResultMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 import { PeerLinks } from './peers.js';
@@ -126,6 +126,19 @@ interface Session {
   sharded: ShardedSteps;
 }
 
+/**
+ * A test hook, for the test that proves verification catches a dishonest worker
+ * (test/integration/verify.test.ts): with LENET_TEST_CORRUPT_EVERY=N the worker perturbs one
+ * value of every Nth result it sends. Never set otherwise.
+ */
+const CORRUPT_EVERY = Number(process.env.LENET_TEST_CORRUPT_EVERY ?? 0);
+
+function corrupted(msg: ResultMessage): ResultMessage {
+  const gradient = Float32Array.from(msg.gradient);
+  gradient[0] += 1e-3;
+  return { ...msg, gradient };
+}
+
 export class RemoteWorkerProcess {
   private data: Mnist | undefined;
   private backend: BackendName | undefined;
@@ -145,6 +158,8 @@ export class RemoteWorkerProcess {
   private onStop: (() => void) | undefined;
   /** The last compute failure and how many times in a row it came; a range computed resets it. */
   private failure: { message: string; count: number } | undefined;
+  /** Results sent (for the test hook CORRUPT_EVERY). */
+  private resultsSent = 0;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -262,6 +277,7 @@ export class RemoteWorkerProcess {
           ws.send(encode(msg), { binary: true });
           return;
         }
+        if (CORRUPT_EVERY > 0 && ++this.resultsSent % CORRUPT_EVERY === 0) msg = corrupted(msg);
         // Every step's gradients: encoded into reused memory, handed back once written.
         const frame = encodeTensorFrame(msg, this.session?.config.gradDType, (bytes) => this.frames.take(bytes));
         ws.send(frame, { binary: true }, () => this.frames.give(frame));

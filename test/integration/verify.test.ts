@@ -1,0 +1,44 @@
+// Checked results, with real processes: a worker that perturbs one value in 1 of every 20 results
+// is caught by recomputation and ejected, and the run ends on an honest run's weights.
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers.js';
+import { epochDigests, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+
+const dir = tempDir('lenet-verify-');
+const running: RunningCli[] = [];
+afterEach(() => running.splice(0).forEach((p) => p.kill()));
+afterAll(() => dir.remove());
+
+// Batch 128 = 4 microbatches: the local thread and the worker both get a range every step.
+const RUN = ['--epochs', '1', '--train-limit', '4096', '--batch-size', '128', '--test-limit', '300', '--seed', '8', '--quiet', '--port', '0'];
+
+describe('verification by recomputation', () => {
+  let reference: string[];
+
+  it('reference: one local thread', async () => {
+    const metrics = join(dir.path, 'ref.jsonl');
+    const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', metrics]);
+    expect(r.code, r.stderr).toBe(0);
+    reference = epochDigests(metrics);
+  });
+
+  // Every result checked: the first corrupted one is caught before the step uses it, so the
+  // weights are an honest run's. With a fraction below 1 a corrupted result may go unchecked
+  // before one is caught (the guarantee is (1 - F·q)^k): the worker is still ejected.
+  for (const fraction of ['1', '0.25']) {
+    it(`a worker corrupting 1 result in 20 is ejected (--verify-fraction ${fraction})${fraction === '1' ? ", and the weights are an honest run's" : ''}`, async () => {
+      const metrics = join(dir.path, `v${fraction}.jsonl`);
+      const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '1', '--verify-fraction', fraction, '--checkpoint-dir', join(dir.path, `v${fraction}`), '--metrics-out', metrics], running);
+      const cheat = startCli('lenet-worker', ['join', url, '--threads', '1', '--name', 'cheat'], { ...process.env, LENET_TEST_CORRUPT_EVERY: '20' });
+      running.push(cheat);
+      const [, id] = await c.waitFor(/(worker-\d+) \(cheat@\S+\) sent sums for microbatches \[\d+,\d+\) of step \d+ that recomputation does not give; ejected/);
+      const result = await c.done;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`${id} \\(cheat@\\S+, 1 thread\\) left: its sums for \\[\\d+,\\d+\\) of step \\d+ are not what recomputation gives`));
+      if (fraction === '1') expect(epochDigests(metrics)).toEqual(reference);
+      // It is told why (close 4009) and keeps trying to reconnect, which a token would stop; here it is killed.
+      cheat.kill();
+    });
+  }
+});
