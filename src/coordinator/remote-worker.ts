@@ -125,6 +125,8 @@ export interface RemoteWorkerOptions {
   traffic: { sent: number; received: number };
   /** The worker's threads are up: it can take part from the next step. */
   onReady: (worker: RemoteWorker) => void;
+  /** It sent a result that recomputation did not reproduce: it may not join this run again. */
+  onEject: (worker: RemoteWorker) => void;
   /** The join probe (probe.ts): its frame goes out at once; the worker's digest must be `digest`. */
   probe: { frame: Uint8Array; digest: Uint8Array };
   /** What the coordinator computes with, for the refusal of a worker that computes otherwise. */
@@ -429,6 +431,7 @@ export class RemoteWorker implements Participant {
 
   eject(reason: string): void {
     this.opts.onViolation('wrong_result');
+    this.opts.onEject(this);
     this.close(CLOSE_WRONG_RESULT, reason);
   }
 

@@ -20,6 +20,7 @@ import {
   CLOSE_AUTH_FAILED,
   CLOSE_BAD_MESSAGE,
   CLOSE_VERSION_MISMATCH,
+  CLOSE_WRONG_RESULT,
   ProtocolError,
 } from '../protocol/errors.js';
 import { RejectReason, type HelloMessage, type RunConfigMessage } from '../protocol/messages.js';
@@ -37,6 +38,8 @@ export interface ServerOptions {
   log: Log;
   /** Counts a refused connection by reason (for /metrics). */
   onReject?: (reason: string) => void;
+  /** Why a worker that passed the handshake may still not join (a worker ejected from the run), or undefined. */
+  refuse?: (hello: HelloMessage, host: string) => string | undefined;
   /** Plain HTTP requests on the same port (dashboard, /metrics). */
   onHttp?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Called for every worker that passed the handshake. */
@@ -154,6 +157,11 @@ export class CoordinatorServer {
     if (hello.threads < 1 || hello.threads > MAX_THREADS) {
       // Work is shared in proportion to threads: an unbounded claim would take all of it.
       this.reject(ws, address, RejectReason.BAD_MESSAGE, `hello announces ${hello.threads} threads; a worker may have 1 to ${MAX_THREADS}`, CLOSE_BAD_MESSAGE);
+      return;
+    }
+    const refused = this.opts.refuse?.(hello, address.replace(/:\d+$/, ''));
+    if (refused !== undefined) {
+      this.reject(ws, address, RejectReason.EXACTNESS, refused, CLOSE_WRONG_RESULT);
       return;
     }
     const workerId = this.nextWorkerId++;

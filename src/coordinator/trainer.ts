@@ -146,6 +146,8 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   const convWeights = weightsPart(0, split);
   const denseWeights = weightsPart(split, spec.size);
   const remotes = new Set<RemoteWorker>();
+  /** `name@host` of the workers ejected by verification (verify.ts). */
+  const ejected = new Set<string>();
   // What the coordinator's link carries: with the star it grows with the workers, sharded it does not.
   const traffic = { sent: 0, received: 0 };
   const state = new RunState();
@@ -173,6 +175,9 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
       runId: randomBytes(16).toString('hex'),
     },
     log,
+    // A worker ejected for a result recomputation did not reproduce may not join again under the
+    // same name from the same host (a deterrent, not a defence: both are the worker's to choose).
+    refuse: (hello, host) => (ejected.has(`${hello.name}@${host}`) ? `${hello.name}@${host} was ejected from this run: a result it sent is not what recomputation gives` : undefined),
     onWorker: (ws, hello, info) => {
       const worker = new RemoteWorker(ws, {
         workerId: info.workerId,
@@ -193,6 +198,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
         optimizerFrame: (version) => encode({ type: 'optimizer_state', version, ...optimizer.state() }),
         log,
         onViolation: (reason) => state.reject(reason),
+        onEject: () => ejected.add(`${hello.name}@${info.address.replace(/:\d+$/, '')}`),
         onReady: (w) => {
           membership.add(w);
           log(`${w.describe()} joined${info.sendPixels ? ' without this dataset (pixels will be sent)' : ''}; it takes part from the next step`, { event: 'worker_joined', worker: w.id, address: info.address, threads: w.threads });

@@ -77,6 +77,7 @@ function welcomed(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<ty
     log: () => undefined,
     onViolation: (reason) => violations.push(reason),
     onReady: (w) => ready.push(w),
+    onEject: () => undefined,
     onClose: () => undefined,
     probe: { frame: Uint8Array.of(PROBE_FRAME), digest: PROBE_DIGEST },
     computesWith: 'the wasm backend of lenet-dist 0.1.0',
