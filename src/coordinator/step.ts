@@ -109,7 +109,9 @@ export type StepTiming = Record<StepPhase, number>;
  */
 async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense, apply?: ComputeOptions['apply']): Promise<RangeResult> {
   // A verified range's dense part may not be used early: it counts once recomputed (verify.ts).
-  const verify = p.kind === 'remote' && ctx.verifier?.pick() === true;
+  // A worker computing whole steps alone is not verified: it computes the next step meanwhile,
+  // and its results would land in the slab before this step is reduced (verify.ts).
+  const verify = p.kind === 'remote' && apply === undefined && ctx.verifier?.pick() === true;
   try {
     const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : dense?.arrived, apply });
     if (verify && !(await ctx.verifier!.check(rangeTask(work, lo, hi), result.nodes))) {

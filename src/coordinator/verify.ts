@@ -5,6 +5,10 @@
 // slab, so a step goes on with the right values whatever the comparison says; a mismatch ejects
 // the worker. A worker that corrupts a fraction q of its results survives k of them with
 // probability (1 - F·q)^k.
+//
+// Not verified: a worker computing whole steps alone (--threads 0, one worker), whose next step
+// was sent ahead and whose results for it would reach the slab while a recomputation delays this
+// step's reduce; and sharded steps, whose partial sums never reach the coordinator.
 import { randomInt } from 'node:crypto';
 import type { ComputePool } from '../compute/pool.js';
 import { computeRange } from '../compute/range.js';

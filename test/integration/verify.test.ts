@@ -23,6 +23,21 @@ describe('verification by recomputation', () => {
     reference = epochDigests(metrics);
   });
 
+  // Honest workers are never ejected, whoever recomputes (--threads 0: the coordinator's main
+  // thread): a lone worker (not verified: it computes the next step meanwhile) and two star workers.
+  for (const workers of [1, 2]) {
+    it(`${workers} honest worker(s), --threads 0, every result checked: none ejected, an honest run's weights`, async () => {
+      const metrics = join(dir.path, `honest${workers}.jsonl`);
+      const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', String(workers), '--allreduce', 'star', '--verify-fraction', '1', '--checkpoint-dir', join(dir.path, `honest${workers}`), '--metrics-out', metrics], running);
+      const ws = Array.from({ length: workers }, () => startCli('lenet-worker', ['join', url, '--threads', '1']));
+      running.push(...ws);
+      const result = await c.done;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).not.toMatch(/ejected/);
+      expect(epochDigests(metrics)).toEqual(reference);
+    });
+  }
+
   // Every result checked: the first corrupted one is caught before the step uses it, so the
   // weights are an honest run's. With a fraction below 1 a corrupted result may go unchecked
   // before one is caught (the guarantee is (1 - F·q)^k): the worker is still ejected.
