@@ -64,10 +64,11 @@ export interface Participant {
   failures: number;
   /** Remote only: give up on the step's range; results for it are ignored from now on. */
   cancel?(step: number): void;
-  /** Remote only: disconnect, logging why. */
-  drop?(reason: string): void;
-  /** Remote only: disconnect for a result that recomputation did not reproduce. */
-  eject?(reason: string): void;
+  /**
+   * Remote only: disconnect, logging why: too late too often, or a result that recomputation
+   * did not reproduce (it may not join again).
+   */
+  drop?(reason: string, cause: 'late' | 'wrong_result'): void;
   /** A row of the dashboard's participants table. */
   view(): ParticipantView;
   /**

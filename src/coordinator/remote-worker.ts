@@ -425,14 +425,12 @@ export class RemoteWorker implements Participant {
     p.reject(new Error(`range of step ${step} cancelled`));
   }
 
-  drop(reason: string): void {
-    this.close(CLOSE_TOO_SLOW, reason);
-  }
-
-  eject(reason: string): void {
-    this.opts.onViolation('wrong_result');
-    this.opts.onEject(this);
-    this.close(CLOSE_WRONG_RESULT, reason);
+  drop(reason: string, cause: 'late' | 'wrong_result'): void {
+    if (cause === 'wrong_result') {
+      this.opts.onViolation('wrong_result');
+      this.opts.onEject(this);
+    }
+    this.close(cause === 'late' ? CLOSE_TOO_SLOW : CLOSE_WRONG_RESULT, reason);
   }
 
   /** Ends the connection; a pending range is rejected so the trainer reassigns it. */

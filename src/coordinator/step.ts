@@ -92,7 +92,7 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
       p.cancel(work.globalStep); // its results for this step are ignored from now on
       p.lateStreak++;
       p.lateTotal++;
-      if (p.lateStreak >= MAX_CONSECUTIVE_LATE) p.drop?.(`late ${p.lateStreak} steps in a row`);
+      if (p.lateStreak >= MAX_CONSECUTIVE_LATE) p.drop?.(`late ${p.lateStreak} steps in a row`, 'late');
     }
     throw err;
   } finally {
@@ -122,7 +122,7 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
         step: work.globalStep,
       });
       ctx.membership.remove(p);
-      p.eject?.(`its sums for [${lo},${hi}) of step ${work.globalStep} are not what recomputation gives`);
+      p.drop?.(`its sums for [${lo},${hi}) of step ${work.globalStep} are not what recomputation gives`, 'wrong_result');
     }
     dense?.arrived(); // a local pool's dense part is in when all of it is
     return result;
