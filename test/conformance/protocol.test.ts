@@ -136,6 +136,15 @@ describe('handshake (docs/protocol.md, "Handshake")', () => {
     }
   });
 
+  it('no Hello within 10 s: Reject(BAD_MESSAGE), close 4004', async () => {
+    const c = new Client(training);
+    await c.next('challenge');
+    const r = await c.next('reject', 15_000);
+    expect(r.reason).toBe(RejectReason.BAD_MESSAGE);
+    expect(r.message).toMatch(/no hello within 10000 ms/);
+    expect((await c.closed).code).toBe(4004);
+  });
+
   it('threads must be 1 to 256', async () => {
     for (const threads of [0, 257]) {
       const c = new Client(training);
