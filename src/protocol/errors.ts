@@ -8,7 +8,6 @@ export const CLOSE_PROTOCOL_ERROR = 1002;
 export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_AUTH_FAILED = 4001;
 export const CLOSE_VERSION_MISMATCH = 4002;
-export const CLOSE_BACKEND_MISMATCH = 4003;
 export const CLOSE_BAD_MESSAGE = 4004;
 export const CLOSE_HEARTBEAT_TIMEOUT = 4005;
 export const CLOSE_SHUTTING_DOWN = 4006;

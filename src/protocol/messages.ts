@@ -15,6 +15,7 @@ export enum RejectReason {
   UNSPECIFIED = 0,
   PROTOCOL_VERSION = 1,
   AUTH = 2,
+  /** No longer sent: the join probe, not a backend name, decides (EXACTNESS). Kept so the number stays taken. */
   BACKEND = 3,
   BAD_MESSAGE = 4,
   SHUTTING_DOWN = 5,
