@@ -74,6 +74,17 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+/** The results a range task must bring: its `nodes`, by `lo:hi`, with the samples each sums. */
+function expectedNodes(task: RangeTask, nodes: TreeNode[]): Map<string, { node: TreeNode; examples: number }> {
+  const expected = new Map<string, { node: TreeNode; examples: number }>();
+  for (const node of nodes) {
+    let examples = 0;
+    for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - task.lo];
+    expected.set(`${node[0]}:${node[1]}`, { node, examples });
+  }
+  return expected;
+}
+
 /** The plan of a sharded step, as a RemoteWorker needs it. */
 export interface ShardedWork {
   /** The Peers plan's number and its encoded frame. */
@@ -227,12 +238,7 @@ export class RemoteWorker implements Participant {
       return { done: done.promise, update: update.promise };
     }
     const task = rangeTask(work, lo, hi);
-    const nodes = new Map<string, { node: TreeNode; examples: number }>();
-    for (const node of coverNodes(work.microbatches, lo, hi)) {
-      let examples = 0;
-      for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - lo];
-      nodes.set(`${node[0]}:${node[1]}`, { node, examples });
-    }
+    const nodes = expectedNodes(task, coverNodes(work.microbatches, lo, hi));
     this.sharded = { step: v, lo, hi, shard: w.shard, nodes, done, update };
     this.state = RemoteState.BUSY;
     this.together(() => {
@@ -354,13 +360,8 @@ export class RemoteWorker implements Participant {
 
   private newPending(step: number, task: RangeTask, onDense: (() => void) | undefined): Pending {
     const { lo, hi } = task;
-    const expected = new Map<string, { node: TreeNode; examples: number }>();
     // float16 results come per microbatch (half-precision values cannot be pre-summed exactly).
-    for (const node of this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(task.microbatches, lo, hi)) {
-      let examples = 0;
-      for (let j = node[0]; j < node[1]; j++) examples += task.sizes[j - lo];
-      expected.set(`${node[0]}:${node[1]}`, { node, examples });
-    }
+    const expected = expectedNodes(task, this.opts.gradDType === 'float16' ? leaves(lo, hi) : coverNodes(task.microbatches, lo, hi));
     let resolve!: (r: RangeResult) => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<RangeResult>((res, rej) => {
