@@ -76,8 +76,6 @@ export function shardable(ctx: StepContext, assigned: Assigned[]): boolean {
   return ctx.shards !== undefined && ctx.shards.enabled && ctx.float32Sums && remotes.length >= 2 && remotes.every((a) => (a.p as RemoteWorker).peerUrl !== '');
 }
 
-class LateError extends Error {}
-
 /**
  * Runs step `work` sharded over `assigned` (ranges in leaf order). Returns the step's loss sum,
  * count and timing, or undefined when the attempt was aborted (the caller does it again).
@@ -105,16 +103,11 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
         return r;
       })
     : Promise.resolve(undefined);
-  const ms = ctx.deadline.currentMs();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
-  });
   let done: RangeDoneMessage[];
   let shardMeans: ShardUpdateMessage[];
   let localResult: RangeResult | undefined;
   try {
-    [done, shardMeans, localResult] = await Promise.race([Promise.all([Promise.all(reports), Promise.all(updates), localRun]), late]);
+    [done, shardMeans, localResult] = await ctx.deadline.race(Promise.all([Promise.all(reports), Promise.all(updates), localRun]));
   } catch (err) {
     const reason = (err as Error).message;
     for (const a of remotes) (a.p as RemoteWorker).abortSharded(v, reason);
@@ -124,8 +117,6 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
     ctx.log(`sharded step ${v} given up (${reason}); it is done again through the coordinator`, { event: 'sharded_step_aborted', step: v });
     ctx.shards!.attempted(false);
     return undefined;
-  } finally {
-    clearTimeout(timer);
   }
   const t1 = performance.now();
   // The losses and example counts of the remote subtrees; the local ones are in the slab.

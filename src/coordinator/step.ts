@@ -38,7 +38,24 @@ export class StepDeadline {
     const median = sorted[Math.floor(sorted.length / 2)];
     return Math.min(STEP_DEADLINE_CAP_MS, Math.max(STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_FACTOR * median));
   }
+
+  /** `work`, or a LateError once the current deadline has passed. */
+  async race<T>(work: Promise<T>): Promise<T> {
+    const ms = this.currentMs();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
+    });
+    try {
+      return await Promise.race([work, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
+
+/** A participant, or a sharded step, missed the step deadline. */
+export class LateError extends Error {}
 
 export interface StepContext {
   plan: BatchPlan;
@@ -67,7 +84,6 @@ export interface StepContext {
   log: Log;
 }
 
-class LateError extends Error {}
 
 /** Tells the step's DenseAhead about one range: its dense part is in, or must come again. */
 interface RangeDense {
@@ -78,13 +94,8 @@ interface RangeDense {
 /** `p.compute`, but a remote participant that misses the deadline has its range cancelled. */
 async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, opts: ComputeOptions): Promise<RangeResult> {
   if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi, opts);
-  const ms = ctx.deadline.currentMs();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LateError(`missed the ${Math.round(ms)} ms step deadline`)), ms);
-  });
   try {
-    const result = await Promise.race([p.compute(work, lo, hi, opts), late]);
+    const result = await ctx.deadline.race(p.compute(work, lo, hi, opts));
     p.lateStreak = 0;
     return result;
   } catch (err) {
@@ -95,8 +106,6 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
       if (p.lateStreak >= MAX_CONSECUTIVE_LATE) p.drop?.(`late ${p.lateStreak} steps in a row`, 'late');
     }
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
