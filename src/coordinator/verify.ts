@@ -15,6 +15,7 @@ import { computeRange } from '../compute/range.js';
 import { InlineCompute } from '../compute/inline.js';
 import type { RangeTask } from '../compute/types.js';
 import type { PoolOptions } from '../compute/pool.js';
+import { float32Bytes } from '../model/weights.js';
 import { slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 
 /** Resolution of the choice: a range is verified when randomInt(VERIFY_SCALE) < fraction·VERIFY_SCALE. */
@@ -55,7 +56,7 @@ export class Verifier {
     const sent = nodes.map(([lo]) => ({ lo, grad: slot(this.slab, lo).slice(), loss: this.slab.loss[lo], count: this.slab.count[lo] }));
     await this.recompute({ ...task, leavesOnly: this.leavesOnly });
     this.checked++;
-    const same = sent.every((s) => s.loss === this.slab.loss[s.lo] && s.count === this.slab.count[s.lo] && Buffer.from(s.grad.buffer).equals(Buffer.from(slot(this.slab, s.lo).slice().buffer)));
+    const same = sent.every((s) => s.loss === this.slab.loss[s.lo] && s.count === this.slab.count[s.lo] && float32Bytes(s.grad).equals(float32Bytes(slot(this.slab, s.lo))));
     if (!same) this.failed++;
     return same;
   }
