@@ -67,6 +67,16 @@ describe('operator endpoints', () => {
     await page.goto(`${http}/`);
     await page.waitForFunction(() => document.querySelectorAll('#participants tbody tr').length >= 2, undefined, { timeout: 30_000 });
     await page.waitForFunction(() => /%$/.test(document.getElementById('accuracy')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    // The worker takes part from the step after it joined; on a loaded machine that can be after
+    // the first refresh, so wait for its count to move rather than read it once.
+    await page.waitForFunction(
+      () => Array.from(document.querySelectorAll('#participants tbody tr')).some((tr) => {
+        const td = tr.querySelectorAll('td');
+        return td[0]?.textContent === 'worker-1' && Number(td[4]?.textContent) > 0;
+      }),
+      undefined,
+      { timeout: 30_000 },
+    );
     await page.waitForTimeout(2500); // a few more refreshes, so the step charts have history
     const rows = await page.$$eval('#participants tbody tr', (trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent ?? '')));
     const remote = rows.find((r) => r[0] === 'worker-1');

@@ -113,15 +113,19 @@ describe('remote workers', () => {
   });
 
   it('refuses, by the join probe, a worker whose gradient is other bits (the cpu backend); the run goes on', async () => {
-    const c = await coordinator('other-bits', ['--threads', '1']);
+    // The run waits for one worker, so it cannot end before the refused worker's probe is judged;
+    // an honest worker joins after it and the run goes on.
+    const c = await coordinator('other-bits', ['--threads', '1', '--wait-workers', '1']);
     const other = start('lenet-worker', ['join', c.url, '--threads', '1', '--backend', 'cpu']);
     const r = await other.done;
+    const honest = start('lenet-worker', ['join', c.url, '--threads', '1']);
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/^error LENET_ERR_REJECTED_EXACTNESS: the coordinator rejected this worker: its gradient of the join probe is not this run's bits/);
     expect(r.stderr).toMatch(/the worker computes with the cpu backend of lenet-dist \S+, the coordinator with the wasm backend/);
     await c.proc.waitFor(/worker-1 \(\S+, 1 thread\) left: its gradient of the join probe is not this run's bits/);
     const done = await c.proc.done;
     expect(done.code).toBe(0);
+    expect((await honest.done).code).toBe(0);
     expect(epochRecords(c.metrics)[0].weightsSha256).toBe(reference);
   });
 
