@@ -1,6 +1,8 @@
 // Sharded steps with real processes: workers reduce and update parameter shards among
 // themselves over peer links, and the weights are those of one local thread, with the
-// coordinator's threads taking part or not, and with a worker killed in the middle.
+// coordinator's threads taking part or not, and through faults: a worker killed in the middle, a
+// shard owner that stalls, a worker joining mid-run, the coordinator killed and resumed.
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers.js';
@@ -29,6 +31,8 @@ async function shardedSteps(w: RunningCli): Promise<number> {
 }
 
 let reference: string[];
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** One float32 copy of LeNet-5's parameters. */
 const MODEL_BYTES = 4 * 60806;
@@ -94,5 +98,67 @@ describe('sharded steps', () => {
     const [sa, sb] = [await shardedSteps(a), await shardedSteps(b)];
     expect(sa).toBeGreaterThanOrEqual(12);
     expect(sb).toBeGreaterThanOrEqual(12);
+  });
+
+  it('four workers, one stalled (SIGSTOP) mid-run: the sharded step is given up at the deadline and done again; the weights are unchanged', async () => {
+    const metrics = join(dir.path, 'stall.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '4', '--checkpoint-dir', join(dir.path, 'stall'), '--metrics-out', metrics], running);
+    const ws = ['a', 'b', 'c', 'staller'].map((name) => worker(url, 1, name));
+    await c.waitFor(/epoch 1\/2/);
+    ws[3].kill('SIGSTOP'); // a shard owner that neither computes nor answers its peers
+    await c.waitFor(/sharded step \d+ given up \(missed the \d+ ms step deadline\)/);
+    ws[3].kill('SIGCONT');
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(epochDigests(metrics)).toEqual(reference);
+    for (const w of ws.slice(0, 3)) expect(await shardedSteps(w)).toBeGreaterThanOrEqual(12);
+  });
+
+  it('a worker that joins mid-run takes a shard from the next step; the weights are unchanged', async () => {
+    const metrics = join(dir.path, 'join.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'join'), '--metrics-out', metrics], running);
+    const a = worker(url, 1, 'a');
+    const b = worker(url, 1, 'b');
+    await c.waitFor(/epoch 1\/2/);
+    const late = worker(url, 1, 'late');
+    await c.waitFor(/\(late@\S+, 1 thread\) joined; it takes part from the next step/);
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).not.toMatch(/given up/);
+    expect(epochDigests(metrics)).toEqual(reference);
+    expect(await shardedSteps(a)).toBe(24);
+    expect(await shardedSteps(b)).toBe(24);
+    expect(await shardedSteps(late)).toBeGreaterThan(0);
+  });
+
+  it('the coordinator killed with SIGKILL mid-epoch and resumed: its workers reconnect, the steps stay sharded, the weights are unchanged', async () => {
+    const ckpt = join(dir.path, 'resume');
+    const metrics = join(dir.path, 'resume.jsonl');
+    const port = String(25000 + Math.floor(Math.random() * 5000));
+    const args = ['start', ...RUN.slice(0, -2), '--port', port, '--threads', '0', '--wait-workers', '2', '--checkpoint-every-steps', '4', '--checkpoint-dir', ckpt, '--metrics-out', metrics];
+    const first = startCli('lenet-coord', args);
+    running.push(first);
+    await first.waitFor(/listening/);
+    const url = `ws://127.0.0.1:${port}`;
+    const ws = ['a', 'b'].map((name) => {
+      const p = startCli('lenet-worker', ['join', url, '--threads', '1', '--name', name, '--connect-timeout', '60']);
+      running.push(p);
+      return p;
+    });
+    // Killed as soon as a mid-epoch checkpoint of epoch 2 exists.
+    for (let i = 0; i < 600; i++) {
+      if (existsSync(ckpt) && readdirSync(ckpt).some((n) => /^ckpt-e0001-s0000(0[1-9]|[1-9]\d)$/.test(n))) break;
+      await sleep(50);
+    }
+    first.kill('SIGKILL');
+    await first.done;
+    const second = startCli('lenet-coord', [...args, '--resume']);
+    running.push(second);
+    await second.waitFor(/resumed from .*ckpt-e0001-s0000\d\d/);
+    const r = await second.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/given up/);
+    expect(epochDigests(metrics)).toEqual(reference);
+    for (const w of ws) expect(await shardedSteps(w)).toBeGreaterThan(0);
   });
 });
