@@ -18,8 +18,7 @@ import { loadMnist, type Mnist } from '../data/mnist.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
-import { computeRange, type EarlyDense, type RangeResult } from '../compute/range.js';
-import type { RangeTask } from '../compute/types.js';
+import { computeRange } from '../compute/range.js';
 import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
 import { authProof } from '../protocol/auth.js';
@@ -31,6 +30,7 @@ import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 import { PeerLinks } from './peers.js';
 import { PROBE_VERSION, probeDigest, probeTask } from '../compute/probe.js';
+import { SIMULATE_COMPUTE_MS, simulatedCompute, type RangeCompute } from './simulated.js';
 import { ShardedSteps } from './sharded.js';
 
 export const EXIT_REJECTED = 5;
@@ -85,23 +85,23 @@ export class CoordinatorUnreachableError extends LenetError {
 
 /**
  * How a worker computes its ranges (the dense layers' weights may still be arriving): with one
- * thread on its main thread (InlineCompute), with more in a pool of threads.
+ * thread on its main thread (InlineCompute), with more in a pool of threads; simulated for
+ * `npm run scaling` with LENET_SIMULATE_COMPUTE_MS (simulated.ts).
  */
-interface WorkerCompute {
-  computeRange(task: RangeTask, early?: EarlyDense): Promise<RangeResult>;
-  close(): Promise<void>;
-}
-
-async function startCompute(threads: number, o: PoolOptions & { denseVersion: Int32Array }): Promise<WorkerCompute> {
-  if (threads === 1) return InlineCompute.start(o);
-  const pool = await startPool(threads, o);
-  return { computeRange: (task, early) => computeRange(pool, o.slab, task, early, true), close: () => pool.close() };
+async function startCompute(threads: number, o: PoolOptions & { denseVersion: Int32Array }): Promise<RangeCompute> {
+  let real: RangeCompute;
+  if (threads === 1) real = await InlineCompute.start(o);
+  else {
+    const pool = await startPool(threads, o);
+    real = { computeRange: (task, early) => computeRange(pool, o.slab, task, early, true), close: () => pool.close() };
+  }
+  return SIMULATE_COMPUTE_MS > 0 ? simulatedCompute(real, SIMULATE_COMPUTE_MS, o.slab, o.denseVersion) : real;
 }
 
 /** What a worker sets up once it knows the run: shared buffers and its compute. */
 interface Session {
   config: RunConfigMessage;
-  compute: WorkerCompute;
+  compute: RangeCompute;
   slab: Slab;
   weights: Float32Array;
   /** The newest version whose convolutions' weights are in `weights`. */

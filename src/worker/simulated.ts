@@ -1,0 +1,44 @@
+// Simulated compute, for measuring the network and the protocol with more workers than this
+// machine has cores (`npm run scaling`): with LENET_SIMULATE_COMPUTE_MS=T a worker spends T ms
+// per microbatch waiting instead of computing and leaves zero gradients in its slab. Everything
+// else is real: the join probe (computed by the real backend, so the coordinator's exactness
+// check still passes), the protocol, the bytes on every link, and the reduce and update of the
+// shards it owns. The model of such a run learns nothing. Never set for training.
+import { PROBE_VERSION } from '../compute/probe.js';
+import type { EarlyDense, RangeResult } from '../compute/range.js';
+import type { RangeTask } from '../compute/types.js';
+import { coverNodes, leaves, slot, type Slab } from '../reduce/ordered-sum.js';
+
+export const SIMULATE_COMPUTE_MS = Number(process.env.LENET_SIMULATE_COMPUTE_MS ?? 0);
+
+export interface RangeCompute {
+  computeRange(task: RangeTask, early?: EarlyDense): Promise<RangeResult>;
+  close(): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `real` for the join probe; for every range, `msPerMicrobatch` per microbatch and zero sums. */
+export function simulatedCompute(real: RangeCompute, msPerMicrobatch: number, slab: Slab, denseVersion: Int32Array): RangeCompute {
+  return {
+    close: () => real.close(),
+    async computeRange(task, early) {
+      if (task.weightsVersion === PROBE_VERSION) return real.computeRange(task, early);
+      const started = performance.now();
+      const busy = sleep(msPerMicrobatch * (task.hi - task.lo));
+      // As a real worker, it cannot finish before the dense layers' weights of the step are in.
+      while (Atomics.load(denseVersion, 0) < task.weightsVersion) await sleep(1);
+      await busy;
+      const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
+      for (const [lo, hi] of nodes) {
+        let examples = 0;
+        for (let j = lo; j < hi; j++) examples += task.sizes[j - task.lo];
+        slot(slab, lo).fill(0);
+        slab.loss[lo] = examples * Math.LN10; // the loss of a uniform guess
+        slab.count[lo] = examples;
+      }
+      early?.onDense(nodes);
+      return { nodes, computeMs: performance.now() - started };
+    },
+  };
+}
