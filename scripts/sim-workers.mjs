@@ -1,20 +1,51 @@
 // Simulated workers for `npm run scaling`'s load mode: N protocol-correct WebSocket clients in one
 // process that answer every assignment with a zero gradient after a fixed delay per microbatch
 // (a measured compute time), so the coordinator's own per-step cost can be measured with far
-// more participants than this machine has cores. The model trained this way is meaningless.
+// more participants than this machine has cores. They answer the join probe honestly (one real
+// gradient per distinct probe). The model trained this way is meaningless.
 //
 //   node scripts/sim-workers.mjs <ws-url> <count> <delay-ms-per-microbatch>
 import WebSocket from 'ws';
 import { decode, encode } from '../dist/protocol/codec.js';
 import { loadMnist } from '../dist/data/mnist.js';
 import { coverNodes } from '../dist/reduce/ordered-sum.js';
+import { initBackend } from '../dist/backend/select.js';
+import { GradientComputer } from '../dist/compute/gradients.js';
+import { PROBE_VERSION, probeDigest } from '../dist/compute/probe.js';
+import { modelSpec } from '../dist/model/architectures.js';
+import { roundToFloat16 } from '../dist/reduce/float16.js';
 
 const [url, count, delayMs] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
-const sha = loadMnist({ trainLimit: 1, testLimit: 1 }).sha256;
+const mnist = loadMnist({ testLimit: 1 });
+const sha = mnist.sha256;
+
+/**
+ * The honest answer to the join probe, which every worker must pass: its microbatch's gradient,
+ * computed here on the wasm backend, and its digest. Computed once per distinct probe.
+ */
+const answers = new Map();
+function probeAnswer(msg, config) {
+  const key = `${config.arch}/${config.activation}/${config.seed}/${Buffer.from(msg.weights.buffer, msg.weights.byteOffset, 64).toString('hex')}/${msg.samples.join(',')}`;
+  if (!answers.has(key)) {
+    answers.set(key, (async () => {
+      await initBackend('wasm');
+      const spec = modelSpec(config.arch, config.activation);
+      const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, config.seed, config.distort);
+      computer.setWeights(msg.weights, PROBE_VERSION);
+      const gradient = new Float32Array(spec.size);
+      const loss = computer.microbatchGradient({ samples: msg.samples, positions: msg.positions, epoch: msg.epoch }, gradient);
+      computer.dispose();
+      if (config.gradDType === 'float16') roundToFloat16(gradient);
+      return probeDigest(gradient, loss);
+    })());
+  }
+  return answers.get(key);
+}
 let open = 0;
 for (let i = 0; i < count; i++) {
   const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 << 20, generateMask: (m) => m.fill(0) });
   let params = 0;
+  let config;
   ws.on('open', () => open++);
   ws.on('error', () => undefined);
   ws.on('close', () => {
@@ -28,7 +59,11 @@ for (let i = 0; i < count; i++) {
         break;
       case 'welcome':
         params = msg.config.paramCount;
+        config = msg.config;
         ws.send(encode({ type: 'ready', threads: 1 }));
+        break;
+      case 'probe':
+        probeAnswer(msg, config).then((digest) => ws.send(encode({ type: 'probe_result', digest })));
         break;
       case 'assignment': {
         const examples = msg.sizes.reduce((a, b) => a + b, 0);
