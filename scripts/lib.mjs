@@ -20,10 +20,11 @@ export function lastEpochRecord(metricsFile) {
 
 /**
  * Runs `node <coordArgs>` until it exits; once it prints its workers' URL, `startWorkers(url)`
- * starts the workers (child processes), which are killed when the coordinator is done.
+ * starts the workers (child processes), which are killed when the coordinator is done. With
+ * `prefix` (say ip netns exec NS), the coordinator runs under that command.
  */
-export async function runWithWorkers(coordArgs, startWorkers) {
-  const coord = spawn(process.execPath, coordArgs, { stdio: ['ignore', 'pipe', 'inherit'] });
+export async function runWithWorkers(coordArgs, startWorkers, prefix = []) {
+  const coord = spawn(prefix[0] ?? process.execPath, [...prefix.slice(1), ...(prefix.length > 0 ? [process.execPath] : []), ...coordArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   let text = '';
   const url = await new Promise((resolve, reject) => {
     coord.stdout.on('data', (d) => {
