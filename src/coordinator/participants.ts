@@ -62,13 +62,17 @@ export interface Participant {
   lateTotal: number;
   /** Ranges it failed (disconnect, bad result, late) over the run. */
   failures: number;
-  /** Remote only: give up on the step's range; results for it are ignored from now on. */
-  cancel?(step: number): void;
   /**
-   * Remote only: disconnect, logging why: too late too often, or a result that recomputation
-   * did not reproduce (it may not join again).
+   * Give up on the step's range; results for it are ignored from now on. Only participants that
+   * can miss the step deadline are ever asked (remote ones: the local pool is not raced).
    */
-  drop?(reason: string, cause: 'late' | 'wrong_result'): void;
+  cancel(step: number): void;
+  /**
+   * Disconnect, logging why: too late too often, or a result that recomputation did not
+   * reproduce (it may not join again). Never asked of the local pool, which is neither raced
+   * nor checked.
+   */
+  drop(reason: string, cause: 'late' | 'wrong_result'): void;
   /** A row of the dashboard's participants table. */
   view(): ParticipantView;
   /**
@@ -76,12 +80,12 @@ export interface Participant {
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
    */
   compute(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult>;
-  /** Remote only: this whole step was assigned to it ahead (ComputeOptions.apply.next); it must be its. */
-  sentAhead?(step: number): boolean;
-  /** Remote only: the dense layers' weights of `version`, updated ahead of the step (dense-ahead.ts). */
-  sendDenseAhead?(version: number): void;
-  /** Remote only: some results of its current range are not in yet. */
-  computing?(): boolean;
+  /** This whole step was assigned to it ahead (ComputeOptions.apply.next); it must be its. */
+  sentAhead(step: number): boolean;
+  /** The dense layers' weights of `version`, updated ahead of the step (dense-ahead.ts), if it needs them sent. */
+  sendDenseAhead(version: number): void;
+  /** Some results of its current range are not in yet, and will come over a link. */
+  computing(): boolean;
 }
 
 /** Leaves [lo,hi) of a step as a range task: their sample indices, epoch positions and sizes. */
@@ -130,6 +134,22 @@ export class LocalParticipant implements Participant {
     const result = await computeRange(this.pool, this.slab, rangeTask(work, lo, hi));
     this.microbatchesDone += hi - lo;
     return result;
+  }
+
+  // The pool shares the coordinator's memory: nothing is sent to it ahead, and nothing of it is
+  // in flight over a link. It is never raced against the deadline, so never cancelled or dropped.
+  cancel(): void {}
+
+  drop(): void {}
+
+  sentAhead(): boolean {
+    return false;
+  }
+
+  sendDenseAhead(): void {}
+
+  computing(): boolean {
+    return false;
   }
 }
 

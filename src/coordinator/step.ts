@@ -78,7 +78,7 @@ export interface StepContext {
   schedule: ScheduleConfig;
   deadline: StepDeadline;
   /** With --verify-fraction > 0: recomputes a random fraction of the remote ranges (verify.ts). */
-  verifier?: Verifier;
+  verifier?: Pick<Verifier, 'pick' | 'check'>;
   /** With --allreduce sharded: who owns which parameter shard (sharded-step.ts). */
   shards?: ShardPlanner;
   log: Log;
@@ -93,7 +93,7 @@ interface RangeDense {
 
 /** `p.compute`, but a remote participant that misses the deadline has its range cancelled. */
 async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, opts: ComputeOptions): Promise<RangeResult> {
-  if (p.kind === 'local' || !p.cancel) return p.compute(work, lo, hi, opts);
+  if (p.kind === 'local') return p.compute(work, lo, hi, opts);
   try {
     const result = await ctx.deadline.race(p.compute(work, lo, hi, opts));
     p.lateStreak = 0;
@@ -103,7 +103,7 @@ async function computeWithDeadline(ctx: StepContext, p: Participant, work: StepW
       p.cancel(work.globalStep); // its results for this step are ignored from now on
       p.lateStreak++;
       p.lateTotal++;
-      if (p.lateStreak >= MAX_CONSECUTIVE_LATE) p.drop?.(`late ${p.lateStreak} steps in a row`, 'late');
+      if (p.lateStreak >= MAX_CONSECUTIVE_LATE) p.drop(`late ${p.lateStreak} steps in a row`, 'late');
     }
     throw err;
   }
@@ -131,7 +131,7 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
         step: work.globalStep,
       });
       ctx.membership.remove(p);
-      p.drop?.(`its sums for [${lo},${hi}) of step ${work.globalStep} are not what recomputation gives`, 'wrong_result');
+      p.drop(`its sums for [${lo},${hi}) of step ${work.globalStep} are not what recomputation gives`, 'wrong_result');
     }
     dense?.arrived(); // a local pool's dense part is in when all of it is
     return result;
@@ -180,7 +180,7 @@ export async function trainStep(
   // A worker this whole step was sent to ahead computes it: whoever joined since takes part from
   // the next step. Otherwise a participant late in recent steps gets a smaller share: its threads
   // halved per late step.
-  const sentAhead = members.find((p) => p.sentAhead?.(globalStep));
+  const sentAhead = members.find((p) => p.sentAhead(globalStep));
   const ranges = sentAhead ? members.map((p) => (p === sentAhead ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
   const lr = learningRate(ctx.schedule, globalStep);
   const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
@@ -203,7 +203,7 @@ export async function trainStep(
   // sending them to every worker first would hold up every next assignment (64 simulated workers,
   // `npm run scaling`); they then go with the next assignments, as without early updates.
   const sendAhead = (version: number): void => {
-    if (remotes.some((p) => p.computing?.())) remotes.forEach((p) => p.sendDenseAhead?.(version));
+    if (remotes.some((p) => p.computing())) remotes.forEach((p) => p.sendDenseAhead(version));
   };
   const ahead = ctx.float32Sums && remotes.length > 0 && !alone ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {

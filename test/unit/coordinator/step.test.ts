@@ -1,0 +1,252 @@
+// The step with fake participants, in milliseconds: whoever computes which range, whatever
+// fails, is late, arrives out of order or is checked, the weights after each step are the bits
+// of one participant computing everything.
+import { describe, expect, it } from 'vitest';
+import { Membership, rangeTask, type ComputeOptions, type Participant, type StepWork } from '../../../src/coordinator/participants.js';
+import { LateError, StepDeadline, trainStep, type StepContext } from '../../../src/coordinator/step.js';
+import { MAX_CONSECUTIVE_LATE } from '../../../src/constants.js';
+import type { RangeResult } from '../../../src/compute/range.js';
+import type { RangeTask } from '../../../src/compute/types.js';
+import type { ParticipantView } from '../../../src/metrics/state.js';
+import { createOptimizer } from '../../../src/optim/optimizer.js';
+import { coverNodes, createSharedSlab, reduceInPlace, slot, type Slab, type TreeNode } from '../../../src/reduce/ordered-sum.js';
+
+const WIDTH = 12;
+const SPLIT = 5; // the "dense layers" start here
+const PLAN = { batchSize: 256, microbatch: 32, samples: 512 + 100 }; // 3 steps: 8, 8 and 4 microbatches
+const STEPS = 3;
+const N = 8;
+
+/** The honest sums of leaves [lo,hi) of `work`, pre-summed into the range's maximal subtrees. */
+function honestSums(slab: Slab, work: StepWork, lo: number, hi: number): TreeNode[] {
+  const task = rangeTask(work, lo, hi);
+  for (let j = lo; j < hi; j++) {
+    const g = slot(slab, j);
+    for (let i = 0; i < WIDTH; i++) g[i] = Math.sin(work.globalStep * 31 + j * 7 + i) * (1 + task.samples[(j - lo) * work.microbatch] / 100);
+    slab.loss[j] = 0.5 + j / 8;
+    slab.count[j] = task.sizes[j - lo];
+  }
+  const nodes = coverNodes(work.microbatches, lo, hi);
+  for (const [a, b] of nodes) reduceInPlace(slab, a, b, (x, y) => y - x === 1);
+  return nodes;
+}
+
+type Behaviour = 'ok' | 'fail' | 'late' | 'dishonest';
+
+class FakeParticipant implements Participant {
+  microbatchesDone = 0;
+  lateStreak = 0;
+  lateTotal = 0;
+  failures = 0;
+  readonly calls: { step: number; lo: number; hi: number; opts?: ComputeOptions }[] = [];
+  readonly cancelled: number[] = [];
+  dropped: string | undefined;
+  /** The versions of early dense weights it was sent. */
+  readonly denseAhead: number[] = [];
+  private pending = 0;
+  /** What it does at each global step (default 'ok'). */
+  behaviour: (step: number) => Behaviour = () => 'ok';
+  /** Milliseconds before it answers, per call. */
+  delay: () => number = () => 0;
+  private cancels = new Map<number, () => void>();
+
+  constructor(
+    readonly id: string,
+    readonly kind: 'local' | 'remote',
+    readonly threads: number,
+    private readonly slab: Slab,
+  ) {}
+
+  get name(): string {
+    return this.id;
+  }
+
+  view(): ParticipantView {
+    return { id: this.id, kind: this.kind, name: this.name, threads: this.threads, microbatches: this.microbatchesDone, lastHeartbeatMsAgo: null, late: this.lateTotal, failures: this.failures, state: 'active' };
+  }
+
+  cancel(step: number): void {
+    this.cancelled.push(step);
+    this.cancels.get(step)?.();
+  }
+
+  drop(reason: string): void {
+    this.dropped = reason;
+  }
+
+  sentAhead(): boolean {
+    return false;
+  }
+
+  sendDenseAhead(version: number): void {
+    this.denseAhead.push(version);
+  }
+
+  computing(): boolean {
+    return this.pending > 0;
+  }
+
+  async compute(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult> {
+    this.calls.push({ step: work.globalStep, lo, hi, opts });
+    this.pending++;
+    try {
+      return await this.answer(work, lo, hi, opts);
+    } finally {
+      this.pending--;
+    }
+  }
+
+  private async answer(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult> {
+    const what = this.behaviour(work.globalStep);
+    await new Promise((r) => setTimeout(r, this.delay()));
+    if (what === 'fail') throw new Error('lost its connection');
+    if (what === 'late') {
+      // Answers only when cancelled, and then with nothing: a cancelled range writes no more.
+      await new Promise<void>((resolve) => this.cancels.set(work.globalStep, resolve));
+      throw new LateError('cancelled');
+    }
+    const nodes = honestSums(this.slab, work, lo, hi);
+    if (what === 'dishonest') slot(this.slab, nodes[0][0])[0] += 1e-3;
+    opts?.onDense?.();
+    this.microbatchesDone += hi - lo;
+    return { nodes, computeMs: 1 };
+  }
+}
+
+/** A deadline of a fixed few milliseconds, so that lateness shows at once. */
+class ShortDeadline extends StepDeadline {
+  override currentMs(): number {
+    return 40;
+  }
+}
+
+function context(float32Sums = false) {
+  const slab = createSharedSlab(WIDTH, N);
+  const lines: string[] = [];
+  const log = (line: string): void => void lines.push(line);
+  const membership = new Membership(log, 1000);
+  const ctx: StepContext = {
+    plan: PLAN,
+    membership,
+    url: 'ws://test',
+    slab,
+    weights: Float32Array.from({ length: WIDTH }, (_, i) => Math.cos(i) / 4),
+    staged: { version: -1, weights: new Float32Array(WIDTH) },
+    split: SPLIT,
+    float32Sums,
+    meanGrad: new Float32Array(WIDTH),
+    optimizer: createOptimizer('adam', WIDTH),
+    schedule: { lr: 0.01, decayPerEpoch: 0.9, warmupSteps: 0, stepsPerEpoch: STEPS },
+    deadline: new ShortDeadline(),
+    log,
+  };
+  const join = (id: string, kind: 'local' | 'remote', threads = 1): FakeParticipant => {
+    const p = new FakeParticipant(id, kind, threads, slab);
+    membership.add(p);
+    return p;
+  };
+  return { ctx, lines, join };
+}
+
+const PERM = Uint32Array.from({ length: PLAN.samples }, (_, i) => (i * 37) % PLAN.samples);
+const bits = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+
+/** Runs the epoch's steps; the weights' bits after each. */
+async function epoch(ctx: StepContext): Promise<string[]> {
+  const out: string[] = [];
+  for (let step = 0; step < STEPS; step++) {
+    await trainStep(ctx, PERM, 0, step, step);
+    out.push(bits(ctx.weights));
+  }
+  return out;
+}
+
+async function reference(): Promise<string[]> {
+  const { ctx, join } = context();
+  join('local', 'local');
+  return epoch(ctx);
+}
+
+describe('trainStep with fake participants', () => {
+  it('any split of the leaves gives the bits of one participant computing every step', async () => {
+    const ref = await reference();
+    expect(new Set(ref).size).toBe(STEPS); // the weights do move
+    for (const layout of [[1, 1], [3, 1, 2], [1, 1, 1, 1, 1, 1, 1, 1], [5, 2]]) {
+      const { ctx, join } = context();
+      const ps = layout.map((threads, i) => join(`p${i}`, i === 0 ? 'local' : 'remote', threads));
+      expect(await epoch(ctx)).toEqual(ref);
+      expect(ps.reduce((n, p) => n + p.microbatchesDone, 0)).toBe(8 + 8 + 4);
+    }
+  });
+
+  it('a participant that fails has its range recomputed by the local one, and leaves', async () => {
+    const ref = await reference();
+    const { ctx, join, lines } = context();
+    const local = join('local', 'local');
+    const lost = join('lost', 'remote');
+    lost.behaviour = (step) => (step === 1 ? 'fail' : 'ok');
+    expect(await epoch(ctx)).toEqual(ref);
+    expect(lines.some((l) => /^lost lost its connection \(step 1\); microbatches \[4,8\) go to local$/.test(l))).toBe(true);
+    expect(ctx.membership.forStep()).toEqual([local]);
+    expect(lost.failures).toBe(1);
+  });
+
+  it('a late participant is cancelled, its share halves per late step, and it is dropped after the limit', async () => {
+    const ref = await reference();
+    const { ctx, join } = context();
+    join('local', 'local', 2);
+    const slow = join('slow', 'remote', 2);
+    slow.behaviour = () => 'late';
+    expect(await epoch(ctx)).toEqual(ref);
+    expect(slow.cancelled).toEqual([0, 1, 2]);
+    // 8 leaves at threads 2 : 2, then 2 : 1, then 4 leaves at 2 : 0.5.
+    expect(slow.calls.map((c) => c.hi - c.lo)).toEqual([4, 3, 1]);
+    expect(slow.lateStreak).toBe(MAX_CONSECUTIVE_LATE);
+    expect(slow.dropped).toMatch(/late 3 steps in a row/);
+  });
+
+  it('dense parts that come in any order, early updates on: the same bits', async () => {
+    const ref = await reference();
+    const { ctx, join } = context(true);
+    join('local', 'local');
+    const remotes = [join('r1', 'remote'), join('r2', 'remote'), join('r3', 'remote', 2)];
+    remotes.forEach((p, i) => (p.delay = () => [9, 1, 5][i] + Math.random() * 3));
+    expect(await epoch(ctx)).toEqual(ref);
+    // Each step's dense layers were updated before its last range was in, and sent ahead.
+    for (const p of remotes) expect(p.denseAhead).toEqual([1, 2, 3]);
+    expect(ctx.staged.version).toBe(-1); // and made part of their step
+  });
+
+  it("a lone remote worker applies each update itself and gets the next step with this one, but not across the epoch's end", async () => {
+    const ref = await reference();
+    const { ctx, join } = context(true);
+    const alone = join('alone', 'remote');
+    expect(await epoch(ctx)).toEqual(ref);
+    expect(alone.calls.map((c) => c.opts?.apply?.lr)).toEqual([0, 1, 2].map((s) => 0.01 * 0.9 ** (s / STEPS)));
+    expect(alone.calls.map((c) => c.opts?.apply?.next?.work.globalStep)).toEqual([1, 2, undefined]);
+  });
+
+  it('a checked range whose bits recomputation does not give: the honest sums go on, the sender is ejected', async () => {
+    const ref = await reference();
+    const { ctx, join, lines } = context();
+    join('local', 'local');
+    const liar = join('liar', 'remote');
+    liar.behaviour = (step) => (step === 1 ? 'dishonest' : 'ok');
+    let checked = 0;
+    ctx.verifier = {
+      pick: () => true,
+      async check(task: RangeTask, nodes: TreeNode[]): Promise<boolean> {
+        checked++;
+        const sent = nodes.map(([lo]) => slot(ctx.slab, lo).slice());
+        const start = task.weightsVersion * PLAN.batchSize; // epoch 0: the global step is the step
+        const work: StepWork = { globalStep: task.weightsVersion, epoch: 0, microbatches: task.microbatches, microbatch: PLAN.microbatch, perm: PERM, start, count: Math.min(PLAN.batchSize, PLAN.samples - start) };
+        honestSums(ctx.slab, work, task.lo, task.hi);
+        return nodes.every(([lo], k) => bits(sent[k]) === bits(slot(ctx.slab, lo)));
+      },
+    };
+    expect(await epoch(ctx)).toEqual(ref);
+    expect(checked).toBe(2); // steps 0 and 1: the liar was gone for step 2
+    expect(liar.dropped).toMatch(/not what recomputation gives/);
+    expect(lines.some((l) => /liar \(liar\) sent sums for microbatches \[4,8\) of step 1 that recomputation does not give; ejected/.test(l))).toBe(true);
+  });
+});
