@@ -1,8 +1,9 @@
 // Conformance: a real coordinator process, driven over its socket by a scripted client, one test
 // per rule of docs/protocol.md that a worker can observe: the handshake, the join probe, and the
-// refusal of malformed or ill-timed frames. Two coordinators serve every test: one that trains on
-// its own thread (handshake rules), one that waits for its only worker (assignment rules); each
-// test opens connections of its own.
+// refusal of malformed or ill-timed frames; and, at a real worker's peer listener, the rules of
+// peer links. Two coordinators serve every test: one that trains on its own thread (handshake
+// rules), one that waits for its only worker (assignment rules); each test opens connections of
+// its own.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
@@ -13,7 +14,7 @@ import { decode, encode } from '../../src/protocol/codec.js';
 import { PROTOCOL_VERSION, RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../../src/protocol/messages.js';
 import { probeAnswer } from '../fixtures/probe-answer.js';
 import { tempDir } from '../helpers.js';
-import { startCoordinator, type RunningCli } from '../integration/run-cli.js';
+import { startCli, startCoordinator, type RunningCli } from '../integration/run-cli.js';
 
 const TOKEN = 'conformance-token-0123456789';
 const dir = tempDir('lenet-conformance-');
@@ -244,5 +245,59 @@ describe('results (docs/protocol.md, "A step" and "What each side does with the 
     const { c } = await assigned();
     c.send(new Uint8Array(9 * 1024 * 1024));
     expect((await c.closed).code).toBe(1009);
+  });
+});
+
+describe('peer links (docs/protocol.md, "Peer links")', () => {
+  let peerUrl: string;
+  let runId: string;
+  beforeAll(async () => {
+    // A real worker in the training coordinator's run, listening for peers on loopback.
+    const worker = startCli('lenet-worker', ['join', training, '--threads', '1', '--token', TOKEN, '--peer-host', '127.0.0.1', '--name', 'peer-listener']);
+    running.push(worker);
+    peerUrl = `ws://${(await worker.waitFor(/listening for peers on (\S+)/))[1]}`;
+    await worker.waitFor(/joined as worker-\d+/);
+    const c = new Client(training);
+    runId = (await c.join()).runId;
+    c.close();
+  });
+
+  it('the listener speaks first, a Challenge with a fresh 32-byte nonce', async () => {
+    const [a, b] = [new Client(peerUrl), new Client(peerUrl)];
+    const [ca, cb] = [await a.next('challenge'), await b.next('challenge')];
+    expect(ca.nonce).toHaveLength(32);
+    expect(Buffer.from(ca.nonce).equals(Buffer.from(cb.nonce))).toBe(false);
+    a.close();
+    b.close();
+  });
+
+  const peerHello = (nonce: Uint8Array, overrides: Record<string, unknown> = {}): Message =>
+    ({ type: 'peer_hello', runId, workerId: 99, authProof: authProof(TOKEN, nonce), ...overrides }) as Message;
+
+  it('PeerHello of another run: close 4004', async () => {
+    const c = new Client(peerUrl);
+    c.send(peerHello((await c.next('challenge')).nonce, { runId: 'another-run' }));
+    expect((await c.closed).code).toBe(4004);
+  });
+
+  it('a wrong proof of the token: close 4001', async () => {
+    const c = new Client(peerUrl);
+    c.send(peerHello((await c.next('challenge')).nonce, { authProof: randomBytes(32) }));
+    expect((await c.closed).code).toBe(4001);
+  });
+
+  it('anything but PeerHello first: close 4004', async () => {
+    const c = new Client(peerUrl);
+    await c.next('challenge');
+    c.hello();
+    expect((await c.closed).code).toBe(4004);
+  });
+
+  it('the right run and proof: the link stays open for partial sums and weights', async () => {
+    const c = new Client(peerUrl);
+    c.send(peerHello((await c.next('challenge')).nonce));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    c.close();
   });
 });
