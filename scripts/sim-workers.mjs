@@ -10,10 +10,7 @@ import { decode, encode } from '../dist/protocol/codec.js';
 import { loadMnist } from '../dist/data/mnist.js';
 import { coverNodes } from '../dist/reduce/ordered-sum.js';
 import { initBackend } from '../dist/backend/select.js';
-import { GradientComputer } from '../dist/compute/gradients.js';
-import { PROBE_VERSION, probeDigest } from '../dist/compute/probe.js';
-import { modelSpec } from '../dist/model/architectures.js';
-import { roundToFloat16 } from '../dist/reduce/float16.js';
+import { honestProbeDigest } from '../dist/compute/probe.js';
 
 const [url, count, delayMs] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
 const mnist = loadMnist({ testLimit: 1 });
@@ -27,17 +24,7 @@ const answers = new Map();
 function probeAnswer(msg, config) {
   const key = `${config.arch}/${config.activation}/${config.seed}/${Buffer.from(msg.weights.buffer, msg.weights.byteOffset, 64).toString('hex')}/${msg.samples.join(',')}`;
   if (!answers.has(key)) {
-    answers.set(key, (async () => {
-      await initBackend('wasm');
-      const spec = modelSpec(config.arch, config.activation);
-      const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, config.seed, config.distort);
-      computer.setWeights(msg.weights, PROBE_VERSION);
-      const gradient = new Float32Array(spec.size);
-      const loss = computer.microbatchGradient({ samples: msg.samples, positions: msg.positions, epoch: msg.epoch }, gradient);
-      computer.dispose();
-      if (config.gradDType === 'float16') roundToFloat16(gradient);
-      return probeDigest(gradient, loss);
-    })());
+    answers.set(key, initBackend('wasm').then(() => honestProbeDigest(config, mnist.train.images, mnist.train.labels, msg)));
   }
   return answers.get(key);
 }
