@@ -16,8 +16,8 @@ afterAll(() => dir.remove());
 // Batch 256 = 8 microbatches, so three participants all get a range; two epochs of 12 steps.
 const RUN = ['--epochs', '2', '--train-limit', '3072', '--batch-size', '256', '--test-limit', '500', '--seed', '5', '--quiet', '--port', '0'];
 
-function worker(url: string, threads: number, name: string): RunningCli {
-  const p = startCli('lenet-worker', ['join', url, '--threads', String(threads), '--name', name]);
+function worker(url: string, threads: number, name: string, extra: string[] = []): RunningCli {
+  const p = startCli('lenet-worker', ['join', url, '--threads', String(threads), '--name', name, ...extra]);
   running.push(p);
   return p;
 }
@@ -139,12 +139,7 @@ describe('sharded steps', () => {
     const first = startCli('lenet-coord', args);
     running.push(first);
     await first.waitFor(/listening/);
-    const url = `ws://127.0.0.1:${port}`;
-    const ws = ['a', 'b'].map((name) => {
-      const p = startCli('lenet-worker', ['join', url, '--threads', '1', '--name', name, '--connect-timeout', '60']);
-      running.push(p);
-      return p;
-    });
+    const ws = ['a', 'b'].map((name) => worker(`ws://127.0.0.1:${port}`, 1, name, ['--connect-timeout', '60']));
     // Killed as soon as a mid-epoch checkpoint of epoch 2 exists.
     for (let i = 0; i < 600; i++) {
       if (existsSync(ckpt) && readdirSync(ckpt).some((n) => /^ckpt-e0001-s0000(0[1-9]|[1-9]\d)$/.test(n))) break;
