@@ -34,6 +34,12 @@ if (values.help) {
   process.exit(0);
 }
 const parts = new Set(values.replot ? [] : values.parts.split(','));
+try {
+  values.rates.split(',').forEach(bitsPerSecond);
+} catch (err) {
+  console.error(`error: ${err.message}`);
+  process.exit(2);
+}
 // A relative --out is under the project (as npm runs it); an absolute one is taken as it is.
 const out = resolve(root, values.out);
 mkdirSync(out, { recursive: true });
@@ -116,10 +122,7 @@ function netnsDown() {
  * software: at 16 hosts, that alone kept both cores busy in softirq (a NIC does it in hardware).
  */
 function burstFor(rate) {
-  const m = rate.match(/^(\d+)(k|m|g)bit$/);
-  if (!m) throw new Error(`--rates: '${rate}' is not a rate tc understands here (say 100mbit or 1gbit)`);
-  const bitsPerSecond = Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9 }[m[2]];
-  return `${Math.max(32, Math.ceil(bitsPerSecond / 8 / 1000 / 1024))}kb`;
+  return `${Math.max(32, Math.ceil(bitsPerSecond(rate) / 8 / 1000 / 1024))}kb`;
 }
 /** Host `h` ('c' for the coordinator, at 10.77.0.1; worker i at 10.77.0.(i+1)) on the bridge. */
 function hostUp(h, address, rate) {
@@ -245,6 +248,7 @@ for (const n of parts.has('sim') ? values.sim.split(',').map(Number) : []) {
 const MODEL_BYTES = 4 * 60806;
 function bitsPerSecond(rate) {
   const m = rate.match(/^(\d+)(k|m|g)bit$/);
+  if (!m) throw new Error(`--rates: '${rate}' is not a rate tc understands here (say 100mbit or 1gbit)`);
   return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9 }[m[2]];
 }
 /** Wire time in ms of `bytes` at `rate`. */
