@@ -119,7 +119,9 @@ describe('sharded steps', () => {
     const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'join'), '--metrics-out', metrics], running);
     const a = worker(url, 1, 'a');
     const b = worker(url, 1, 'b');
-    await c.waitFor(/epoch 1\/2/);
+    // Training starts as the second worker joins, so the third, started now, joins mid-run: it
+    // has the whole run (24 steps) to start in.
+    await c.waitFor(/worker-2 .* joined/);
     const late = worker(url, 1, 'late');
     await c.waitFor(/\(late@\S+, 1 thread\) joined; it takes part from the next step/);
     const result = await c.done;
