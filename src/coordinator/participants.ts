@@ -45,7 +45,7 @@ export interface ComputeOptions {
   /**
    * Remote only, for the whole step: the worker applies the optimizer itself with learning rate
    * `lr` and so makes the next weights (docs/design.md, "A worker computing whole steps alone"). With `next`, the next
-   * step's assignment, whole and applied alike, goes at once (sent ahead; see `sentAhead`).
+   * step's assignment, whole and applied alike, goes at once (preassigned; see `preassigned`).
    */
   apply?: { lr: number; next?: { work: StepWork; lr: number } };
 }
@@ -80,10 +80,10 @@ export interface Participant {
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
    */
   compute(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult>;
-  /** This whole step was assigned to it ahead (ComputeOptions.apply.next); it must be its. */
-  sentAhead(step: number): boolean;
-  /** The dense layers' weights of `version`, updated ahead of the step (dense-ahead.ts), if it needs them sent. */
-  sendDenseAhead(version: number): void;
+  /** This whole step was assigned to it with the step before (ComputeOptions.apply.next); it must be its. */
+  preassigned(step: number): boolean;
+  /** The dense layers' weights of `version`, updated early, before the step ends (early-dense.ts), if it needs them sent. */
+  sendEarlyDense(version: number): void;
   /** Some results of its current range are not in yet, and will come over a link. */
   computing(): boolean;
 }
@@ -136,17 +136,18 @@ export class LocalParticipant implements Participant {
     return result;
   }
 
-  // The pool shares the coordinator's memory: nothing is sent to it ahead, and nothing of it is
-  // in flight over a link. It is never raced against the deadline, so never cancelled or dropped.
+  // The pool shares the coordinator's memory: nothing is preassigned or sent to it early, and
+  // nothing of it is in flight over a link. It is never raced against the deadline, so never
+  // cancelled or dropped.
   cancel(): void {}
 
   drop(): void {}
 
-  sentAhead(): boolean {
+  preassigned(): boolean {
     return false;
   }
 
-  sendDenseAhead(): void {}
+  sendEarlyDense(): void {}
 
   computing(): boolean {
     return false;

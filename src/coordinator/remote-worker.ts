@@ -9,7 +9,7 @@
 //                                                               rejected and reassigned)
 //
 // A worker computing whole steps alone applies the optimizer itself (Assignment.apply) and is
-// sent the next step's assignment with this one's; that one waits in `ahead` until its step.
+// sent the next step's assignment with this one's; that one waits in `preassignment` until its step.
 // In a sharded step (sharded-step.ts) it owns a parameter shard: BUSY until it has reported its
 // range (RangeDone) and its shard's mean gradient (ShardUpdate), or the step is aborted.
 import type { WebSocket } from 'ws';
@@ -181,8 +181,8 @@ export class RemoteWorker implements Participant {
   /** After a cancelled step the worker may hold any version: everything goes again, dense first. */
   private unsure = false;
   private pending: Pending | undefined;
-  /** The next step's assignment, sent ahead to a worker that applies its updates itself. */
-  private ahead: Pending | undefined;
+  /** The next step's assignment, preassigned to a worker that applies its updates itself. */
+  private preassignment: Pending | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly heartbeat: NodeJS.Timeout;
   /** Where results are decoded: each is validated and copied into the slab before the next frame. */
@@ -302,8 +302,8 @@ export class RemoteWorker implements Participant {
     return run;
   }
 
-  sentAhead(step: number): boolean {
-    return this.ahead?.step === step;
+  preassigned(step: number): boolean {
+    return this.preassignment?.step === step;
   }
 
   /** Some of the results of its current range are not in yet. */
@@ -313,9 +313,9 @@ export class RemoteWorker implements Participant {
 
   /**
    * The dense layers' weights of `version`, updated before the step that needs them (see
-   * dense-ahead.ts): sent now, while the worker runs the convolutions' backward pass.
+   * early-dense.ts): sent now, while the worker runs the convolutions' backward pass.
    */
-  sendDenseAhead(version: number): void {
+  sendEarlyDense(version: number): void {
     if ((this.state !== RemoteState.ACTIVE && this.state !== RemoteState.BUSY) || this.sentDense === version) return;
     this.sentDense = version;
     this.sendShared(this.opts.weightsFrame(version, 'dense'));
@@ -326,12 +326,12 @@ export class RemoteWorker implements Participant {
     const v = work.globalStep;
     const apply = opts.apply;
     let pending: Pending;
-    const ahead = this.ahead;
-    this.ahead = undefined;
-    if (ahead?.step === v) {
+    const pre = this.preassignment;
+    this.preassignment = undefined;
+    if (pre?.step === v) {
       // Sent with the step before; its results may be in already.
-      if (ahead.task.lo !== lo || ahead.task.hi !== hi || !apply) throw new Error(`step ${v} was sent ahead to ${this.id} whole; the trainer must keep it so`);
-      pending = ahead;
+      if (pre.task.lo !== lo || pre.task.hi !== hi || !apply) throw new Error(`step ${v} was preassigned to ${this.id} whole; the trainer must keep it so`);
+      pending = pre;
       pending.onDense = opts.onDense;
     } else {
       pending = this.newPending(v, rangeTask(work, lo, hi), opts.onDense);
@@ -342,16 +342,16 @@ export class RemoteWorker implements Participant {
     } else {
       this.microbatchesDone += hi - lo;
     }
-    // Not its step: the trainer gives a step sent ahead to no one else (a bug otherwise).
-    if (ahead && pending !== ahead) ahead.reject(new Error(`step ${ahead.step} was sent ahead to ${this.id}, which was given step ${v}`));
+    // Not its step: the trainer gives a step preassigned to no one else (a bug otherwise).
+    if (pre && pending !== pre) pre.reject(new Error(`step ${pre.step} was preassigned to ${this.id}, which was given step ${v}`));
     const next = apply?.next && { step: apply.next.work.globalStep, task: rangeTask(apply.next.work, 0, apply.next.work.microbatches), lr: apply.next.lr };
     if (next) {
-      this.ahead = this.newPending(next.step, next.task, undefined);
-      this.ahead.promise.catch(() => undefined); // rejected with no one waiting yet: not unhandled
+      this.preassignment = this.newPending(next.step, next.task, undefined);
+      this.preassignment.promise.catch(() => undefined); // rejected with no one waiting yet: not unhandled
     }
     let denseLate = false;
     this.together(() => {
-      if (pending !== ahead) denseLate = this.sendAssignment(v, pending.task, apply?.lr);
+      if (pending !== pre) denseLate = this.sendAssignment(v, pending.task, apply?.lr);
       if (next) this.sendAssignment(next.step, next.task, next.lr);
     });
     if (denseLate) this.sendShared(this.opts.weightsFrame(v, 'dense'));
@@ -376,7 +376,7 @@ export class RemoteWorker implements Participant {
    * worker does not hold. The convolutions' weights go before it, the dense layers' after it (true
    * is returned: the caller sends them once this write is out), so the worker starts the forward
    * pass while the larger part is on its way, unless the worker may hold newer dense weights (sent
-   * ahead, or after a cancelled step): then they go first, as they do for an apply assignment,
+   * early, or after a cancelled step): then they go first, as they do for an apply assignment,
    * which any later weights would void. `applyLr`: the worker applies the update itself and will
    * hold the next version.
    */
@@ -417,12 +417,12 @@ export class RemoteWorker implements Participant {
     if (!p || p.step !== step) return;
     this.pending = undefined;
     if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
-    // The worker may finish the step, and one sent ahead, and update its weights, or not.
+    // The worker may finish the step, and the one preassigned, and update its weights, or not.
     this.unsure = true;
     this.optimizerAt = -1;
-    const ahead = this.ahead;
-    this.ahead = undefined;
-    ahead?.reject(new Error(`step ${ahead.step} was sent ahead to ${this.id}, whose step ${step} was cancelled`));
+    const pre = this.preassignment;
+    this.preassignment = undefined;
+    pre?.reject(new Error(`step ${pre.step} was preassigned to ${this.id}, whose step ${step} was cancelled`));
     p.reject(new Error(`range of step ${step} cancelled`));
   }
 
@@ -476,9 +476,9 @@ export class RemoteWorker implements Participant {
     const pending = this.pending;
     this.pending = undefined;
     pending?.reject(new Error(`${this.id} left during step ${pending.step}: ${reason}`));
-    const ahead = this.ahead;
-    this.ahead = undefined;
-    ahead?.reject(new Error(`${this.id} left before step ${ahead.step}: ${reason}`));
+    const pre = this.preassignment;
+    this.preassignment = undefined;
+    pre?.reject(new Error(`${this.id} left before step ${pre.step}: ${reason}`));
     const sharded = this.sharded;
     this.sharded = undefined;
     sharded?.done.reject(new Error(`${this.id} left during sharded step ${sharded.step}: ${reason}`));
@@ -629,7 +629,7 @@ export class RemoteWorker implements Participant {
    * every subtree has come whole.
    */
   private onResult(msg: ResultMessage): void {
-    const p = msg.step === this.pending?.step ? this.pending : msg.step === this.ahead?.step ? this.ahead : undefined;
+    const p = msg.step === this.pending?.step ? this.pending : msg.step === this.preassignment?.step ? this.preassignment : undefined;
     if (!p) {
       this.opts.onViolation('stale_result'); // late, for a step already done or reassigned: ignored
       return;
@@ -684,7 +684,7 @@ export class RemoteWorker implements Participant {
     if (parts.reduce((n, [a, b]) => n + b - a, 0) === slab.width) p.received.add(key);
     if (part !== 'conv') {
       // The loss and count go in with the dense part only: once every range's dense part is in,
-      // the trainer may reduce them (dense-ahead.ts), and a later write would undo that sum.
+      // the trainer may reduce them (early-dense.ts), and a later write would undo that sum.
       slab.loss[msg.lo] = msg.lossSum;
       slab.count[msg.lo] = msg.examples;
       p.dense.add(key);
@@ -695,7 +695,7 @@ export class RemoteWorker implements Participant {
       }
     }
     if (p.received.size === p.expected.size) {
-      // A step sent ahead is counted when the trainer takes it (it may be cancelled before).
+      // A preassigned step is counted when the trainer takes it (it may be cancelled before).
       if (p === this.pending) {
         this.pending = undefined;
         this.state = RemoteState.ACTIVE;

@@ -7,7 +7,7 @@ import { DivergedError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
 import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
-import { DenseAhead, type StagedWeights } from './dense-ahead.js';
+import { EarlyDenseUpdate, type StagedWeights } from './early-dense.js';
 import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
 import { batchMean, meanInto, type Optimizer } from '../optim/optimizer.js';
@@ -63,13 +63,13 @@ export interface StepContext {
   url: string;
   slab: Slab;
   weights: Float32Array;
-  /** Where the dense layers' weights of the next version go when updated early (dense-ahead.ts). */
+  /** Where the dense layers' weights of the next version go when updated early (early-dense.ts). */
   staged: StagedWeights;
   /** Where the dense layers' parameters start in the flat vector. */
   split: number;
   /**
    * Results are float32 sums (not float16 leaves). Then remote workers send the dense part of
-   * their sums early, which is updated early (dense-ahead.ts), and a remote worker given a whole
+   * their sums early, which is updated early (early-dense.ts), and a remote worker given a whole
    * step alone applies the optimizer itself.
    */
   float32Sums: boolean;
@@ -85,7 +85,7 @@ export interface StepContext {
 }
 
 
-/** Tells the step's DenseAhead about one range: its dense part is in, or must come again. */
+/** Tells the step's EarlyDenseUpdate about one range: its dense part is in, or must come again. */
 interface RangeDense {
   arrived(): void;
   revoked(): void;
@@ -177,14 +177,14 @@ export async function trainStep(
     await ctx.membership.waitFor(0, ctx.url);
     members = ctx.membership.forStep();
   }
-  // A worker this whole step was sent to ahead computes it: whoever joined since takes part from
+  // A worker this whole step was preassigned to (with the step before) computes it: whoever joined since takes part from
   // the next step. Otherwise a participant late in recent steps gets a smaller share: its threads
   // halved per late step.
-  const sentAhead = members.find((p) => p.sentAhead(globalStep));
-  const ranges = sentAhead ? members.map((p) => (p === sentAhead ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
+  const preassigned = members.find((p) => p.preassigned(globalStep));
+  const ranges = preassigned ? members.map((p) => (p === preassigned ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
   const lr = learningRate(ctx.schedule, globalStep);
   const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
-  if (mayShard && !sentAhead && shardable(ctx, assigned)) {
+  if (mayShard && !preassigned && shardable(ctx, assigned)) {
     const sharded = await trainShardedStep(ctx, work, assigned, lr);
     if (sharded) return sharded;
     return trainStep(ctx, perm, epoch, step, globalStep, false);
@@ -202,14 +202,14 @@ export async function trainStep(
   // overlap. When the last dense part came with the last result there is nothing to overlap, and
   // sending them to every worker first would hold up every next assignment (64 simulated workers,
   // `npm run scaling`); they then go with the next assignments, as without early updates.
-  const sendAhead = (version: number): void => {
-    if (remotes.some((p) => p.computing())) remotes.forEach((p) => p.sendDenseAhead(version));
+  const sendEarly = (version: number): void => {
+    if (remotes.some((p) => p.computing())) remotes.forEach((p) => p.sendEarlyDense(version));
   };
-  const ahead = ctx.float32Sums && remotes.length > 0 && !alone ? new DenseAhead(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendAhead) : undefined;
+  const early = ctx.float32Sums && remotes.length > 0 && !alone ? new EarlyDenseUpdate(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendEarly) : undefined;
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
-    const dense = ahead && { arrived: () => ahead.arrived(i), revoked: () => ahead.revoked(i) };
+    const dense = early && { arrived: () => early.arrived(i), revoked: () => early.revoked(i) };
     const r = await runRange(ctx, p, work, lo, hi, dense, p === alone ? apply : undefined);
     return { ...r, wallMs: performance.now() - t0, onTime: p.failures === failuresBefore };
   };
@@ -222,15 +222,15 @@ export async function trainStep(
   let lossSum: number;
   let total: number;
   let t2: number;
-  if (ahead?.diverged) throw new DivergedError(globalStep);
-  if (ahead?.applied) {
+  if (early?.diverged) throw new DivergedError(globalStep);
+  if (early?.applied) {
     // The dense layers' part was reduced and applied while the convolutions' was computed.
     reduceInPlace(ctx.slab, 0, n, isReady, { from: 0, to: ctx.split, totals: false });
-    lossSum = ahead.lossSum;
-    total = ahead.count;
+    lossSum = early.lossSum;
+    total = early.count;
     if (!meanInto(ctx.meanGrad, ctx.slab.grads, total, 0, ctx.split)) throw new DivergedError(globalStep);
     t2 = performance.now();
-    ahead.finish();
+    early.finish();
   } else {
     const batch = batchMean(ctx.slab, n, isReady, ctx.meanGrad);
     if (!batch) throw new DivergedError(globalStep);

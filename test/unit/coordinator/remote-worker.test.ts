@@ -226,8 +226,8 @@ describe('RemoteWorker dense weights sent ahead', () => {
     const done = worker.compute(work, 0, 2);
     await sentAssignment();
     ws.frame(part(6, WIDTH));
-    worker.sendDenseAhead(6);
-    worker.sendDenseAhead(6); // once is enough
+    worker.sendEarlyDense(6);
+    worker.sendEarlyDense(6); // once is enough
     ws.frame(part(0, 6));
     await done;
     const firstStep = ws.writes.length;
@@ -263,7 +263,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
     ]);
     expect(write[3]).toMatchObject({ type: 'assignment', step: 5, weightsVersion: 5, apply: true, lr: 0.01 });
     expect(write[4]).toMatchObject({ type: 'assignment', step: 6, weightsVersion: 6, lo: 0, hi: 2, apply: true, lr: 0.02 });
-    expect(worker.sentAhead(6)).toBe(true);
+    expect(worker.preassigned(6)).toBe(true);
 
     ws.frame(whole(5));
     expect((await five).nodes).toEqual([[0, 2]]);
@@ -283,7 +283,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
     await sentAssignment();
     worker.cancel(5);
     await expect(five).rejects.toThrow(/cancelled/);
-    expect(worker.sentAhead(6)).toBe(false);
+    expect(worker.preassigned(6)).toBe(false);
 
     // The same range again, not applied here (the trainer's reassignment): the worker may hold
     // version 5 or 6 of anything, so both parts go, the dense one first.
@@ -319,6 +319,6 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
     await sentAssignment();
     ws.emit('close', 1006, Buffer.from(''));
     await expect(five).rejects.toThrow(/left during step 5/);
-    expect(worker.sentAhead(6)).toBe(false);
+    expect(worker.preassigned(6)).toBe(false);
   });
 });

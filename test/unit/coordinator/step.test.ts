@@ -74,11 +74,11 @@ class FakeParticipant implements Participant {
     this.dropped = reason;
   }
 
-  sentAhead(): boolean {
+  preassigned(): boolean {
     return false;
   }
 
-  sendDenseAhead(version: number): void {
+  sendEarlyDense(version: number): void {
     this.denseAhead.push(version);
   }
 

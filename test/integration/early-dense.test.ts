@@ -1,5 +1,5 @@
 // The dense layers' weights of the next step go out before a step ends (src/coordinator/
-// dense-ahead.ts). A worker that fails after they did, its dense part already used, must still
+// early-dense.ts). A worker that fails after they did, its dense part already used, must still
 // leave the weights of an undisturbed run: its range is recomputed with the step's own weights.
 // The worker runs in this process so the test can time its failure to the message.
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { tempDir } from '../helpers.js';
 import { interceptSends } from './intercept-sends.js';
 import { epochDigests, runCli, startCoordinator, type RunningCli } from './run-cli.js';
 
-const dir = tempDir('lenet-dense-ahead-');
+const dir = tempDir('lenet-early-dense-');
 const running: RunningCli[] = [];
 let restoreSends: (() => void) | undefined;
 afterEach(() => {
@@ -38,13 +38,13 @@ describe('dense weights sent ahead', () => {
 
     // At step VICTIM_STEP the worker holds back the convolutions' part of its result, waits until
     // the dense weights of the next step arrive (so its dense part has been used), then drops.
-    let sawDenseAhead = false;
+    let sawEarlyDenseUpdate = false;
     restoreSends = interceptSends((ws, msg) => {
       if (!(msg.type === 'result' && msg.step === VICTIM_STEP && msg.offset === 0 && msg.gradient.length === SPLIT)) return false;
       ws.on('message', (frame: Buffer) => {
         const m = decode(frame);
         if (m.type === 'weights' && m.version === VICTIM_STEP + 1 && m.offset === SPLIT) {
-          sawDenseAhead = true;
+          sawEarlyDenseUpdate = true;
           ws.terminate();
         }
       });
@@ -57,7 +57,7 @@ describe('dense weights sent ahead', () => {
     const result = await c.done;
     expect(result.code, result.stderr).toBe(0);
     expect(code).toBe(0);
-    expect(sawDenseAhead).toBe(true);
+    expect(sawEarlyDenseUpdate).toBe(true);
     expect(lines.join('\n')).toMatch(/connection lost/); // and it came back for the later steps
     expect(result.stdout).toMatch(new RegExp(`worker-1 left during step ${VICTIM_STEP}.*\\(step ${VICTIM_STEP}\\); microbatches \\[1,2\\) go to local`));
     expect(epochDigests(metrics)[0]).toBe(epochDigests(refMetrics)[0]);

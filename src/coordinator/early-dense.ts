@@ -19,7 +19,7 @@ export interface StagedWeights {
   weights: Float32Array;
 }
 
-export interface DenseAheadContext {
+export interface EarlyDenseContext {
   slab: Slab;
   weights: Float32Array;
   staged: StagedWeights;
@@ -29,7 +29,7 @@ export interface DenseAheadContext {
   split: number;
 }
 
-export class DenseAhead {
+export class EarlyDenseUpdate {
   private readonly waiting = new Set<number>();
   private outcome: 'waiting' | 'applied' | 'diverged' = 'waiting';
   /** The batch's loss sum and example count, read when the dense part was reduced. */
@@ -41,7 +41,7 @@ export class DenseAhead {
    * `version` (the next step's) to the remote workers.
    */
   constructor(
-    private readonly ctx: DenseAheadContext,
+    private readonly ctx: EarlyDenseContext,
     private readonly microbatches: number,
     private readonly ranges: readonly (readonly [number, number])[],
     private readonly lr: number,

@@ -1,7 +1,7 @@
 // The dense layers' update made before the step ends: only once every range's dense part is in,
 // never in the step's own weights, and, finished, the bits of one whole update.
 import { describe, expect, it } from 'vitest';
-import { DenseAhead, type StagedWeights } from '../../../src/coordinator/dense-ahead.js';
+import { EarlyDenseUpdate, type StagedWeights } from '../../../src/coordinator/early-dense.js';
 import { createOptimizer, meanInto } from '../../../src/optim/optimizer.js';
 import { coverNodes, createSharedSlab, reduceInPlace, slot, type Slab } from '../../../src/reduce/ordered-sum.js';
 
@@ -37,11 +37,11 @@ function setup(poison = false) {
   const optimizer = createOptimizer('adam', WIDTH);
   const meanGrad = new Float32Array(WIDTH);
   const sent: number[] = [];
-  const ahead = new DenseAhead({ slab, weights, staged, meanGrad, optimizer, split: SPLIT }, N, RANGES, 0.01, 8, (v) => sent.push(v));
+  const ahead = new EarlyDenseUpdate({ slab, weights, staged, meanGrad, optimizer, split: SPLIT }, N, RANGES, 0.01, 8, (v) => sent.push(v));
   return { slab, weights, staged, meanGrad, sent, ahead };
 }
 
-describe('DenseAhead', () => {
+describe('EarlyDenseUpdate', () => {
   it('waits for every range, again for a revoked one, and updates a staged copy only', () => {
     const { weights, staged, sent, ahead } = setup();
     const before = weights.slice();
