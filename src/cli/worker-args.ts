@@ -32,6 +32,10 @@ Options:
   --peer-port N            port for other workers; 0 = any free one       [0]
   --advertise HOST         the address other workers reach it at
                            [the address it reaches the coordinator from]
+  --peer-tls-cert FILE     certificate (PEM) for its peer endpoint: peers reach it over
+                           wss://, trusting --ca; needed for sharded steps when the
+                           coordinator serves wss://
+  --peer-tls-key FILE      the certificate's private key (PEM)
   --no-peers               take no part in sharded steps (the coordinator then uses the star)
   --log-format text|json   human-readable lines, or JSON lines            [text]
   -h, --help               show this help
@@ -53,6 +57,8 @@ export const JOIN_OPTIONS = {
   'peer-host': { type: 'string' },
   'peer-port': { type: 'string' },
   advertise: { type: 'string' },
+  'peer-tls-cert': { type: 'string' },
+  'peer-tls-key': { type: 'string' },
   'no-peers': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -73,6 +79,12 @@ export function parseJoinArgs(rest: string[]): (Omit<WorkerOptions, 'log'> & { l
   const ca = stringFlag(flags, 'ca');
   const token = stringFlag(flags, 'token') ?? (process.env.LENET_TOKEN || undefined);
   if (ca !== undefined && !existsSync(ca)) throw new UsageError(`--ca ${ca}: file not found`);
+  const tlsCert = stringFlag(flags, 'peer-tls-cert');
+  const tlsKey = stringFlag(flags, 'peer-tls-key');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('give --peer-tls-cert and --peer-tls-key together');
+  for (const [flag, file] of [['--peer-tls-cert', tlsCert], ['--peer-tls-key', tlsKey]] as const) {
+    if (file !== undefined && !existsSync(file)) throw new UsageError(`${flag} ${file}: file not found`);
+  }
   return {
     url,
     threads: intFlag(flags, 'threads', availableParallelism(), 1, MAX_THREADS),
@@ -89,6 +101,7 @@ export function parseJoinArgs(rest: string[]): (Omit<WorkerOptions, 'log'> & { l
             host: stringFlag(flags, 'peer-host') ?? (token === undefined ? DEFAULT_HOST_NO_TOKEN : DEFAULT_HOST_WITH_TOKEN),
             port: intFlag(flags, 'peer-port', 0, 0, 65535),
             advertise: stringFlag(flags, 'advertise'),
+            tls: tlsCert !== undefined && tlsKey !== undefined ? { cert: tlsCert, key: tlsKey } : undefined,
           },
     logFormat: choiceFlag(flags, 'log-format', LOG_FORMATS, 'text'),
   };

@@ -7,6 +7,7 @@
 //   listener: connection --send Challenge(nonce)--> AWAIT_HELLO --PeerHello ok--> OPEN (frames
 //             go to onFrame) ; bad proof, other run, bad frame, no hello in time --> closed
 //   dialer:   CONNECTING --Challenge--> send PeerHello, then every queued frame --> OPEN
+import { createServer } from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES } from '../constants.js';
 import { authProof, newNonce, verifyProof } from '../protocol/auth.js';
@@ -20,6 +21,10 @@ export interface PeerLinksOptions {
   /** 0: any free port. */
   port: number;
   token?: string;
+  /** A certificate and key (PEM): the endpoint serves wss://. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** CA certificate to trust when dialling wss:// peers (else the system's). */
+  ca?: Buffer;
   log: (msg: string) => void;
   /** A frame from an authenticated peer, with the worker id it proved. */
   onFrame: (msg: Message, from: number) => void;
@@ -47,11 +52,23 @@ export class PeerLinks {
 
   /** Starts listening; resolves with the port. */
   async listen(): Promise<number> {
-    const server = new WebSocketServer({ host: this.opts.host, port: this.opts.port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
-      server.once('error', reject);
-    });
+    const o = this.opts;
+    let server: WebSocketServer;
+    if (o.tls) {
+      const https = createServer({ cert: o.tls.cert, key: o.tls.key });
+      server = new WebSocketServer({ server: https, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+      await new Promise<void>((resolve, reject) => {
+        https.once('error', reject);
+        https.listen(o.port, o.host, resolve);
+      });
+      server.on('close', () => https.close());
+    } else {
+      server = new WebSocketServer({ host: o.host, port: o.port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+      await new Promise<void>((resolve, reject) => {
+        server.once('listening', resolve);
+        server.once('error', reject);
+      });
+    }
     server.on('error', (err) => this.opts.log(`worker: peer endpoint error (${err.message})`));
     server.on('connection', (ws, req) => this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`));
     this.server = server;
@@ -89,7 +106,7 @@ export class PeerLinks {
   }
 
   private dial(url: string): Outgoing {
-    const ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, generateMask: (mask: Buffer) => mask.fill(0) });
+    const ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, generateMask: (mask: Buffer) => mask.fill(0), ca: this.opts.ca });
     const link: Outgoing = { ws, open: false, queue: [] };
     this.outgoing.set(url, link);
     ws.on('error', (err) => this.opts.log(`worker: peer link to ${url} failed (${err.message})`));

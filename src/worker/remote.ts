@@ -49,8 +49,11 @@ export interface WorkerOptions {
   /** CA certificate for wss:// with a private certificate authority. */
   ca?: string;
   name?: string;
-  /** Where it listens for other workers in sharded steps; none: it takes no part in them. */
-  peers?: { host: string; port: number; advertise?: string };
+  /**
+   * Where it listens for other workers in sharded steps; none: it takes no part in them. With
+   * `tls` (PEM files) peers reach it over wss://, trusting `ca`.
+   */
+  peers?: { host: string; port: number; advertise?: string; tls?: { cert: string; key: string } };
   log: Log;
 }
 
@@ -152,6 +155,8 @@ export class RemoteWorkerProcess {
   /** Ranges computed and sent, and of those, steps computed alone whose update was applied here, and sharded steps. */
   readonly stats = { ranges: 0, applied: 0, sharded: 0 };
   private peers: PeerLinks | undefined;
+  /** Said once: a wss:// run and no peer certificate, so no sharded steps. */
+  private warnedPlainPeers = false;
   /** Why the worker is stopping (stop()), or undefined. */
   private stopping: string | undefined;
   /** Ends the current connection with a goodbye, or a reconnect wait, when stop() is called. */
@@ -225,23 +230,34 @@ export class RemoteWorkerProcess {
   private async startPeers(): Promise<void> {
     const o = this.opts.peers;
     if (!o) return;
-    const peers = new PeerLinks({ host: o.host, port: o.port, token: this.opts.token, log: (m) => this.log(m), onFrame: (msg, from) => this.onPeerFrame(msg, from) });
+    const tls = o.tls && { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) };
+    const ca = this.opts.ca ? readFileSync(this.opts.ca) : undefined;
+    const peers = new PeerLinks({ host: o.host, port: o.port, token: this.opts.token, tls, ca, log: (m) => this.log(m), onFrame: (msg, from) => this.onPeerFrame(msg, from) });
     try {
       const port = await peers.listen();
       this.peers = peers;
-      this.log(`worker: listening for peers on ${o.host}:${port}`);
+      this.log(`worker: listening for peers on ${o.host}:${port}${tls ? ' (TLS)' : ''}`);
     } catch (err) {
       this.log(`worker: cannot listen for peers on ${o.host}:${o.port} (${(err as Error).message}); taking no part in sharded steps`);
     }
   }
 
-  /** Where other workers reach this one: --advertise, else the address the coordinator link leaves from. */
+  /**
+   * Where other workers reach this one: --advertise, else the address the coordinator link leaves
+   * from. None (no sharded steps) when the coordinator serves wss:// and the peer endpoint has no
+   * certificate: what peers send each other must not go in the clear beside an encrypted run.
+   */
   private peerUrl(ws: WebSocket): string {
     const o = this.opts.peers;
     if (!o || !this.peers) return '';
+    if (this.opts.url.startsWith('wss:') && !o.tls) {
+      if (!this.warnedPlainPeers) this.log('worker: the coordinator serves wss:// and this worker has no --peer-tls-cert/--peer-tls-key: taking no part in sharded steps');
+      this.warnedPlainPeers = true;
+      return '';
+    }
     const local = (ws as unknown as { _socket?: { localAddress?: string } })._socket?.localAddress;
     const host = o.advertise ?? (o.host === '127.0.0.1' || !local ? o.host === '0.0.0.0' ? '127.0.0.1' : o.host : local.replace(/^::ffff:/, ''));
-    return `ws://${host.includes(':') ? `[${host}]` : host}:${this.peers.port}`;
+    return `${o.tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${this.peers.port}`;
   }
 
   private onPeerFrame(msg: Message, from: number): void {

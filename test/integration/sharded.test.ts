@@ -1,7 +1,9 @@
 // Sharded steps with real processes: workers reduce and update parameter shards among
 // themselves over peer links, and the weights are those of one local thread, with the
 // coordinator's threads taking part or not, and through faults: a worker killed in the middle, a
-// shard owner that stalls, a worker joining mid-run, the coordinator killed and resumed.
+// shard owner that stalls, a worker joining mid-run, the coordinator killed and resumed; and over
+// TLS, where the peer links are TLS too.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -157,5 +159,30 @@ describe('sharded steps', () => {
     expect(r.stdout).not.toMatch(/given up/);
     expect(epochDigests(metrics)).toEqual(reference);
     for (const w of ws) expect(await shardedSteps(w)).toBeGreaterThan(0);
+  });
+
+  it('TLS: with wss:// to the coordinator the peer links are wss:// too; a worker without a peer certificate takes no part', async () => {
+    const key = join(dir.path, 'key.pem');
+    const cert = join(dir.path, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+    const token = 'sharded-tls-token-0123456789';
+    const tls = ['--tls-cert', cert, '--tls-key', key, '--token', token, '--host', '127.0.0.1'];
+    const join2 = ['--ca', cert, '--token', token, '--peer-host', '127.0.0.1'];
+    const metrics = join(dir.path, 'tls.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '2', ...tls, '--checkpoint-dir', join(dir.path, 'tls'), '--metrics-out', metrics], running);
+    expect(url).toMatch(/^wss:\/\//);
+    const ws = ['a', 'b'].map((name) => worker(url, 1, name, [...join2, '--peer-tls-cert', cert, '--peer-tls-key', key]));
+    expect((await c.done).code).toBe(0);
+    expect(epochDigests(metrics)).toEqual(reference);
+    for (const w of ws) expect(await shardedSteps(w)).toBe(24);
+    expect((await ws[0].done).stdout).toMatch(/listening for peers on 127\.0\.0\.1:\d+ \(TLS\)/);
+
+    const plainMetrics = join(dir.path, 'tls-plain.jsonl');
+    const { proc: c2, url: url2 } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '2', ...tls, '--checkpoint-dir', join(dir.path, 'tls-plain'), '--metrics-out', plainMetrics], running);
+    const plain = ['a', 'b'].map((name) => worker(url2, 1, name, join2));
+    expect((await c2.done).code).toBe(0);
+    expect(epochDigests(plainMetrics)).toEqual(reference);
+    for (const w of plain) expect(await shardedSteps(w)).toBe(0);
+    expect((await plain[0].done).stdout).toMatch(/the coordinator serves wss:\/\/ and this worker has no --peer-tls-cert\/--peer-tls-key: taking no part in sharded steps/);
   });
 });
