@@ -248,6 +248,27 @@ describe('results (docs/protocol.md, "A step" and "What each side does with the 
   });
 });
 
+// 25 s of waiting: in `npm run test:conformance` (LENET_CONFORMANCE=full), not in `npm test`.
+describe.runIf(process.env.LENET_CONFORMANCE === 'full')('heartbeats (docs/protocol.md, "Limits")', () => {
+  it('the coordinator sends Heartbeat every 5 s; a worker silent for 20 s is closed with 4005, one that answers is not', async () => {
+    const [silent, alive] = [new Client(training), new Client(training)];
+    await Promise.all([silent.join(), alive.join()]);
+    const started = Date.now();
+    const beat = setInterval(() => alive.send({ type: 'heartbeat', sentAtMs: Date.now() }), 5_000);
+    try {
+      const closed = await silent.closed;
+      const after = Date.now() - started;
+      expect(closed.code).toBe(4005);
+      expect(after).toBeGreaterThan(19_000);
+      expect(silent.frames.filter((f) => f.type === 'heartbeat').length).toBeGreaterThanOrEqual(3);
+      expect(alive.ws.readyState).toBe(WebSocket.OPEN);
+    } finally {
+      clearInterval(beat);
+      alive.close();
+    }
+  }, 60_000);
+});
+
 describe('peer links (docs/protocol.md, "Peer links")', () => {
   let peerUrl: string;
   let runId: string;
