@@ -34,6 +34,13 @@ async function shardedSteps(w: RunningCli): Promise<number> {
 
 let reference: string[];
 
+/** The coordinator ended well, gave up no sharded step, and has the one-thread weights. */
+function expectEveryStepSharded(result: { code: number | null; stdout: string; stderr: string }, metrics: string): void {
+  expect(result.code, result.stderr).toBe(0);
+  expect(result.stdout).not.toMatch(/given up/);
+  expect(epochDigests(metrics)).toEqual(reference);
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** One float32 copy of LeNet-5's parameters. */
@@ -59,9 +66,7 @@ describe('sharded steps', () => {
     const a = worker(url, 1, 'a');
     const b = worker(url, 2, 'b');
     const result = await c.done;
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).not.toMatch(/given up/);
-    expect(epochDigests(metrics)).toEqual(reference);
+    expectEveryStepSharded(result, metrics);
     expect(await shardedSteps(a)).toBe(24);
     expect(await shardedSteps(b)).toBe(24);
     const parts = epochRecords(metrics)[0].participants as { kind: string; microbatches: number }[];
@@ -127,9 +132,7 @@ describe('sharded steps', () => {
     const late = worker(url, 1, 'late');
     await c.waitFor(/\(late@\S+, 1 thread\) joined; it takes part from the next step/);
     const result = await c.done;
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).not.toMatch(/given up/);
-    expect(epochDigests(metrics)).toEqual(reference);
+    expectEveryStepSharded(result, metrics);
     expect(await shardedSteps(a)).toBe(24);
     expect(await shardedSteps(b)).toBe(24);
     expect(await shardedSteps(late)).toBeGreaterThan(0);
@@ -155,9 +158,7 @@ describe('sharded steps', () => {
     running.push(second);
     await second.waitFor(/resumed from .*ckpt-e0001-s0000\d\d/);
     const r = await second.done;
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).not.toMatch(/given up/);
-    expect(epochDigests(metrics)).toEqual(reference);
+    expectEveryStepSharded(r, metrics);
     for (const w of ws) expect(await shardedSteps(w)).toBeGreaterThan(0);
   });
 
