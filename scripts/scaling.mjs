@@ -1,14 +1,16 @@
-// `npm run scaling`: how lenet-dist scales on this machine. Writes results/scaling.csv and SVG
-// plots. Real runs: 1 and 2 local threads, 1 to 4 remote worker processes over loopback with the
-// star and (2 or more) sharded, and 2 workers in network namespaces on one bridge, each behind a
-// link shaped to 1 Gbit/s and 100 Mbit/s, star and sharded (root only). Every row has the
-// coordinator's bytes per step, sent and received.
-// Load mode: 16, 64 and 256 simulated workers (scripts/sim-workers.mjs) that answer with zero
-// gradients after a measured compute time, to measure the coordinator's own per-step cost.
-// Runs one after another; each prints its figure as it finishes. Also writes scaling.md: the
-// table docs/performance.md links to, headed by the command and the machine.
+// `npm run scaling`: how lenet-dist scales on this machine. Writes results/scaling.csv, SVG plots
+// and scaling.md (the tables and a fitted cost model, headed by the command and the machine).
+// Runs one after another, each printing its figure as it finishes:
+// - local: 1 and 2 local threads;
+// - loopback: 1 to 4 remote worker processes, star and (2 or more) sharded;
+// - hosts (root only): every host, the coordinator included, in its own network namespace on
+//   one bridge, each link shaped both ways; 2 and 4 real workers, and 4, 8 and 16 with simulated
+//   compute (LENET_SIMULATE_COMPUTE_MS) at fixed per-worker and global batches, star and sharded;
+// - sim: 16, 64 and 256 simulated clients in one process (scripts/sim-workers.mjs, the star only),
+//   for the coordinator's own per-step cost.
+// Every row has the coordinator's bytes per step, sent and received.
 //
-//   npm run scaling -- [--samples N] [--sim 16,64,256] [--out DIR]
+//   npm run scaling -- [--parts ...] [--rates ...] [--hosts ...] [--sim ...] [--out DIR] [--replot]
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -375,7 +377,7 @@ writeFileSync(join(out, 'scaling.md'), [
   '',
   `Made by \`${command}\` on ${machine}. Training throughput of the last epoch of each run; ` +
     'step times in ms per step (compute and transfer of the slowest range). Modes: `local` threads of one process; `remote-star` and `remote-sharded` 1-thread worker processes on loopback with a ' +
-    'coordinator that only coordinates, with `--allreduce star` or `sharded`; `netns-RATE-*` the same with workers in their own network namespaces on one bridge, each link shaped with `tc tbf` both ways; `sim` simulated workers ' +
+    'coordinator that only coordinates, with `--allreduce star` or `sharded`; `netns-RATE-*` and `hosts-RATE-*` hosts on a switch (below); `sim` simulated clients in one process, the star only ' +
     '(the real protocol, zero gradients after the measured compute time of one microbatch).',
   '',
   '| mode | participants | threads | global batch | samples/s | steps/s | step | compute | transfer | reduce | optimizer | coordinator KB out per step | KB in |',
