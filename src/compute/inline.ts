@@ -9,7 +9,7 @@ import { denseOffset } from '../model/architectures.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { GradDType } from '../reduce/float16.js';
 import { GradientComputer } from './gradients.js';
-import { waitAsync, type PoolOptions } from './pool.js';
+import { untilVersion, type PoolOptions } from './pool.js';
 import type { EarlyDense, RangeResult } from './range.js';
 import { GradientTaskRun } from './task.js';
 import type { RangeTask } from './types.js';
@@ -65,7 +65,7 @@ export class InlineCompute {
         await yieldToEventLoop();
         if (!denseMissing() || !run.runAhead()) break;
       }
-      await this.dense(version);
+      await untilVersion(this.denseVersion, version); // the dense layers' weights of `version`, or newer
       let yielded = performance.now();
       while (run.finishNext()) {
         if (performance.now() - yielded < COMPUTE_YIELD_MS) continue;
@@ -78,15 +78,6 @@ export class InlineCompute {
     return { nodes: run.nodes, computeMs: performance.now() - started };
   }
 
-  /** Resolves once the dense layers' weights of `version` (or newer) are in place. */
-  private async dense(version: number): Promise<void> {
-    for (;;) {
-      const have = Atomics.load(this.denseVersion, 0);
-      if (have >= version) return;
-      const wait = waitAsync(this.denseVersion, 0, have);
-      if (wait.async) await wait.value;
-    }
-  }
 
   /** Frees the weights' tensors; only between ranges (the worker queues it after the last). */
   async close(): Promise<void> {

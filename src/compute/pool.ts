@@ -12,6 +12,16 @@ import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit } fro
 // Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
 export const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
 
+/** Resolves once `flag[0]` (a weights version, raised with Atomics.notify) is at least `version`. */
+export async function untilVersion(flag: Int32Array, version: number): Promise<void> {
+  for (;;) {
+    const have = Atomics.load(flag, 0);
+    if (have >= version) return;
+    const wait = waitAsync(flag, 0, have);
+    if (wait.async) await wait.value;
+  }
+}
+
 const THREAD_FILE = fileURLToPath(new URL('./thread.js', import.meta.url));
 
 /** What a pool's threads share with their owner. */

@@ -4,6 +4,7 @@
 // else is real: the join probe (computed by the real backend, so the coordinator's exactness
 // check still passes), the protocol, the bytes on every link, and the reduce and update of the
 // shards it owns. The model of such a run learns nothing. Never set for training.
+import { untilVersion } from '../compute/pool.js';
 import { PROBE_VERSION } from '../compute/probe.js';
 import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
@@ -27,7 +28,7 @@ export function simulatedCompute(real: RangeCompute, msPerMicrobatch: number, sl
       const started = performance.now();
       const busy = sleep(msPerMicrobatch * (task.hi - task.lo));
       // As a real worker, it cannot finish before the dense layers' weights of the step are in.
-      while (Atomics.load(denseVersion, 0) < task.weightsVersion) await sleep(1);
+      await untilVersion(denseVersion, task.weightsVersion);
       await busy;
       const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
       for (const [lo, hi] of nodes) {
