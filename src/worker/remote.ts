@@ -155,8 +155,6 @@ export class RemoteWorkerProcess {
   /** Ranges computed and sent, and of those, steps computed alone whose update was applied here, and sharded steps. */
   readonly stats = { ranges: 0, applied: 0, sharded: 0 };
   private peers: PeerLinks | undefined;
-  /** Said once: a wss:// run and no peer certificate, so no sharded steps. */
-  private warnedPlainPeers = false;
   /** Why the worker is stopping (stop()), or undefined. */
   private stopping: string | undefined;
   /** Ends the current connection with a goodbye, or a reconnect wait, when stop() is called. */
@@ -230,6 +228,11 @@ export class RemoteWorkerProcess {
   private async startPeers(): Promise<void> {
     const o = this.opts.peers;
     if (!o) return;
+    // What peers send each other must not go in the clear beside an encrypted run.
+    if (this.opts.url.startsWith('wss:') && !o.tls) {
+      this.log('worker: the coordinator serves wss:// and this worker has no --peer-tls-cert/--peer-tls-key: taking no part in sharded steps');
+      return;
+    }
     const tls = o.tls && { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) };
     const ca = this.opts.ca ? readFileSync(this.opts.ca) : undefined;
     const peers = new PeerLinks({ host: o.host, port: o.port, token: this.opts.token, tls, ca, log: (m) => this.log(m), onFrame: (msg, from) => this.onPeerFrame(msg, from) });
@@ -242,19 +245,10 @@ export class RemoteWorkerProcess {
     }
   }
 
-  /**
-   * Where other workers reach this one: --advertise, else the address the coordinator link leaves
-   * from. None (no sharded steps) when the coordinator serves wss:// and the peer endpoint has no
-   * certificate: what peers send each other must not go in the clear beside an encrypted run.
-   */
+  /** Where other workers reach this one: --advertise, else the address the coordinator link leaves from. */
   private peerUrl(ws: WebSocket): string {
     const o = this.opts.peers;
     if (!o || !this.peers) return '';
-    if (this.opts.url.startsWith('wss:') && !o.tls) {
-      if (!this.warnedPlainPeers) this.log('worker: the coordinator serves wss:// and this worker has no --peer-tls-cert/--peer-tls-key: taking no part in sharded steps');
-      this.warnedPlainPeers = true;
-      return '';
-    }
     const local = (ws as unknown as { _socket?: { localAddress?: string } })._socket?.localAddress;
     const host = o.advertise ?? (o.host === '127.0.0.1' || !local ? o.host === '0.0.0.0' ? '127.0.0.1' : o.host : local.replace(/^::ffff:/, ''));
     return `${o.tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${this.peers.port}`;
