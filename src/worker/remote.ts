@@ -164,7 +164,12 @@ export class RemoteWorkerProcess {
   /** Results sent (for the test hook CORRUPT_EVERY). */
   private resultsSent = 0;
 
-  constructor(private readonly opts: WorkerOptions) {}
+  /** --ca, read once: it is trusted for the coordinator's wss:// and for wss:// peers. */
+  private readonly ca: Buffer | undefined;
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.ca = opts.ca ? readFileSync(opts.ca) : undefined;
+  }
 
   /** Every line names this worker: the coordinator's id for it once known, else its name. */
   private log(msg: string): void {
@@ -234,8 +239,7 @@ export class RemoteWorkerProcess {
       return;
     }
     const tls = o.tls && { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) };
-    const ca = this.opts.ca ? readFileSync(this.opts.ca) : undefined;
-    const peers = new PeerLinks({ host: o.host, port: o.port, token: this.opts.token, tls, ca, log: (m) => this.log(m), onFrame: (msg, from) => this.onPeerFrame(msg, from) });
+    const peers = new PeerLinks({ host: o.host, port: o.port, token: this.opts.token, tls, ca: this.ca, log: (m) => this.log(m), onFrame: (msg, from) => this.onPeerFrame(msg, from) });
     try {
       const port = await peers.listen();
       this.peers = peers;
@@ -272,7 +276,7 @@ export class RemoteWorkerProcess {
         // a worker is not a browser. An all-zero mask lets ws on both sides skip the XOR pass
         // (and a copy) over every 240 KB gradient: about 1.5 ms per step on loopback.
         generateMask: (mask: Buffer) => mask.fill(0),
-        ca: this.opts.ca ? readFileSync(this.opts.ca) : undefined,
+        ca: this.ca,
       });
       let welcomed = false;
       let finished = false;
