@@ -7,7 +7,8 @@
 //   listener: connection --send Challenge(nonce)--> AWAIT_HELLO --PeerHello ok--> OPEN (frames
 //             go to onFrame) ; bad proof, other run, bad frame, no hello in time --> closed
 //   dialer:   CONNECTING --Challenge--> send PeerHello, then every queued frame --> OPEN
-import { createServer } from 'node:https';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES } from '../constants.js';
 import { authProof, newNonce, verifyProof } from '../protocol/auth.js';
@@ -53,22 +54,14 @@ export class PeerLinks {
   /** Starts listening; resolves with the port. */
   async listen(): Promise<number> {
     const o = this.opts;
-    let server: WebSocketServer;
-    if (o.tls) {
-      const https = createServer({ cert: o.tls.cert, key: o.tls.key });
-      server = new WebSocketServer({ server: https, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
-      await new Promise<void>((resolve, reject) => {
-        https.once('error', reject);
-        https.listen(o.port, o.host, resolve);
-      });
-      server.on('close', () => https.close());
-    } else {
-      server = new WebSocketServer({ host: o.host, port: o.port, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
-      await new Promise<void>((resolve, reject) => {
-        server.once('listening', resolve);
-        server.once('error', reject);
-      });
-    }
+    // One HTTP(S) server under the WebSocket endpoint, so that TLS or not is only its kind.
+    const http = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }) : createHttpServer();
+    const server = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(o.port, o.host, resolve);
+    });
+    server.on('close', () => http.close());
     server.on('error', (err) => this.opts.log(`worker: peer endpoint error (${err.message})`));
     server.on('connection', (ws, req) => this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`));
     this.server = server;
