@@ -24,6 +24,15 @@ export interface EarlyDense {
   onDense: (nodes: TreeNode[]) => void;
 }
 
+/**
+ * Something that computes ranges into its slab and can be closed: a pool with computeRange()
+ * below, an InlineCompute, or a worker's simulated compute.
+ */
+export interface RangeCompute {
+  computeRange(task: RangeTask, early?: EarlyDense): Promise<RangeResult>;
+  close(): Promise<void>;
+}
+
 /** `awaitDense`: the dense layers' weights of the task's version may still be arriving (GradientTask). */
 export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false): Promise<RangeResult> {
   const offsets = [0];

@@ -18,7 +18,7 @@ import { loadMnist, type Mnist } from '../data/mnist.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
-import { computeRange } from '../compute/range.js';
+import { computeRange, type RangeCompute } from '../compute/range.js';
 import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
 import { authProof } from '../protocol/auth.js';
@@ -30,7 +30,7 @@ import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 import { PeerLinks } from './peers.js';
 import { PROBE_VERSION, probeDigest, probeTask } from '../compute/probe.js';
-import { SIMULATE_COMPUTE_MS, simulatedCompute, type RangeCompute } from './simulated.js';
+import { SIMULATE_COMPUTE_MS, simulatedCompute } from './simulated.js';
 import { ShardedSteps } from './sharded.js';
 
 export const EXIT_REJECTED = 5;

@@ -6,16 +6,10 @@
 // shards it owns. The model of such a run learns nothing. Never set for training.
 import { untilVersion } from '../compute/pool.js';
 import { PROBE_VERSION } from '../compute/probe.js';
-import type { EarlyDense, RangeResult } from '../compute/range.js';
-import type { RangeTask } from '../compute/types.js';
+import type { RangeCompute } from '../compute/range.js';
 import { coverNodes, leaves, slot, type Slab } from '../reduce/ordered-sum.js';
 
 export const SIMULATE_COMPUTE_MS = Number(process.env.LENET_SIMULATE_COMPUTE_MS ?? 0);
-
-export interface RangeCompute {
-  computeRange(task: RangeTask, early?: EarlyDense): Promise<RangeResult>;
-  close(): Promise<void>;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
