@@ -131,7 +131,10 @@ export class CoordinatorServer {
       clearTimeout(timer);
       this.onHello(ws, address, nonce, data as Buffer, isBinary);
     });
-    ws.on('error', () => ws.terminate());
+    // ws ends the connection itself on an error: a socket error destroys it, a bad frame starts
+    // the closing handshake with the frame's close code (1009 for one over MAX_FRAME_BYTES). A
+    // terminate() here would cut that close frame off; the listener only keeps the error handled.
+    ws.on('error', () => undefined);
     ws.send(encode({ type: 'challenge', nonce, coordinatorVersion: PACKAGE_VERSION }));
   }
 
