@@ -173,6 +173,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
       gradDType: config.gradDType,
       optimizer: config.optimizer,
       runId: randomBytes(16).toString('hex'),
+      denseFrom: denseOffset(spec),
     },
     log,
     // A worker ejected for a result recomputation did not reproduce may not join again under the

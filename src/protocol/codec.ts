@@ -276,6 +276,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         gradDType: c.gradDtype === DTYPE_FLOAT16 ? 'float16' : 'float32',
         optimizer: str(c.optimizer),
         runId: str(c.runId),
+        denseFrom: u32(c.denseFrom),
       };
       return { type: 'welcome', workerId: u32(b.workerId), config };
     }

@@ -38,6 +38,8 @@ export interface RunConfigMessage {
   optimizer: string;
   /** Random per coordinator process; a peer link proves it belongs to this run. */
   runId: string;
+  /** d: where the dense layers' parameters start; weights and results may be split there. */
+  denseFrom: number;
 }
 
 export interface ChallengeMessage {

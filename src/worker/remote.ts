@@ -451,6 +451,7 @@ export class RemoteWorkerProcess {
     this.session = undefined;
     const spec = modelSpec(config.arch as ArchName, config.activation as Activation);
     if (spec.size !== config.paramCount) throw new Error(`model ${config.arch} has ${spec.size} parameters here, ${config.paramCount} at the coordinator`);
+    if (config.denseFrom !== denseOffset(spec)) throw new Error(`model ${config.arch}'s dense layers start at ${denseOffset(spec)} here, at ${config.denseFrom} at the coordinator`);
     const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
     const weights = new Float32Array(new SharedArrayBuffer(4 * spec.size));
     let images: Uint8Array;

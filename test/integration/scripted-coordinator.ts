@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decode, encode } from '../../src/protocol/codec.js';
 import type { AssignmentMessage, Message, RunConfigMessage } from '../../src/protocol/messages.js';
-import { modelSpec } from '../../src/model/architectures.js';
+import { denseOffset, modelSpec } from '../../src/model/architectures.js';
 
 /** lenet5 at batch 64 (2 microbatches of 32) over the embedded training set; override what a test needs. */
 export function runConfig(overrides: Partial<RunConfigMessage> = {}): RunConfigMessage {
@@ -23,6 +23,7 @@ export function runConfig(overrides: Partial<RunConfigMessage> = {}): RunConfigM
     gradDType: 'float32',
     optimizer: 'adam',
     runId: 'scripted-run',
+    denseFrom: denseOffset(modelSpec('lenet5')),
     ...overrides,
   };
 }

@@ -19,7 +19,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     port: 0,
     token: 's3cret',
-    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: 'r' },
+    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: 'r', denseFrom: 1672 },
     log: (l) => logs.push(l),
     onWorker: (ws, hello) => {
       joined.push(hello);

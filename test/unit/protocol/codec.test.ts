@@ -13,7 +13,7 @@ const SAMPLES: Message[] = [
   {
     type: 'welcome',
     workerId: 3,
-    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: '0f'.repeat(16) },
+    config: { arch: 'lenet5', activation: 'relu', seed: 7, distort: true, batchSize: 64, microbatch: 32, trainSamples: 4096, datasetSha256: 'cd'.repeat(32), sendPixels: true, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: '0f'.repeat(16), denseFrom: 1672 },
   },
   { type: 'reject', reason: RejectReason.AUTH, message: 'wrong token' },
   { type: 'weights', version: 12, offset: 0, values: grad },
