@@ -1,22 +1,25 @@
 // Conformance: a real coordinator process, driven over its socket by a scripted client, one test
-// per rule of docs/protocol.md that a worker can observe: the handshake, the join probe, and the
-// refusal of malformed or ill-timed frames; and, at a real worker's peer listener, the rules of
-// peer links. Two coordinators serve every test: one that trains on its own thread (handshake
-// rules), one that waits for its only worker (assignment rules); each test opens connections of
-// its own.
+// per rule of docs/protocol.md that a worker can observe: the handshake, the join probe, the
+// refusal of malformed or ill-timed frames, steps computed alone, sharded steps, checked results;
+// and, at a real worker's peer listener, the rules of peer links. Two coordinators serve most
+// tests: one that trains on its own thread (handshake rules), one that waits for its only worker
+// (assignment rules); a rule that needs other settings starts a coordinator of its own. Each test
+// opens connections of its own. The worker's side of the rules: worker.test.ts.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authProof } from '../../src/protocol/auth.js';
-import { decode, encode } from '../../src/protocol/codec.js';
-import { PROTOCOL_VERSION, RejectReason, type AssignmentMessage, type Message, type RunConfigMessage } from '../../src/protocol/messages.js';
+import { encode } from '../../src/protocol/codec.js';
+import { coverNodes } from '../../src/reduce/ordered-sum.js';
+import { PROTOCOL_VERSION, RejectReason, type AssignmentMessage, type Message } from '../../src/protocol/messages.js';
+import { MAX_CONSECUTIVE_LATE } from '../../src/constants.js';
 import { probeAnswer } from '../fixtures/probe-answer.js';
+import { Client, TOKEN } from './client.js';
 import { tempDir } from '../helpers.js';
 import { startCli, startCoordinator, type RunningCli } from '../integration/run-cli.js';
 
-const TOKEN = 'conformance-token-0123456789';
 const dir = tempDir('lenet-conformance-');
 const running: RunningCli[] = [];
 let training: string; // trains on its own thread, whoever connects
@@ -31,67 +34,6 @@ afterAll(() => {
   running.splice(0).forEach((p) => p.kill());
   dir.remove();
 });
-
-/** A scripted connection: every frame it receives, decoded, and how it was closed. */
-class Client {
-  readonly ws: WebSocket;
-  readonly frames: Message[] = [];
-  closed: Promise<{ code: number; reason: string }>;
-  private waiters: (() => void)[] = [];
-
-  constructor(url: string) {
-    this.ws = new WebSocket(url, { maxPayload: 64 * 1024 * 1024 });
-    this.ws.on('error', () => undefined);
-    this.closed = new Promise((resolve) => this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-    this.ws.on('message', (data) => {
-      this.frames.push(decode(data as Buffer));
-      this.waiters.splice(0).forEach((w) => w());
-    });
-  }
-
-  /** The first frame of type `type` (already here or yet to come), within `ms`. */
-  async next<T extends Message['type']>(type: T, ms = 20_000): Promise<Extract<Message, { type: T }>> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = this.frames.find((f) => f.type === type);
-      if (found) return found as Extract<Message, { type: T }>;
-      if (Date.now() > deadline) throw new Error(`no ${type} within ${ms} ms; got ${this.frames.map((f) => f.type).join(', ')}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 200);
-      });
-    }
-  }
-
-  send(msg: Message | Uint8Array | string): void {
-    this.ws.send(typeof msg === 'string' || msg instanceof Uint8Array ? msg : encode(msg));
-  }
-
-  hello(overrides: Partial<Extract<Message, { type: 'hello' }>> = {}, nonce?: Uint8Array): void {
-    const proof = nonce ? authProof(TOKEN, nonce) : new Uint8Array(0);
-    this.send({ type: 'hello', packageVersion: 'conformance', backend: 'scripted', threads: 1, datasetSha256: '', authProof: proof, name: 'conformance', peerUrl: '', ...overrides });
-  }
-
-  /** Challenge, Hello with the right proof, Welcome: the run's config. */
-  async join(): Promise<RunConfigMessage> {
-    const challenge = await this.next('challenge');
-    this.hello({}, challenge.nonce);
-    return (await this.next('welcome')).config;
-  }
-
-  /** join(), then Ready and the honest probe answer: a member from the next step. */
-  async admitted(): Promise<RunConfigMessage> {
-    const config = await this.join();
-    this.send({ type: 'ready', threads: 1 });
-    const probe = await this.next('probe');
-    this.send({ type: 'probe_result', digest: await probeAnswer(probe, config) });
-    return config;
-  }
-
-  close(): void {
-    this.ws.terminate();
-  }
-}
 
 const reject = async (c: Client): Promise<Extract<Message, { type: 'reject' }>> => c.next('reject');
 
@@ -158,7 +100,7 @@ describe('handshake (docs/protocol.md, "Handshake")', () => {
   it('a valid Hello gets Welcome, whatever backend it names, and then the Probe', async () => {
     const c = new Client(training);
     const config = await c.join();
-    expect(config).toMatchObject({ arch: 'lenet5', paramCount: 60806, gradDType: 'float32', optimizer: 'adam', sendPixels: true });
+    expect(config).toMatchObject({ arch: 'lenet5', paramCount: 60806, denseFrom: 1672, gradDType: 'float32', optimizer: 'adam', sendPixels: true });
     expect(config.runId).toMatch(/^[0-9a-f]{32}$/);
     const probe = await c.next('probe');
     expect(probe.weights.length).toBe(60806);
@@ -241,10 +183,128 @@ describe('results (docs/protocol.md, "A step" and "What each side does with the 
     c.close();
   });
 
+  it('a duplicate part of a subtree is ignored; parts that disagree on loss_sum: close 4004', async () => {
+    const { c, a } = await assigned();
+    const dense = result(a, { offset: 1672, gradient: new Float32Array(60806 - 1672) });
+    c.send(dense);
+    c.send(dense);
+    expect(await c.staysOpen()).toBe(true);
+    c.send(result(a, { offset: 0, gradient: new Float32Array(1672), lossSum: 2 }));
+    expect((await c.closed).code).toBe(4004);
+  });
+
   it('a frame over 8 MiB: close 1009', async () => {
     const { c } = await assigned();
     c.send(new Uint8Array(9 * 1024 * 1024));
     expect((await c.closed).code).toBe(1009);
+  });
+});
+
+describe('a worker computing whole steps alone (docs/protocol.md, "A worker that computes whole steps alone")', () => {
+  it('the optimizer state and the weights come before the first apply assignment, and the next step\'s in the same write', async () => {
+    const c = new Client(waiting);
+    const config = await c.admitted();
+    // Its first assignment may be the rest of a step another client left, not to be applied:
+    // answered with zero sums, the step ends and the next ones are this client's alone.
+    const first = await c.next('assignment');
+    if (!first.apply) {
+      for (const [lo, hi] of coverNodes(first.microbatches, first.lo, first.hi)) {
+        const examples = first.sizes.slice(lo - first.lo, hi - first.lo).reduce((x, y) => x + y, 0);
+        c.send({ type: 'result', step: first.step, lo, hi, examples, lossSum: 1, offset: 0, gradient: new Float32Array(60806), computeMs: 1 });
+      }
+    }
+    const a = await c.next('assignment', 20_000, (x) => x.apply);
+    const next = await c.next('assignment', 20_000, (x) => x.step === a.step + 1);
+    expect(a).toMatchObject({ lo: 0, hi: a.microbatches, sharded: false });
+    expect(a.lr).toBeGreaterThan(0);
+    const state = await c.next('optimizer_state', 20_000, (x) => x.version === a.weightsVersion);
+    expect(state).toMatchObject({ version: a.weightsVersion, name: config.optimizer });
+    // Then the weights it lacks (none when it holds them already), the assignment, the next one.
+    expect(c.frames.indexOf(state)).toBeLessThan(c.frames.indexOf(a));
+    expect(c.frames.slice(c.frames.indexOf(state) + 1, c.frames.indexOf(a)).every((f) => f.type === 'weights')).toBe(true);
+    expect(c.frames.indexOf(next)).toBe(c.frames.indexOf(a) + 1);
+    expect(next).toMatchObject({ step: a.step + 1, weightsVersion: a.weightsVersion + 1, apply: true });
+    c.close();
+  });
+});
+
+describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
+  /** A coordinator that waits for two workers and has no threads: its first step is sharded over them. */
+  async function shardedPair(): Promise<{ a: Client; b: Client; aa: AssignmentMessage; ab: AssignmentMessage }> {
+    const common = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1', '--verify-fraction', '0'];
+    const { url } = await startCoordinator([...common, '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, `sharded-${randomBytes(4).toString('hex')}`)], running);
+    // Peer URLs nobody listens on: the test plays both workers and sends nothing between them.
+    const [a, b] = [new Client(url), new Client(url)];
+    await Promise.all([a.admitted({ name: 'a', peerUrl: 'ws://127.0.0.1:9' }), b.admitted({ name: 'b', peerUrl: 'ws://127.0.0.1:10' })]);
+    return { a, b, aa: await a.next('assignment'), ab: await b.next('assignment') };
+  }
+
+  it('each owner gets Peers, the optimizer state and the weights, then a sharded Assignment with the bounds of every range', async () => {
+    const { a, b, aa, ab } = await shardedPair();
+    const peers = await a.next('peers');
+    expect(peers.peers.map((p) => p.url).sort()).toEqual(['ws://127.0.0.1:10', 'ws://127.0.0.1:9']);
+    expect(peers.peers[0].from).toBe(0);
+    expect(peers.peers[0].to).toBe(peers.peers[1].from);
+    expect(peers.peers[1].to).toBe(60806);
+    for (const [c, x] of [[a, aa], [b, ab]] as const) {
+      expect(x).toMatchObject({ sharded: true, apply: false, plan: peers.plan, bounds: [0, aa.hi, ab.hi].sort((p, q) => p - q) });
+      expect(x.lr).toBeGreaterThan(0);
+      expect(x.examples).toBe(aa.samples.length + ab.samples.length);
+      for (const type of ['peers', 'optimizer_state', 'weights'] as const) expect(c.frames.findIndex((f) => f.type === type)).toBeLessThan(c.frames.indexOf(x));
+    }
+    a.close();
+    b.close();
+  });
+
+  /** The subtrees of a range, as RangeDone lists them: one leaf per microbatch here (ranges of 1). */
+  const rangeDone = (x: AssignmentMessage, examples = x.samples.length): Message => ({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1 });
+
+  it('a RangeDone with the wrong example count: close 4004, and Abort(step) to the other owner', async () => {
+    const { a, b, aa } = await shardedPair();
+    a.send(rangeDone(aa, 1));
+    expect((await a.closed).code).toBe(4004);
+    expect((await b.next('abort')).step).toBe(aa.step);
+    b.close();
+  });
+
+  it('a ShardUpdate for another shard: close 4004, and Abort(step) to the other owner', async () => {
+    const { a, b, aa } = await shardedPair();
+    const peers = await a.next('peers');
+    const other = peers.peers.find((p) => p.url === 'ws://127.0.0.1:10')!;
+    a.send({ type: 'shard_update', step: aa.step, offset: other.from, mean: new Float32Array(other.to - other.from) });
+    expect((await a.closed).code).toBe(4004);
+    expect((await b.next('abort')).step).toBe(aa.step);
+    b.close();
+  });
+
+  it('a given-up step is done again through the coordinator: the remaining worker gets it unsharded', async () => {
+    const { a, b, aa } = await shardedPair();
+    a.send(rangeDone(aa, 1));
+    await b.next('abort');
+    const again = await b.next('assignment', 20_000, (x) => !x.sharded);
+    expect(again.step).toBe(aa.step);
+    expect([again.lo, again.hi]).toEqual([0, again.microbatches]);
+    b.close();
+  });
+});
+
+describe('checked results (docs/protocol.md, "What each side does with the unexpected")', () => {
+  it('sums recomputation does not reproduce: close 4009; the same name from the same host is refused with Reject(EXACTNESS) and 4009', async () => {
+    const common = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1'];
+    const { url } = await startCoordinator([...common, '--threads', '1', '--verify-fraction', '1', '--checkpoint-dir', join(dir.path, 'verifying')], running);
+    const c = new Client(url);
+    await c.admitted({ name: 'dishonest' });
+    const a = await c.next('assignment');
+    for (const [lo, hi] of coverNodes(a.microbatches, a.lo, a.hi)) {
+      const examples = a.sizes.slice(lo - a.lo, hi - a.lo).reduce((x, y) => x + y, 0);
+      c.send({ type: 'result', step: a.step, lo, hi, examples, lossSum: 1, offset: 0, gradient: new Float32Array(60806), computeMs: 1 });
+    }
+    expect((await c.closed).code).toBe(4009);
+    const again = new Client(url);
+    const challenge = await again.next('challenge');
+    again.hello({ name: 'dishonest' }, challenge.nonce);
+    expect((await reject(again)).reason).toBe(RejectReason.EXACTNESS);
+    expect((await again.closed).code).toBe(4009);
   });
 });
 
@@ -267,6 +327,24 @@ describe.runIf(process.env.LENET_CONFORMANCE === 'full')('heartbeats (docs/proto
       alive.close();
     }
   }, 60_000);
+});
+
+// Three late steps of at least 2 s each: in `npm run test:conformance` only.
+describe.runIf(process.env.LENET_CONFORMANCE === 'full')('late workers (docs/protocol.md, "Limits")', () => {
+  it(`a worker that answers no assignment is late ${MAX_CONSECUTIVE_LATE} steps in a row: close 4007`, async () => {
+    // 32 microbatches a step: halved per late step, its share is not yet rounded away at the third.
+    const common = ['--epochs', '500', '--train-limit', '4096', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1', '--verify-fraction', '0'];
+    const { url } = await startCoordinator([...common, '--threads', '1', '--batch-size', '512', '--microbatch', '16', '--checkpoint-dir', join(dir.path, 'late')], running);
+    const c = new Client(url);
+    await c.admitted();
+    const beat = setInterval(() => c.send({ type: 'heartbeat', sentAtMs: Date.now() }), 2_000);
+    try {
+      expect((await c.closed).code).toBe(4007);
+      expect(new Set(c.all('assignment').map((a) => a.step)).size).toBeGreaterThanOrEqual(MAX_CONSECUTIVE_LATE);
+    } finally {
+      clearInterval(beat);
+    }
+  }, 120_000);
 });
 
 describe('peer links (docs/protocol.md, "Peer links")', () => {
