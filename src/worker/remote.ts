@@ -441,9 +441,12 @@ export class RemoteWorkerProcess {
   private async onWelcome(workerId: number, config: RunConfigMessage, send: (m: Message) => void): Promise<void> {
     this.workerId = `worker-${workerId}`;
     this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
+    // Peer links of this run are accepted from now on; what comes on them before the session
+    // below exists is dropped, and no peer sends any before this worker is Ready.
+    this.peers?.join({ runId: config.runId, workerId });
     // Every connection starts from nothing, even to the same run: the weights held are the last
     // coordinator's, possibly of a version this one has not reached (it resumed from an earlier
-    // checkpoint, and the dense part may have gone ahead), and the compute caches weights by
+    // checkpoint, and its dense part may have been published early), and the compute caches weights by
     // version, which a different run may number alike (its learning rate is not in RunConfig).
     // Kept, they could be used for this coordinator's: they look present. Restarting the compute
     // costs a reconnect 0.6-0.8 s with a pool of two threads, a few ms on the main thread.
@@ -500,13 +503,12 @@ export class RemoteWorkerProcess {
       log: (m) => this.log(m),
     });
     this.session = session;
-    this.peers?.join({ runId: config.runId, workerId });
   }
 
   /**
    * Weights come whole or in two parts: the convolutions' before an assignment, the dense layers'
    * after it, while the compute already runs the forward pass (it waits for `denseVersion`), or
-   * ahead, during the step before, once this worker has sent its dense parts: its threads have
+   * early, during the step before, once this worker has sent its dense parts: its threads have
    * loaded the dense weights they need by then. The values were decoded in place. A thread still
    * on a step the coordinator has given up on may read newer weights midway; its result is for
    * an old step and is ignored.
@@ -544,7 +546,7 @@ export class RemoteWorkerProcess {
   /**
    * After sending the result of a step computed alone: the update the coordinator applies too,
    * from the same sums in the same order, so the weights of the next version are made here, the
-   * same bits, and the next step (its assignment sent ahead) starts without waiting for them.
+   * same bits, and the next step (preassigned with this one) starts without waiting for them.
    */
   private applyAlone(s: Session, a: AssignmentMessage, nodes: TreeNode[]): void {
     const ready = new Set(nodes.map(([lo, hi]) => `${lo}:${hi}`));
