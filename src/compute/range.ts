@@ -15,7 +15,7 @@ export interface RangeResult {
 }
 
 /**
- * Sends the dense part of a range's sums ahead of the rest (remote workers): `onDense(nodes)` is
+ * Sends the dense part of a range's sums before the rest (remote workers): `onDense(nodes)` is
  * called once values [split, width) of every node's slot, and its loss and count, are final;
  * values [0, split) follow when computeRange resolves.
  */

@@ -5,6 +5,7 @@ import type { ComputePool } from '../compute/pool.js';
 import type { RangeTask } from '../compute/types.js';
 import { computeRange, type RangeResult } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
+import type { WeightsPart } from '../protocol/messages.js';
 import { LenetError } from '../errors.js';
 import type { ParticipantView } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
@@ -82,8 +83,11 @@ export interface Participant {
   compute(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult>;
   /** This whole step was assigned to it with the step before (ComputeOptions.apply.next); it must be its. */
   preassigned(step: number): boolean;
-  /** The dense layers' weights of `version`, updated early, before the step ends (early-dense.ts), if it needs them sent. */
-  sendEarlyDense(version: number): void;
+  /**
+   * Part `part` of the weights of `version`, updated before the step ends (step-update.ts): sent
+   * at once if the participant does not hold it (the local pool shares the coordinator's memory).
+   */
+  publish(version: number, part: WeightsPart): void;
   /** Some results of its current range are not in yet, and will come over a link. */
   computing(): boolean;
 }
@@ -136,7 +140,7 @@ export class LocalParticipant implements Participant {
     return result;
   }
 
-  // The pool shares the coordinator's memory: nothing is preassigned or sent to it early, and
+  // The pool shares the coordinator's memory: nothing is preassigned or published to it, and
   // nothing of it is in flight over a link. It is never raced against the deadline, so never
   // cancelled or dropped.
   cancel(): void {}
@@ -147,7 +151,7 @@ export class LocalParticipant implements Participant {
     return false;
   }
 
-  sendEarlyDense(): void {}
+  publish(): void {}
 
   computing(): boolean {
     return false;

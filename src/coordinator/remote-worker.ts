@@ -18,7 +18,7 @@ import type { Mnist } from '../data/mnist.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import type { SharedFrame } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_NOT_EXACT, CLOSE_TOO_SLOW, CLOSE_WRONG_RESULT, ProtocolError } from '../protocol/errors.js';
-import { RejectReason, notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage } from '../protocol/messages.js';
+import { RejectReason, notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage, type WeightsPart } from '../protocol/messages.js';
 import type { Shard } from '../reduce/shards.js';
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
@@ -312,13 +312,20 @@ export class RemoteWorker implements Participant {
   }
 
   /**
-   * The dense layers' weights of `version`, updated before the step that needs them (see
-   * early-dense.ts): sent now, while the worker runs the convolutions' backward pass.
+   * Part `part` of the weights of `version`, updated before the step that needs them ends
+   * (step-update.ts): sent now, while the worker still computes (the dense layers' part during
+   * its convolutions' backward pass). Once per version and part.
    */
-  sendEarlyDense(version: number): void {
-    if ((this.state !== RemoteState.ACTIVE && this.state !== RemoteState.BUSY) || this.sentDense === version) return;
-    this.sentDense = version;
-    this.sendShared(this.opts.weightsFrame(version, 'dense'));
+  publish(version: number, part: WeightsPart): void {
+    if (this.state !== RemoteState.ACTIVE && this.state !== RemoteState.BUSY) return;
+    if (part !== 'conv' && this.sentDense !== version) {
+      this.sentDense = version;
+      this.sendShared(this.opts.weightsFrame(version, 'dense'));
+    }
+    if (part !== 'dense' && this.sentConv !== version) {
+      this.sentConv = version;
+      this.sendShared(this.opts.weightsFrame(version, 'conv'));
+    }
   }
 
   private computeNow(work: StepWork, lo: number, hi: number, opts: ComputeOptions): Promise<RangeResult> {
@@ -684,7 +691,7 @@ export class RemoteWorker implements Participant {
     if (parts.reduce((n, [a, b]) => n + b - a, 0) === slab.width) p.received.add(key);
     if (part !== 'conv') {
       // The loss and count go in with the dense part only: once every range's dense part is in,
-      // the trainer may reduce them (early-dense.ts), and a later write would undo that sum.
+      // the trainer may reduce them (step-update.ts), and a later write would undo that sum.
       slab.loss[msg.lo] = msg.lossSum;
       slab.count[msg.lo] = msg.examples;
       p.dense.add(key);

@@ -21,6 +21,7 @@ import { RemoteWorker } from './remote-worker.js';
 import type { Participant, StepWork } from './participants.js';
 import type { StepContext, StepTiming } from './step.js';
 import { DivergedError } from '../errors.js';
+import { StepUpdate } from './step-update.js';
 
 /** Who owns which shard: stays the same while the owners do, so workers keep their plan. */
 export interface ShardPlan {
@@ -73,7 +74,7 @@ export interface Assigned {
 /** A step can be sharded: float32 sums, two or more remote workers that all accept peer links. */
 export function shardable(ctx: StepContext, assigned: Assigned[]): boolean {
   const remotes = assigned.filter((a) => a.p instanceof RemoteWorker);
-  return ctx.shards !== undefined && ctx.shards.enabled && ctx.float32Sums && remotes.length >= 2 && remotes.every((a) => (a.p as RemoteWorker).peerUrl !== '');
+  return ctx.shards !== undefined && ctx.shards.enabled && ctx.gradDType === 'float32' && remotes.length >= 2 && remotes.every((a) => (a.p as RemoteWorker).peerUrl !== '');
 }
 
 /**
@@ -129,22 +130,22 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
     }
   }
   reduceInPlace(ctx.slab, 0, n, readyNodes(nodes), { from: 0, to: 0, totals: true });
-  const lossSum = ctx.slab.loss[0];
-  const count = ctx.slab.count[0];
-  for (const u of shardMeans) ctx.meanGrad.set(u.mean, u.offset);
-  if (!Number.isFinite(lossSum) || !ctx.meanGrad.every(Number.isFinite)) throw new DivergedError(v);
-  if (count !== work.count) throw new Error(`sharded step ${v} summed ${count} examples of ${work.count}`);
+  const totals = { lossSum: ctx.slab.loss[0], count: ctx.slab.count[0] };
+  if (totals.count !== work.count) throw new Error(`sharded step ${v} summed ${totals.count} examples of ${work.count}`);
   const t2 = performance.now();
   // The same update the owners applied to their shards, to the coordinator's replica.
-  ctx.optimizer.apply(ctx.weights, ctx.meanGrad, lr);
+  const update = new StepUpdate(ctx, n, assigned.length, plan.shards.map(([from, to]) => ({ from, to })), lr, v + 1);
+  shardMeans.forEach((u, k) => update.received(k, u.mean, totals));
+  if (update.diverged || !Number.isFinite(totals.lossSum)) throw new DivergedError(v);
+  update.commit();
   for (const a of remotes) (a.p as RemoteWorker).finishSharded(v + 1, plan.id);
   ctx.shards!.attempted(true);
   const t3 = performance.now();
   ctx.deadline.record(t1 - started);
   const computeMs = Math.max(localResult?.computeMs ?? 0, ...done.map((d) => d.computeMs));
   return {
-    lossSum,
-    count,
+    lossSum: totals.lossSum,
+    count: totals.count,
     timing: { step: t3 - started, compute: computeMs, transfer: Math.max(0, t1 - started - computeMs), reduce: t2 - t1, optimizer: t3 - t2 },
   };
 }

@@ -1,21 +1,25 @@
-// One synchronous training step: plan the microbatches, hand contiguous ranges to participants
-// in proportion to their weight, recompute the range of anyone who fails or misses the step
-// deadline elsewhere, complete the fixed reduction tree, and apply the optimizer once. A remote
-// worker that computes a whole step alone applies the same update itself and gets the next
-// step's assignment with this one (docs/design.md, "A worker computing whole steps alone").
+// One synchronous training step, as one pipeline: plan (who computes which leaves of the fixed
+// tree, and who makes the new values of which parameter shard), compute, and for each shard as
+// its sums arrive: reduce along the tree, divide, update, publish; then commit. A participant
+// that fails or misses the step deadline has its range recomputed elsewhere. The coordinator
+// makes the shards itself (the protocol's two parts of a result, step-update.ts), or a remote
+// worker computing the whole step alone makes them and the coordinator applies the same update
+// to its replica (docs/design.md, "A worker computing whole steps alone"), or, with two or more
+// remote workers, each owns one shard and reduces it among them (sharded-step.ts).
 import { DivergedError } from '../errors.js';
 import { STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FACTOR, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_HISTORY, STEP_DEADLINE_INITIAL_MS, MAX_CONSECUTIVE_LATE } from '../constants.js';
 import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js';
-import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
-import { EarlyDenseUpdate, type StagedWeights } from './early-dense.js';
+import { coverNodes, type Slab } from '../reduce/ordered-sum.js';
+import type { GradDType } from '../reduce/float16.js';
+import { StepUpdate, type StagedWeights, type UpdateShard } from './step-update.js';
 import type { RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
-import { batchMean, meanInto, type Optimizer } from '../optim/optimizer.js';
+import type { Optimizer } from '../optim/optimizer.js';
 import type { Log } from '../metrics/log.js';
 import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
 import { rangeTask, type ComputeOptions, type Membership, type Participant, type StepWork } from './participants.js';
-import { shardable, trainShardedStep, type ShardPlanner } from './sharded-step.js';
+import { shardable, trainShardedStep, type Assigned, type ShardPlanner } from './sharded-step.js';
 import type { Verifier } from './verify.js';
 
 
@@ -63,16 +67,12 @@ export interface StepContext {
   url: string;
   slab: Slab;
   weights: Float32Array;
-  /** Where the dense layers' weights of the next version go when updated early (early-dense.ts). */
+  /** Where the shards of the next version go as they are updated, until the step commits (step-update.ts). */
   staged: StagedWeights;
-  /** Where the dense layers' parameters start in the flat vector. */
+  /** Where the dense layers' parameters start in the flat vector: results come in two parts split there. */
   split: number;
-  /**
-   * Results are float32 sums (not float16 leaves). Then remote workers send the dense part of
-   * their sums early, which is updated early (early-dense.ts), and a remote worker given a whole
-   * step alone applies the optimizer itself.
-   */
-  float32Sums: boolean;
+  /** float32 sums come in two parts and may be applied by a worker; float16 leaves come whole. */
+  gradDType: GradDType;
   meanGrad: Float32Array;
   optimizer: Optimizer;
   schedule: ScheduleConfig;
@@ -85,9 +85,10 @@ export interface StepContext {
 }
 
 
-/** Tells the step's EarlyDenseUpdate about one range: its dense part is in, or must come again. */
-interface RangeDense {
-  arrived(): void;
+/** Tells the step's update about one range whose dense layers' part is in, or must come again. */
+interface RangeParts {
+  /** Results come in two parts (float32 sums): the dense layers' part of every sum is in. */
+  denseIn?: () => void;
   revoked(): void;
 }
 
@@ -116,13 +117,13 @@ export type StepTiming = Record<StepPhase, number>;
  * Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another
  * participant, who does not apply the update (`apply`) itself.
  */
-async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, dense?: RangeDense, apply?: ComputeOptions['apply']): Promise<RangeResult> {
+async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, parts?: RangeParts, apply?: ComputeOptions['apply']): Promise<RangeResult> {
   // A verified range's dense part may not be used early: it counts once recomputed (verify.ts).
   // A worker computing whole steps alone is not verified: it computes the next step meanwhile,
   // and its results would land in the slab before this step is reduced (verify.ts).
   const verify = p.kind === 'remote' && apply === undefined && ctx.verifier?.pick() === true;
   try {
-    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : dense?.arrived, apply });
+    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : parts?.denseIn, apply });
     if (verify && !(await ctx.verifier!.check(rangeTask(work, lo, hi), result.nodes))) {
       // The slab holds the recomputed sums now: the step goes on with honest values.
       ctx.log(`${p.id} (${p.name}) sent sums for microbatches [${lo},${hi}) of step ${work.globalStep} that recomputation does not give; ejected`, {
@@ -133,11 +134,10 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
       ctx.membership.remove(p);
       p.drop(`its sums for [${lo},${hi}) of step ${work.globalStep} are not what recomputation gives`, 'wrong_result');
     }
-    dense?.arrived(); // a local pool's dense part is in when all of it is
     return result;
   } catch (err) {
     // Once `p` has failed or been cancelled it writes nothing more; whoever takes over will.
-    dense?.revoked();
+    parts?.revoked();
     if (!(err instanceof LateError) || p.lateStreak >= MAX_CONSECUTIVE_LATE) ctx.membership.remove(p);
     p.failures++;
     const next = await ctx.membership.replacement(ctx.url, p);
@@ -147,7 +147,7 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
       to: next.id,
       step: work.globalStep,
     });
-    return runRange(ctx, next, work, lo, hi, dense);
+    return runRange(ctx, next, work, lo, hi, parts);
   }
 }
 
@@ -177,9 +177,9 @@ export async function trainStep(
     await ctx.membership.waitFor(0, ctx.url);
     members = ctx.membership.forStep();
   }
-  // A worker this whole step was preassigned to (with the step before) computes it: whoever joined since takes part from
-  // the next step. Otherwise a participant late in recent steps gets a smaller share: its threads
-  // halved per late step.
+  // Plan. A worker this whole step was preassigned to (with the step before) computes it: whoever
+  // joined since takes part from the next step. Otherwise a participant late in recent steps
+  // gets a smaller share: its threads halved per late step.
   const preassigned = members.find((p) => p.preassigned(globalStep));
   const ranges = preassigned ? members.map((p) => (p === preassigned ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
   const lr = learningRate(ctx.schedule, globalStep);
@@ -190,63 +190,66 @@ export async function trainStep(
     return trainStep(ctx, perm, epoch, step, globalStep, false);
   }
   const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
-  // A remote worker computing the whole step alone makes the next weights itself, so it can start
-  // the next step at once: its assignment goes with this one while the worker is the only member.
-  const alone = ctx.float32Sums && assigned.length === 1 && assigned[0].p.kind === 'remote' ? assigned[0].p : undefined;
+  // Who makes the next weights: a remote worker computing the whole step alone makes them itself
+  // (and so can start the next step at once: while it is the only member, that step's
+  // assignment goes with this one); otherwise the coordinator does, and publishes each shard it
+  // makes to the workers while any of them still computes: what that overlaps is their
+  // backward pass. When the last shard came with the last result there is nothing to overlap,
+  // and sending it to every worker first would hold up every next assignment (64 simulated
+  // workers, `npm run scaling`): it then goes with the next assignments.
+  const owner = ownsWholeStep(ctx, assigned) ? assigned[0].p : undefined;
   let apply: ComputeOptions['apply'];
-  if (alone) {
+  if (owner) {
     const next = members.length === 1 && step + 1 < ctx.schedule.stepsPerEpoch ? stepWork(ctx, perm, epoch, step + 1, globalStep + 1) : undefined;
     apply = { lr, next: next && { work: next, lr: learningRate(ctx.schedule, globalStep + 1) } };
   }
-  // The next dense weights go out at once only while a worker still computes: that is what they
-  // overlap. When the last dense part came with the last result there is nothing to overlap, and
-  // sending them to every worker first would hold up every next assignment (64 simulated workers,
-  // `npm run scaling`); they then go with the next assignments, as without early updates.
-  const sendEarly = (version: number): void => {
-    if (remotes.some((p) => p.computing())) remotes.forEach((p) => p.sendEarlyDense(version));
+  const shards = resultParts(ctx);
+  const publish = (k: number): void => {
+    if (!owner && remotes.some((p) => p.computing())) remotes.forEach((p) => p.publish(globalStep + 1, shards.length === 1 ? 'all' : k === 0 ? 'conv' : 'dense'));
   };
-  const early = ctx.float32Sums && remotes.length > 0 && !alone ? new EarlyDenseUpdate(ctx, n, assigned.map((a) => [a.lo, a.hi] as const), lr, globalStep + 1, sendEarly) : undefined;
+  const update = new StepUpdate(ctx, n, assigned.length, shards, lr, globalStep + 1, publish);
+  const dense = shards.length - 1;
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
-    const dense = early && { arrived: () => early.arrived(i), revoked: () => early.revoked(i) };
-    const r = await runRange(ctx, p, work, lo, hi, dense, p === alone ? apply : undefined);
-    return { ...r, wallMs: performance.now() - t0, onTime: p.failures === failuresBefore };
+    // Dense parts come early only as float32 sums, which are at the range's maximal subtrees.
+    const denseIn = shards.length > 1 ? (): void => update.arrived(i, coverNodes(n, lo, hi), dense) : undefined;
+    const r = await runRange(ctx, p, work, lo, hi, { denseIn, revoked: () => update.revoked(i) }, p === owner ? apply : undefined);
+    const wallMs = performance.now() - t0;
+    update.arrived(i, r.nodes); // every part of its sums is in
+    return { ...r, wallMs, onTime: p.failures === failuresBefore };
   };
   const results = await Promise.all(assigned.map((a, i) => timed(a.p, a.lo, a.hi, i)));
-  const slowest = results.reduce((a, b) => (b.wallMs > a.wallMs ? b : a));
-  const t1 = performance.now();
-  const ready = new Set(results.flatMap((r) => r.nodes).map(([lo, hi]) => `${lo}:${hi}`));
-  const isReady = (lo: number, hi: number): boolean => ready.has(`${lo}:${hi}`);
-  // Gradient semantics: participants return sums over examples; the update uses the batch mean.
-  let lossSum: number;
-  let total: number;
-  let t2: number;
-  if (early?.diverged) throw new DivergedError(globalStep);
-  if (early?.applied) {
-    // The dense layers' part was reduced and applied while the convolutions' was computed.
-    reduceInPlace(ctx.slab, 0, n, isReady, { from: 0, to: ctx.split, totals: false });
-    lossSum = early.lossSum;
-    total = early.count;
-    if (!meanInto(ctx.meanGrad, ctx.slab.grads, total, 0, ctx.split)) throw new DivergedError(globalStep);
-    t2 = performance.now();
-    early.finish();
-  } else {
-    const batch = batchMean(ctx.slab, n, isReady, ctx.meanGrad);
-    if (!batch) throw new DivergedError(globalStep);
-    ({ lossSum, count: total } = batch);
-    t2 = performance.now();
-    ctx.optimizer.apply(ctx.weights, ctx.meanGrad, lr);
-  }
-  const t3 = performance.now();
+  if (update.diverged) throw new DivergedError(globalStep);
+  const t0 = performance.now();
+  update.commit();
   const onTime = results.filter((r) => r.onTime);
   if (onTime.length > 0) ctx.deadline.record(Math.max(...onTime.map((r) => r.wallMs)));
+  const slowest = results.reduce((a, b) => (b.wallMs > a.wallMs ? b : a));
   const timing: StepTiming = {
-    step: t3 - started,
+    step: performance.now() - started,
     compute: slowest.computeMs,
     transfer: Math.max(0, slowest.wallMs - slowest.computeMs),
-    reduce: t2 - t1,
-    optimizer: t3 - t2,
+    reduce: update.reduceMs,
+    optimizer: update.optimizerMs + performance.now() - t0,
   };
-  return { lossSum, count: total, timing };
+  return { lossSum: update.lossSum, count: update.count, timing };
+}
+
+/**
+ * The shards of an update the coordinator makes from the slab: the protocol's two parts of a
+ * float32 result (remote workers send the dense layers' part first, so that shard is made
+ * first), or all values at once (float16 results come per leaf, whole).
+ */
+function resultParts(ctx: Pick<StepContext, 'gradDType' | 'split' | 'slab'>): UpdateShard[] {
+  if (ctx.gradDType !== 'float32') return [{ from: 0, to: ctx.slab.width }];
+  return [
+    { from: 0, to: ctx.split },
+    { from: ctx.split, to: ctx.slab.width },
+  ];
+}
+
+/** One remote worker computes the whole step, and may apply its update (float32 sums only). */
+function ownsWholeStep(ctx: StepContext, assigned: Assigned[]): boolean {
+  return ctx.gradDType === 'float32' && assigned.length === 1 && assigned[0].p.kind === 'remote';
 }

@@ -28,7 +28,7 @@ import { ShardPlanner } from './sharded-step.js';
 import { makeJoinProbe } from './probe.js';
 import { Verifier } from './verify.js';
 import { PACKAGE_VERSION } from '../version.js';
-import type { StagedWeights } from './early-dense.js';
+import type { StagedWeights } from './step-update.js';
 import { RemoteWorker } from './remote-worker.js';
 import { CoordinatorServer } from './server.js';
 import { httpHandler } from './http.js';
@@ -135,7 +135,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   const probe = await makeJoinProbe({ pool, slab, spec, data, weights, version: progress.globalStep, seed: config.seed, distort: config.distort, gradDType: config.gradDType });
   // The weights of each version are encoded once, into reused memory, for every worker, in two
   // parts: the convolutions' go with the assignment, the dense layers' after it or, updated
-  // early, during the step before (early-dense.ts), from the staged copy.
+  // early, during the step before (step-update.ts), from the staged copy.
   const split = denseOffset(spec);
   const staged: StagedWeights = { version: -1, weights: new Float32Array(spec.size) };
   const weightsPart = (from: number, to: number): VersionedFrame =>
@@ -258,7 +258,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     weights,
     staged,
     split,
-    float32Sums: config.gradDType === 'float32',
+    gradDType: config.gradDType,
     meanGrad: new Float32Array(spec.size),
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },

@@ -7,7 +7,7 @@
 // probability (1 - F·q)^k.
 //
 // Not verified: a worker computing whole steps alone (--threads 0, one worker), whose next step
-// was sent ahead and whose results for it would reach the slab while a recomputation delays this
+// was preassigned with this one and whose results for it would reach the slab while a recomputation delays this
 // step's reduce; and sharded steps, whose partial sums never reach the coordinator.
 import { randomInt } from 'node:crypto';
 import type { ComputePool } from '../compute/pool.js';

@@ -21,8 +21,9 @@ export function meanInto(mean: Float32Array, sums: Float32Array, count: number, 
  * Completes a step's reduction tree over `part` of the slab, whose maximal subtrees already summed
  * `isReady` names, and writes the batch mean of those values into `mean`: the optimizer's input.
  * Returns the batch's loss sum and example count (the tree's root), or undefined when the loss or
- * any mean value is not finite. The coordinator (early-dense.ts, step.ts) and a worker computing a
- * whole step alone (worker/remote.ts) all make their update from this, so theirs are the same bits.
+ * any mean value is not finite. A worker computing a whole step alone (worker/remote.ts) makes its
+ * update from this; the coordinator does the same per shard (reduceInPlace, then meanInto with
+ * the root's count: coordinator/step-update.ts), so theirs are the same bits.
  */
 export function batchMean(
   slab: Slab,

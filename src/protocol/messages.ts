@@ -77,7 +77,10 @@ export interface RejectMessage {
  * [0, split) or the dense layers' [split, width), where split = denseOffset of the model. Which one
  * values [from, to) are, or undefined for anything else.
  */
-export function tensorPart(from: number, to: number, split: number, width: number): 'all' | 'conv' | 'dense' | undefined {
+/** A tensor of the flat vector goes whole, or in the two parts split where the dense layers start. */
+export type WeightsPart = 'all' | 'conv' | 'dense';
+
+export function tensorPart(from: number, to: number, split: number, width: number): WeightsPart | undefined {
   if (from === 0 && to === width) return 'all';
   if (from === 0 && to === split) return 'conv';
   if (from === split && to === width) return 'dense';

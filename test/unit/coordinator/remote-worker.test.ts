@@ -226,8 +226,8 @@ describe('RemoteWorker dense weights sent ahead', () => {
     const done = worker.compute(work, 0, 2);
     await sentAssignment();
     ws.frame(part(6, WIDTH));
-    worker.sendEarlyDense(6);
-    worker.sendEarlyDense(6); // once is enough
+    worker.publish(6, 'dense');
+    worker.publish(6, 'dense'); // once is enough
     ws.frame(part(0, 6));
     await done;
     const firstStep = ws.writes.length;

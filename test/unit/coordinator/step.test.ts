@@ -10,6 +10,8 @@ import type { RangeTask } from '../../../src/compute/types.js';
 import type { ParticipantView } from '../../../src/metrics/state.js';
 import { createOptimizer } from '../../../src/optim/optimizer.js';
 import { coverNodes, createSharedSlab, reduceInPlace, slot, type Slab, type TreeNode } from '../../../src/reduce/ordered-sum.js';
+import type { GradDType } from '../../../src/reduce/float16.js';
+import type { WeightsPart } from '../../../src/protocol/messages.js';
 
 const WIDTH = 12;
 const SPLIT = 5; // the "dense layers" start here
@@ -42,7 +44,7 @@ class FakeParticipant implements Participant {
   readonly cancelled: number[] = [];
   dropped: string | undefined;
   /** The versions of early dense weights it was sent. */
-  readonly denseAhead: number[] = [];
+  readonly published: [number, WeightsPart][] = [];
   private pending = 0;
   /** What it does at each global step (default 'ok'). */
   behaviour: (step: number) => Behaviour = () => 'ok';
@@ -78,8 +80,8 @@ class FakeParticipant implements Participant {
     return false;
   }
 
-  sendEarlyDense(version: number): void {
-    this.denseAhead.push(version);
+  publish(version: number, part: WeightsPart): void {
+    this.published.push([version, part]);
   }
 
   computing(): boolean {
@@ -120,7 +122,7 @@ class ShortDeadline extends StepDeadline {
   }
 }
 
-function context(float32Sums = false) {
+function context(gradDType: GradDType = 'float16') {
   const slab = createSharedSlab(WIDTH, N);
   const lines: string[] = [];
   const log = (line: string): void => void lines.push(line);
@@ -133,7 +135,7 @@ function context(float32Sums = false) {
     weights: Float32Array.from({ length: WIDTH }, (_, i) => Math.cos(i) / 4),
     staged: { version: -1, weights: new Float32Array(WIDTH) },
     split: SPLIT,
-    float32Sums,
+    gradDType,
     meanGrad: new Float32Array(WIDTH),
     optimizer: createOptimizer('adam', WIDTH),
     schedule: { lr: 0.01, decayPerEpoch: 0.9, warmupSteps: 0, stepsPerEpoch: STEPS },
@@ -207,19 +209,19 @@ describe('trainStep with fake participants', () => {
 
   it('dense parts that come in any order, early updates on: the same bits', async () => {
     const ref = await reference();
-    const { ctx, join } = context(true);
+    const { ctx, join } = context('float32');
     join('local', 'local');
     const remotes = [join('r1', 'remote'), join('r2', 'remote'), join('r3', 'remote', 2)];
     remotes.forEach((p, i) => (p.delay = () => [9, 1, 5][i] + Math.random() * 3));
     expect(await epoch(ctx)).toEqual(ref);
-    // Each step's dense layers were updated before its last range was in, and sent ahead.
-    for (const p of remotes) expect(p.denseAhead).toEqual([1, 2, 3]);
+    // Each step's dense layers were updated before its last range was in, and published.
+    for (const p of remotes) expect(p.published).toEqual([[1, 'dense'], [2, 'dense'], [3, 'dense']]);
     expect(ctx.staged.version).toBe(-1); // and made part of their step
   });
 
   it("a lone remote worker applies each update itself and gets the next step with this one, but not across the epoch's end", async () => {
     const ref = await reference();
-    const { ctx, join } = context(true);
+    const { ctx, join } = context('float32');
     const alone = join('alone', 'remote');
     expect(await epoch(ctx)).toEqual(ref);
     expect(alone.calls.map((c) => c.opts?.apply?.lr)).toEqual([0, 1, 2].map((s) => 0.01 * 0.9 ** (s / STEPS)));
