@@ -199,6 +199,11 @@ export class Membership {
     return [...this.members];
   }
 
+  /** Someone has joined since the last step began: the next step's members will differ. */
+  joinsPending(): boolean {
+    return this.joining.length > 0;
+  }
+
   remoteCount(): number {
     return [...this.members, ...this.joining].filter((p) => p.kind === 'remote').length;
   }

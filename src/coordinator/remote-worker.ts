@@ -174,7 +174,8 @@ export class RemoteWorker implements Participant {
   private optimizerPlan = 0;
   /** The Peers plan it holds; 0: none. */
   private planSent = 0;
-  private sharded: ShardedPending | undefined;
+  /** Its sharded steps in flight: the current one, and the next when planned with it (`ahead`). */
+  private readonly sharded = new Map<number, ShardedPending>();
   /** Its threads are up (Ready), and its probe gave the coordinator's bits: then it is ACTIVE. */
   private readySeen = false;
   private probed = false;
@@ -226,21 +227,28 @@ export class RemoteWorker implements Participant {
    * Starts its range [lo, hi) of a sharded step, owning `w.shard`: sends what it lacks of the plan,
    * the optimizer state and the weights of the step's version, then the assignment. `done` resolves
    * with its RangeDone, `update` with its shard's ShardUpdate; both reject if it leaves or the step
-   * is aborted.
+   * is aborted. `ahead`: the step is planned during the one before, which makes its weights and
+   * its shard's optimizer state with the same plan at the worker: the assignment goes alone.
    */
-  computeSharded(work: StepWork, lo: number, hi: number, w: ShardedWork): { done: Promise<RangeDoneMessage>; update: Promise<ShardUpdateMessage> } {
+  computeSharded(work: StepWork, lo: number, hi: number, w: ShardedWork, ahead = false): { done: Promise<RangeDoneMessage>; update: Promise<ShardUpdateMessage> } {
     const v = work.globalStep;
     const done = deferred<RangeDoneMessage>();
     const update = deferred<ShardUpdateMessage>();
-    if (this.state !== RemoteState.ACTIVE) {
-      done.reject(new Error(`${this.id} is ${this.state}`));
-      update.reject(new Error(`${this.id} is ${this.state}`));
+    const ready = ahead ? this.state === RemoteState.BUSY && this.sharded.has(v - 1) && this.planSent === w.plan : this.state === RemoteState.ACTIVE;
+    if (!ready) {
+      done.reject(new Error(`${this.id} is ${this.state}${ahead ? ' without the step before' : ''}`));
+      update.reject(new Error(`${this.id} is ${this.state}${ahead ? ' without the step before' : ''}`));
       return { done: done.promise, update: update.promise };
     }
     const task = rangeTask(work, lo, hi);
     const nodes = expectedNodes(task, coverNodes(work.microbatches, lo, hi));
-    this.sharded = { step: v, lo, hi, shard: w.shard, nodes, done, update };
+    this.sharded.set(v, { step: v, lo, hi, shard: w.shard, nodes, done, update });
     this.state = RemoteState.BUSY;
+    if (ahead) {
+      const { pixels, labels } = this.pixelsOf(task);
+      this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply: false, lr: w.lr, sharded: true, plan: w.plan, bounds: w.bounds, examples: work.count }));
+      return { done: done.promise, update: update.promise };
+    }
     this.together(() => {
       if (this.planSent !== w.plan) this.send(w.peersFrame);
       this.planSent = w.plan;
@@ -262,10 +270,10 @@ export class RemoteWorker implements Participant {
 
   /** Its sharded step is done: it holds version `next`, made with its peers, and its shard's optimizer state of `plan`. */
   finishSharded(next: number, plan: number): void {
-    const p = this.sharded;
+    const p = this.sharded.get(next - 1);
     if (!p) return;
-    this.sharded = undefined;
-    if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
+    this.sharded.delete(next - 1);
+    if (this.state === RemoteState.BUSY && this.sharded.size === 0) this.state = RemoteState.ACTIVE;
     this.microbatchesDone += p.hi - p.lo;
     this.sentConv = next;
     this.sentDense = next;
@@ -273,17 +281,23 @@ export class RemoteWorker implements Participant {
     this.optimizerPlan = plan;
   }
 
-  /** The sharded step is given up: the worker drops it, and may hold any version now. */
+  /**
+   * The sharded step is given up, and with it the next one if it was planned ahead: the worker
+   * drops them, and may hold any version now.
+   */
   abortSharded(step: number, reason: string): void {
-    const p = this.sharded;
-    if (p?.step !== step) return;
-    this.sharded = undefined;
-    if (this.state === RemoteState.BUSY) this.state = RemoteState.ACTIVE;
+    const steps = [...this.sharded.keys()].filter((s) => s >= step).sort((a, b) => a - b);
+    if (steps.length === 0) return;
+    for (const s of steps) {
+      const p = this.sharded.get(s)!;
+      this.sharded.delete(s);
+      p.done.reject(new Error(`sharded step ${s} aborted: ${reason}`));
+      p.update.reject(new Error(`sharded step ${s} aborted: ${reason}`));
+      this.send(encode({ type: 'abort', step: s }));
+    }
+    if (this.state === RemoteState.BUSY && this.sharded.size === 0) this.state = RemoteState.ACTIVE;
     this.unsure = true;
     this.optimizerAt = -1;
-    p.done.reject(new Error(`sharded step ${step} aborted: ${reason}`));
-    p.update.reject(new Error(`sharded step ${step} aborted: ${reason}`));
-    this.send(encode({ type: 'abort', step }));
   }
 
   /** A partial sum of this worker's shard, from the coordinator's own threads. */
@@ -486,10 +500,11 @@ export class RemoteWorker implements Participant {
     const pre = this.preassignment;
     this.preassignment = undefined;
     pre?.reject(new Error(`${this.id} left before step ${pre.step}: ${reason}`));
-    const sharded = this.sharded;
-    this.sharded = undefined;
-    sharded?.done.reject(new Error(`${this.id} left during sharded step ${sharded.step}: ${reason}`));
-    sharded?.update.reject(new Error(`${this.id} left during sharded step ${sharded.step}: ${reason}`));
+    for (const p of this.sharded.values()) {
+      p.done.reject(new Error(`${this.id} left during sharded step ${p.step}: ${reason}`));
+      p.update.reject(new Error(`${this.id} left during sharded step ${p.step}: ${reason}`));
+    }
+    this.sharded.clear();
     this.opts.onClose(this, reason);
   }
 
@@ -601,8 +616,8 @@ export class RemoteWorker implements Participant {
 
   /** Its subtrees of a sharded step: exactly those of its range, with their example counts. */
   private onRangeDone(msg: RangeDoneMessage): void {
-    const p = this.sharded;
-    if (!p || msg.step !== p.step) {
+    const p = this.sharded.get(msg.step);
+    if (!p) {
       this.opts.onViolation('stale_result');
       return;
     }
@@ -617,8 +632,8 @@ export class RemoteWorker implements Participant {
 
   /** The batch-mean gradient of the shard it owns, reduced by it along the fixed tree. */
   private onShardUpdate(msg: ShardUpdateMessage): void {
-    const p = this.sharded;
-    if (!p || msg.step !== p.step) {
+    const p = this.sharded.get(msg.step);
+    if (!p) {
       this.opts.onViolation('stale_result');
       return;
     }

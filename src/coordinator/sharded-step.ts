@@ -31,8 +31,18 @@ export interface ShardPlan {
   peersFrame: Uint8Array;
 }
 
+/** A sharded step planned during the one before it: its ranges, and its owners' answers to come. */
+interface PlannedAhead {
+  step: number;
+  assigned: Assigned[];
+  reports: Promise<RangeDoneMessage>[];
+  updates: Promise<ShardUpdateMessage>[];
+}
+
 export class ShardPlanner {
   private plan: ShardPlan | undefined;
+  /** The next step, when its assignments went out with the current step's. */
+  private ahead: PlannedAhead | undefined;
   /** Sharded attempts aborted in a row; at MAX_ABORTED_SHARDED_STEPS the run stops sharding. */
   aborted = 0;
 
@@ -46,11 +56,28 @@ export class ShardPlanner {
     return this.aborted < MAX_ABORTED_SHARDED_STEPS;
   }
 
+  /** Step `ahead.step` was started with the one before. */
+  planAhead(ahead: PlannedAhead): void {
+    this.ahead = ahead;
+  }
+
+  /** The owners' answers for `step` if it was planned ahead; forgotten either way. */
+  takeAhead(step: number): PlannedAhead | undefined {
+    const ahead = this.ahead?.step === step ? this.ahead : undefined;
+    if (this.ahead && this.ahead.step <= step) this.ahead = undefined;
+    return ahead;
+  }
+
   attempted(ok: boolean): void {
     this.aborted = ok ? 0 : this.aborted + 1;
     if (!this.enabled && !ok) {
       this.log(`${this.aborted} sharded steps in a row were given up; every sum goes through the coordinator from now on (check that workers reach each other at their --advertise addresses)`);
     }
+  }
+
+  /** The ranges of step `step` if it was planned with the step before. */
+  plannedFor(step: number): Assigned[] | undefined {
+    return this.ahead?.step === step ? this.ahead.assigned : undefined;
   }
 
   /** The plan for these owners, in this order: the last one if they are the same. */
@@ -77,25 +104,51 @@ export function shardable(ctx: StepContext, assigned: Assigned[]): boolean {
   return ctx.shards !== undefined && ctx.shards.enabled && ctx.gradDType === 'float32' && remotes.length >= 2 && remotes.every((a) => (a.p as RemoteWorker).peerUrl !== '');
 }
 
-/**
- * Runs step `work` sharded over `assigned` (ranges in leaf order). Returns the step's loss sum,
- * count and timing, or undefined when the attempt was aborted (the caller does it again).
- */
-export async function trainShardedStep(ctx: StepContext, work: StepWork, assigned: Assigned[], lr: number): Promise<{ lossSum: number; count: number; timing: StepTiming } | undefined> {
-  const started = performance.now();
-  const v = work.globalStep;
-  const n = work.microbatches;
-  const remotes = assigned.filter((a) => a.p instanceof RemoteWorker);
-  const plan = ctx.shards!.planFor(remotes.map((a) => a.p as RemoteWorker));
+/** The next step, to be planned with this one: its work, ranges (the same owners, in the same order) and rate. */
+export interface NextStep {
+  work: StepWork;
+  assigned: Assigned[];
+  lr: number;
+}
+
+/** Sends every owner its range of `work` and returns what they will answer. */
+function startOwners(plan: ShardPlan, work: StepWork, assigned: Assigned[], lr: number, ahead: boolean): { reports: Promise<RangeDoneMessage>[]; updates: Promise<ShardUpdateMessage>[] } {
   const bounds = [0, ...assigned.map((a) => a.hi)];
   const reports: Promise<RangeDoneMessage>[] = [];
   const updates: Promise<ShardUpdateMessage>[] = [];
-  remotes.forEach((a, k) => {
-    const w = a.p as RemoteWorker;
-    const { done, update } = w.computeSharded(work, a.lo, a.hi, { plan: plan.id, peersFrame: plan.peersFrame, shard: plan.shards[k], bounds, lr });
-    reports.push(done);
-    updates.push(update);
-  });
+  assigned
+    .filter((a) => a.p instanceof RemoteWorker)
+    .forEach((a, k) => {
+      const { done, update } = (a.p as RemoteWorker).computeSharded(work, a.lo, a.hi, { plan: plan.id, peersFrame: plan.peersFrame, shard: plan.shards[k], bounds, lr }, ahead);
+      reports.push(done);
+      updates.push(update);
+    });
+  return { reports, updates };
+}
+
+/**
+ * Runs step `work` sharded over `assigned` (ranges in leaf order). Returns the step's loss sum,
+ * count and timing, or undefined when the attempt was aborted (the caller does it again). With
+ * `next`, the next step's assignments go out too: each owner starts it as soon as it holds the
+ * new weights, which it makes with its peers, instead of after the coordinator's turnaround
+ * (every owner's mean gradient in over the coordinator's one link, the replica updated, the
+ * next assignments out). The step was planned so by the one before when the planner has it.
+ */
+export async function trainShardedStep(ctx: StepContext, work: StepWork, assigned: Assigned[], lr: number, next?: NextStep): Promise<{ lossSum: number; count: number; timing: StepTiming } | undefined> {
+  const started = performance.now();
+  const v = work.globalStep;
+  const n = work.microbatches;
+  const planner = ctx.shards!;
+  const remotes = assigned.filter((a) => a.p instanceof RemoteWorker);
+  const plan = planner.planFor(remotes.map((a) => a.p as RemoteWorker));
+  const ahead = planner.takeAhead(v);
+  const { reports, updates } = ahead ?? startOwners(plan, work, assigned, lr, false);
+  if (next && sameOwners(remotes, next.assigned)) {
+    const planned = startOwners(plan, next.work, next.assigned, next.lr, true);
+    // Answers that may come to nothing (this step aborted) must not go unhandled.
+    for (const p of [...planned.reports, ...planned.updates]) p.catch(() => undefined);
+    planner.planAhead({ step: next.work.globalStep, assigned: next.assigned, ...planned });
+  }
   // The coordinator's threads: compute, then hand each owner its shard of their sums.
   const local = assigned.find((a) => !(a.p instanceof RemoteWorker));
   const localRun: Promise<RangeResult | undefined> = local
@@ -111,7 +164,8 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
     [done, shardMeans, localResult] = await ctx.deadline.race(Promise.all([Promise.all(reports), Promise.all(updates), localRun]));
   } catch (err) {
     const reason = (err as Error).message;
-    for (const a of remotes) (a.p as RemoteWorker).abortSharded(v, reason);
+    for (const a of remotes) (a.p as RemoteWorker).abortSharded(v, reason); // and the next step, if planned
+    planner.takeAhead(v + 1);
     // Its threads must be done with the slab before the step is done again, and their
     // microbatches are counted once: by the attempt that completes the step.
     if (local && (await localRun.catch(() => undefined))) local.p.microbatchesDone -= local.hi - local.lo;
@@ -148,6 +202,12 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
     count: totals.count,
     timing: { step: t3 - started, compute: computeMs, transfer: Math.max(0, t1 - started - computeMs), reduce: t2 - t1, optimizer: t3 - t2 },
   };
+}
+
+/** The same remote participants in the same order: the same shards, the same plan. */
+function sameOwners(remotes: Assigned[], next: Assigned[]): boolean {
+  const others = next.filter((a) => a.p instanceof RemoteWorker);
+  return others.length === remotes.length && others.every((a, i) => a.p === remotes[i].p);
 }
 
 /** The coordinator's threads' sums, shard by shard, to each shard's owner. */

@@ -19,7 +19,7 @@ import type { Log } from '../metrics/log.js';
 import type { StepPhase } from '../metrics/state.js';
 import { learningRate, type ScheduleConfig } from './schedule.js';
 import { rangeTask, type ComputeOptions, type Membership, type Participant, type StepWork } from './participants.js';
-import { shardable, trainShardedStep, type Assigned, type ShardPlanner } from './sharded-step.js';
+import { shardable, trainShardedStep, type Assigned, type NextStep, type ShardPlanner } from './sharded-step.js';
 import type { Verifier } from './verify.js';
 
 
@@ -180,12 +180,19 @@ export async function trainStep(
   // Plan. A worker this whole step was preassigned to (with the step before) computes it: whoever
   // joined since takes part from the next step. Otherwise a participant late in recent steps
   // gets a smaller share: its threads halved per late step.
+  // A sharded step planned with the one before keeps that plan.
   const preassigned = members.find((p) => p.preassigned(globalStep));
-  const ranges = preassigned ? members.map((p) => (p === preassigned ? ([0, n] as const) : undefined)) : splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
+  const planned = mayShard ? ctx.shards?.plannedFor(globalStep) : undefined;
+  const assigned = planned ?? (preassigned ? [{ p: preassigned, lo: 0, hi: n }] : proportional(members, n));
   const lr = learningRate(ctx.schedule, globalStep);
-  const assigned = ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
-  if (mayShard && !preassigned && shardable(ctx, assigned)) {
-    const sharded = await trainShardedStep(ctx, work, assigned, lr);
+  if (mayShard && !preassigned && (planned || shardable(ctx, assigned))) {
+    // While nobody waits to join, the next step of this epoch is planned with this one.
+    let next: NextStep | undefined;
+    if (step + 1 < ctx.schedule.stepsPerEpoch && !ctx.membership.joinsPending()) {
+      const nextWork = stepWork(ctx, perm, epoch, step + 1, globalStep + 1);
+      next = { work: nextWork, assigned: proportional(members, nextWork.microbatches), lr: learningRate(ctx.schedule, globalStep + 1) };
+    }
+    const sharded = await trainShardedStep(ctx, work, assigned, lr, next);
     if (sharded) return sharded;
     return trainStep(ctx, perm, epoch, step, globalStep, false);
   }
@@ -234,6 +241,12 @@ export async function trainStep(
     optimizer: update.optimizerMs + performance.now() - t0,
   };
   return { lossSum: update.lossSum, count: update.count, timing };
+}
+
+/** Contiguous ranges of `n` leaves in proportion to the members' threads, halved per recent late step. */
+function proportional(members: Participant[], n: number): Assigned[] {
+  const ranges = splitProportional(n, members.map((p) => p.threads / 2 ** p.lateStreak));
+  return ranges.flatMap((r, i) => (r ? [{ p: members[i], lo: r[0], hi: r[1] }] : []));
 }
 
 /**
