@@ -84,6 +84,11 @@ export class PeerLinks {
     else link.queue.push(frame);
   }
 
+  /** Everything sent to peers so far is in the kernel's hands (see flushed()). */
+  async flushed(): Promise<void> {
+    await Promise.all([...this.outgoing.values()].filter((l) => l.open).map((l) => flushed(l.ws)));
+  }
+
   async close(): Promise<void> {
     this.closeOutgoing();
     const server = this.server;
@@ -164,4 +169,19 @@ export class PeerLinks {
     });
     ws.send(encode({ type: 'challenge', nonce, coordinatorVersion: PACKAGE_VERSION }), { binary: true });
   }
+}
+
+/**
+ * Resolves once everything sent on `ws` so far has been handed to the kernel: its socket has
+ * emptied its buffer. A worker computing on its main thread waits for this before it computes,
+ * or what it sent last (a shard's new values its peers need to start) would sit in that buffer
+ * until the computation yields.
+ */
+export function flushed(ws: WebSocket): Promise<void> {
+  const socket = (ws as unknown as { _socket?: { writableLength: number; once(event: 'drain' | 'close', fn: () => void): void } })._socket;
+  if (!socket || ws.bufferedAmount === 0 || socket.writableLength === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    socket.once('drain', resolve);
+    socket.once('close', resolve);
+  });
 }

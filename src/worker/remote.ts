@@ -28,7 +28,7 @@ import { CLOSE_BAD_MESSAGE, CLOSE_NORMAL, type ProtocolError } from '../protocol
 import { RejectReason, notAPart, tensorPart, type AssignmentMessage, type Message, type OptimizerStateMessage, type ProbeMessage, type ResultMessage, type RunConfigMessage, type WeightsMessage } from '../protocol/messages.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
-import { PeerLinks } from './peers.js';
+import { PeerLinks, flushed } from './peers.js';
 import { PROBE_VERSION, probeDigest, probeTask } from '../compute/probe.js';
 import { SIMULATE_COMPUTE_MS, simulatedCompute } from './simulated.js';
 import { ShardedSteps } from './sharded.js';
@@ -345,7 +345,7 @@ export class RemoteWorkerProcess {
           case 'welcome':
             welcomed = true;
             this.queue = this.queue
-              .then(() => this.onWelcome(msg.workerId, msg.config, send))
+              .then(() => this.onWelcome(msg.workerId, msg.config, send, () => flushed(ws)))
               .then(() => send({ type: 'ready', threads: this.threads }))
               .catch((err: Error) => {
                 end(new WorkerSetupError(err.message));
@@ -438,7 +438,7 @@ export class RemoteWorkerProcess {
     });
   }
 
-  private async onWelcome(workerId: number, config: RunConfigMessage, send: (m: Message) => void): Promise<void> {
+  private async onWelcome(workerId: number, config: RunConfigMessage, send: (m: Message) => void, flushedLink: () => Promise<void>): Promise<void> {
     this.workerId = `worker-${workerId}`;
     this.log(`worker: joined as worker-${workerId}: ${config.arch}, batch ${config.batchSize} / microbatch ${config.microbatch}, seed ${config.seed}${config.sendPixels ? ', pixels sent by the coordinator' : ''}`);
     // Peer links of this run are accepted from now on; what comes on them before the session
@@ -500,6 +500,7 @@ export class RemoteWorkerProcess {
     session.sharded = new ShardedSteps(session, workerId, {
       toCoordinator: send,
       toPeer: (url, frame) => this.peers?.send(url, frame),
+      flushed: async () => void (await Promise.all([this.peers?.flushed(), flushedLink()])),
       log: (m) => this.log(m),
     });
     this.session = session;

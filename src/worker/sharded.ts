@@ -32,6 +32,8 @@ export interface ShardedSession {
 export interface ShardedIo {
   toCoordinator(msg: Message): void;
   toPeer(url: string, frame: Uint8Array): void;
+  /** Everything sent so far, to peers and the coordinator, has left this process's buffers. */
+  flushed(): Promise<void>;
   log(msg: string): void;
 }
 
@@ -92,6 +94,10 @@ export class ShardedSteps {
     const expected = new Map(stepNodes(a.microbatches, a.bounds).map((n) => [nodeKey(n[0], n[1]), n] as const));
     const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), nextShards: new Set(), published: false };
     this.current = current;
+    // What this worker sent last (its shard's new values, which its peers need to start this step)
+    // goes out before a computation on the main thread holds the event loop.
+    await this.io.flushed();
+    if (this.current !== current) return; // aborted meanwhile
     for (const msg of this.early.get(a.step) ?? []) this.onPartial(msg);
     this.early.delete(a.step);
     const started = performance.now();

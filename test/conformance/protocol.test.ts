@@ -256,14 +256,25 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
     b.close();
   });
 
+  it('the next step\'s sharded Assignment may come before the step ends: the same plan, the next version, and nothing before it', async () => {
+    const { a, aa } = await shardedPair();
+    const next = await a.next('assignment', 10_000, (x) => x.step === aa.step + 1);
+    expect(next).toMatchObject({ sharded: true, plan: aa.plan, weightsVersion: aa.weightsVersion + 1 });
+    expect(a.all('shard_update')).toHaveLength(0); // nothing of this step has been answered
+    expect(a.frames.slice(a.frames.indexOf(aa) + 1, a.frames.indexOf(next)).map((f) => f.type)).toEqual([]);
+    a.close();
+  });
+
   /** The subtrees of a range, as RangeDone lists them: one leaf per microbatch here (ranges of 1). */
   const rangeDone = (x: AssignmentMessage, examples = x.samples.length): Message => ({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1 });
 
-  it('a RangeDone with the wrong example count: close 4004, and Abort(step) to the other owner', async () => {
+  it('a RangeDone with the wrong example count: close 4004, and Abort to the other owner for the step and the one planned with it', async () => {
     const { a, b, aa } = await shardedPair();
+    await b.next('assignment', 10_000, (x) => x.step === aa.step + 1);
     a.send(rangeDone(aa, 1));
     expect((await a.closed).code).toBe(4004);
-    expect((await b.next('abort')).step).toBe(aa.step);
+    await b.next('abort', 10_000, (x) => x.step === aa.step + 1);
+    expect(b.all('abort').map((x) => x.step)).toEqual([aa.step, aa.step + 1]);
     b.close();
   });
 
