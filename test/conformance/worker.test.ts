@@ -228,6 +228,31 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     c.close();
   });
 
+  it('a sharded Assignment without the optimizer state of its version: 4004', async () => {
+    const { c } = await coordinator.welcomed();
+    c.send({ type: 'peers', plan: 2, peers: [{ workerId: WORKER_ID, url: 'ws://127.0.0.1:9', from: 0, to: SPLIT }, { workerId: 2, url: 'ws://127.0.0.1:10', from: SPLIT, to: P }] });
+    c.send(weights(0));
+    c.send({ ...wholeStep(0), hi: 1, samples: wholeStep(0).samples.slice(0, 32), positions: wholeStep(0).positions.slice(0, 32), sizes: [32], sharded: true, plan: 2, bounds: [0, 1, 2], examples: 64, lr: 0.001 });
+    expect((await c.closed).code).toBe(4004);
+  });
+
+  it('an apply Assignment it cannot honour (a float16 run): 4004', async () => {
+    const { c } = await coordinator.welcomed({ gradDType: 'float16' });
+    c.send(adamState(0));
+    c.send(weights(0));
+    c.send(wholeStep(0, { lr: 0.001 }));
+    expect((await c.closed).code).toBe(4004);
+  });
+
+  it('close 4006 (the coordinator shutting down): it connects again', async () => {
+    const { c } = await coordinator.welcomed();
+    c.ws.close(4006, 'shutting down');
+    const again = await coordinator.connection();
+    again.send({ type: 'challenge', nonce: randomBytes(32), coordinatorVersion: 'conformance' });
+    expect((await again.next('hello')).name).toBe('conformance-worker');
+    again.close();
+  });
+
   it('a sharded Assignment whose plan it does not hold: 4004', async () => {
     const { c } = await coordinator.welcomed();
     c.send(adamState(0));

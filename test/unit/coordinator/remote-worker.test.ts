@@ -322,3 +322,43 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
     expect(worker.preassigned(6)).toBe(false);
   });
 });
+
+describe('RemoteWorker sharded steps planned ahead', () => {
+  const shardedWork = (step: number): StepWork => ({ ...work, globalStep: step });
+  const w = { plan: 3, peersFrame: Uint8Array.of(0x9e), shard: [0, WIDTH] as [number, number], bounds: [0, 2], lr: 0.01 };
+  const head = (f: Uint8Array): unknown => (f[0] === CONV_FRAME || f[0] === DENSE_FRAME || f[0] === OPTIMIZER_FRAME || f[0] === 0x9e ? f[0] : decode(f));
+
+  it('the step planned with the one before goes out alone, and is answered after it', async () => {
+    const { ws, worker, violations } = setUp();
+    const five = worker.computeSharded(shardedWork(5), 0, 2, w);
+    const six = worker.computeSharded(shardedWork(6), 0, 2, w, true);
+    // Step 5: the plan, the optimizer state, the weights, the assignment; step 6: its assignment only.
+    expect(ws.sent.map(head)).toEqual([0x9e, OPTIMIZER_FRAME, DENSE_FRAME, CONV_FRAME, expect.objectContaining({ type: 'assignment', step: 5, sharded: true }), expect.objectContaining({ type: 'assignment', step: 6, weightsVersion: 6, sharded: true })]);
+    for (const step of [5, 6]) {
+      ws.frame({ type: 'range_done', step, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1 });
+      ws.frame({ type: 'shard_update', step, offset: 0, mean: new Float32Array(WIDTH) });
+    }
+    expect((await five.update).step).toBe(5);
+    worker.finishSharded(6, 3);
+    expect((await six.done).step).toBe(6);
+    worker.finishSharded(7, 3);
+    expect(worker.microbatchesDone).toBe(4);
+    expect(violations).toEqual([]);
+  });
+
+  it('giving a step up gives up the one planned with it: an Abort for each', async () => {
+    const { ws, worker } = setUp();
+    const five = worker.computeSharded(shardedWork(5), 0, 2, w);
+    const six = worker.computeSharded(shardedWork(6), 0, 2, w, true);
+    ws.sent = [];
+    worker.abortSharded(5, 'a peer left');
+    await expect(five.done).rejects.toThrow(/aborted/);
+    await expect(six.update).rejects.toThrow(/sharded step 6 aborted/);
+    expect(ws.sent.map(head)).toEqual([{ type: 'abort', step: 5 }, { type: 'abort', step: 6 }]);
+  });
+
+  it('a step cannot be planned ahead of nothing', async () => {
+    const { worker } = setUp();
+    await expect(worker.computeSharded(shardedWork(6), 0, 2, w, true).done).rejects.toThrow(/without the step before/);
+  });
+});
