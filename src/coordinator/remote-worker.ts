@@ -244,9 +244,12 @@ export class RemoteWorker implements Participant {
     const nodes = expectedNodes(task, coverNodes(work.microbatches, lo, hi));
     this.sharded.set(v, { step: v, lo, hi, shard: w.shard, nodes, done, update });
     this.state = RemoteState.BUSY;
-    if (ahead) {
+    const assign = (): void => {
       const { pixels, labels } = this.pixelsOf(task);
       this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply: false, lr: w.lr, sharded: true, plan: w.plan, bounds: w.bounds, examples: work.count }));
+    };
+    if (ahead) {
+      assign();
       return { done: done.promise, update: update.promise };
     }
     this.together(() => {
@@ -262,8 +265,7 @@ export class RemoteWorker implements Participant {
       this.unsure = false;
       this.sentConv = v;
       this.sentDense = v;
-      const { pixels, labels } = this.pixelsOf(task);
-      this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply: false, lr: w.lr, sharded: true, plan: w.plan, bounds: w.bounds, examples: work.count }));
+      assign();
     });
     return { done: done.promise, update: update.promise };
   }
