@@ -21,12 +21,14 @@ import { tempDir } from '../helpers.js';
 import { startCli, startCoordinator, type RunningCli } from '../integration/run-cli.js';
 
 const dir = tempDir('lenet-conformance-');
+/** Every coordinator here: a long run on a small training set, on loopback, with the token. */
+const COMMON = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1'];
 const running: RunningCli[] = [];
 let training: string; // trains on its own thread, whoever connects
 let waiting: string; // --threads 0: every step goes to the one worker it waits for
 
 beforeAll(async () => {
-  const common = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1', '--verify-fraction', '0'];
+  const common = [...COMMON, '--verify-fraction', '0'];
   training = (await startCoordinator([...common, '--threads', '1', '--checkpoint-dir', join(dir.path, 'training')], running)).url;
   waiting = (await startCoordinator([...common, '--threads', '0', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'waiting')], running)).url;
 });
@@ -34,6 +36,21 @@ afterAll(() => {
   running.splice(0).forEach((p) => p.kill());
   dir.remove();
 });
+
+/** Whole results of zeros for an assignment: one per maximal subtree, with the right example counts. */
+function zeroSums(a: AssignmentMessage): Message[] {
+  return coverNodes(a.microbatches, a.lo, a.hi).map(([lo, hi]) => ({
+    type: 'result',
+    step: a.step,
+    lo,
+    hi,
+    examples: a.sizes.slice(lo - a.lo, hi - a.lo).reduce((x, y) => x + y, 0),
+    lossSum: 1,
+    offset: 0,
+    gradient: new Float32Array(60806),
+    computeMs: 1,
+  }));
+}
 
 const reject = async (c: Client): Promise<Extract<Message, { type: 'reject' }>> => c.next('reject');
 
@@ -208,10 +225,7 @@ describe('a worker computing whole steps alone (docs/protocol.md, "A worker that
     // answered with zero sums, the step ends and the next ones are this client's alone.
     const first = await c.next('assignment');
     if (!first.apply) {
-      for (const [lo, hi] of coverNodes(first.microbatches, first.lo, first.hi)) {
-        const examples = first.sizes.slice(lo - first.lo, hi - first.lo).reduce((x, y) => x + y, 0);
-        c.send({ type: 'result', step: first.step, lo, hi, examples, lossSum: 1, offset: 0, gradient: new Float32Array(60806), computeMs: 1 });
-      }
+      zeroSums(first).forEach((r) => c.send(r));
     }
     const a = await c.next('assignment', 20_000, (x) => x.apply);
     const next = await c.next('assignment', 20_000, (x) => x.step === a.step + 1);
@@ -231,8 +245,7 @@ describe('a worker computing whole steps alone (docs/protocol.md, "A worker that
 describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
   /** A coordinator that waits for two workers and has no threads: its first step is sharded over them. */
   async function shardedPair(): Promise<{ a: Client; b: Client; aa: AssignmentMessage; ab: AssignmentMessage }> {
-    const common = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1', '--verify-fraction', '0'];
-    const { url } = await startCoordinator([...common, '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, `sharded-${randomBytes(4).toString('hex')}`)], running);
+    const { url } = await startCoordinator([...COMMON, '--verify-fraction', '0', '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, `sharded-${randomBytes(4).toString('hex')}`)], running);
     // Peer URLs nobody listens on: the test plays both workers and sends nothing between them.
     const [a, b] = [new Client(url), new Client(url)];
     await Promise.all([a.admitted({ name: 'a', peerUrl: 'ws://127.0.0.1:9' }), b.admitted({ name: 'b', peerUrl: 'ws://127.0.0.1:10' })]);
@@ -301,15 +314,11 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
 
 describe('checked results (docs/protocol.md, "What each side does with the unexpected")', () => {
   it('sums recomputation does not reproduce: close 4009; the same name from the same host is refused with Reject(EXACTNESS) and 4009', async () => {
-    const common = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1'];
-    const { url } = await startCoordinator([...common, '--threads', '1', '--verify-fraction', '1', '--checkpoint-dir', join(dir.path, 'verifying')], running);
+    const { url } = await startCoordinator([...COMMON, '--threads', '1', '--verify-fraction', '1', '--checkpoint-dir', join(dir.path, 'verifying')], running);
     const c = new Client(url);
     await c.admitted({ name: 'dishonest' });
     const a = await c.next('assignment');
-    for (const [lo, hi] of coverNodes(a.microbatches, a.lo, a.hi)) {
-      const examples = a.sizes.slice(lo - a.lo, hi - a.lo).reduce((x, y) => x + y, 0);
-      c.send({ type: 'result', step: a.step, lo, hi, examples, lossSum: 1, offset: 0, gradient: new Float32Array(60806), computeMs: 1 });
-    }
+    zeroSums(a).forEach((r) => c.send(r)); // recomputation gives other sums
     expect((await c.closed).code).toBe(4009);
     const again = new Client(url);
     const challenge = await again.next('challenge');
@@ -344,8 +353,7 @@ describe.runIf(process.env.LENET_CONFORMANCE === 'full')('heartbeats (docs/proto
 describe.runIf(process.env.LENET_CONFORMANCE === 'full')('late workers (docs/protocol.md, "Limits")', () => {
   it(`a worker that answers no assignment is late ${MAX_CONSECUTIVE_LATE} steps in a row: close 4007`, async () => {
     // 32 microbatches a step: halved per late step, its share is not yet rounded away at the third.
-    const common = ['--epochs', '500', '--train-limit', '4096', '--test-limit', '100', '--quiet', '--port', '0', '--token', TOKEN, '--host', '127.0.0.1', '--verify-fraction', '0'];
-    const { url } = await startCoordinator([...common, '--threads', '1', '--batch-size', '512', '--microbatch', '16', '--checkpoint-dir', join(dir.path, 'late')], running);
+    const { url } = await startCoordinator([...COMMON, '--train-limit', '4096', '--verify-fraction', '0', '--threads', '1', '--batch-size', '512', '--microbatch', '16', '--checkpoint-dir', join(dir.path, 'late')], running);
     const c = new Client(url);
     await c.admitted();
     const beat = setInterval(() => c.send({ type: 'heartbeat', sentAtMs: Date.now() }), 2_000);

@@ -17,6 +17,14 @@ const P = modelSpec('lenet5').size;
 const D = denseOffset(modelSpec('lenet5'));
 const WORKER_ID = 1;
 
+/** Challenge, the worker's Hello, then Welcome with the run's config (its dataset, `overrides`). */
+async function welcome(c: Client, overrides: Partial<RunConfigMessage> = {}): Promise<Extract<Message, { type: 'hello' }>> {
+  c.send({ type: 'challenge', nonce: randomBytes(32), coordinatorVersion: 'conformance' });
+  const hello = await c.next('hello');
+  c.send({ type: 'welcome', workerId: WORKER_ID, config: runConfig({ datasetSha256: hello.datasetSha256, ...overrides }) });
+  return hello;
+}
+
 /** A listening socket that hands the test each connection a worker opens, in order. */
 class PlayedCoordinator {
   private readonly server = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
@@ -45,9 +53,7 @@ class PlayedCoordinator {
   /** The next connection, through Challenge, Hello, Welcome(config) and Ready. */
   async welcomed(overrides: Partial<RunConfigMessage> = {}): Promise<{ c: Client; hello: Extract<Message, { type: 'hello' }> }> {
     const c = await this.connection();
-    c.send({ type: 'challenge', nonce: randomBytes(32), coordinatorVersion: 'conformance' });
-    const hello = await c.next('hello');
-    c.send({ type: 'welcome', workerId: WORKER_ID, config: runConfig({ datasetSha256: hello.datasetSha256, ...overrides }) });
+    const hello = await welcome(c, overrides);
     await c.next('ready');
     return { c, hello };
   }
@@ -197,9 +203,15 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     c.send({ type: 'peers', plan: 1, peers: [{ workerId: WORKER_ID, url: 'ws://127.0.0.1:9', from: 0, to: SPLIT }, { workerId: 2, url: 'ws://127.0.0.1:10', from: SPLIT, to: P }] });
     c.send(adamState(0));
     c.send(weights(0));
-    const a: AssignmentMessage = { ...wholeStep(0), hi: 1, samples: wholeStep(0).samples.slice(0, 32), positions: wholeStep(0).positions.slice(0, 32), sizes: [32], sharded: true, plan: 1, bounds: [0, 1, 2], examples: 64, lr: 0.001 };
+    const a = leafZero(1);
     c.send(a);
     return a;
+  }
+
+  /** Leaf 0 of step 0's two, sharded with plan `plan`: this worker's range in the plan above. */
+  function leafZero(plan: number): AssignmentMessage {
+    const whole = wholeStep(0);
+    return { ...whole, hi: 1, samples: whole.samples.slice(0, 32), positions: whole.positions.slice(0, 32), sizes: [32], sharded: true, plan, bounds: [0, 1, 2], examples: 64, lr: 0.001 };
   }
 
   it('a sharded step: RangeDone lists its subtrees; a partial sum of a subtree the step lacks is ignored; once every partial sum of its shard is in, ShardUpdate', async () => {
@@ -232,7 +244,7 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     const { c } = await coordinator.welcomed();
     c.send({ type: 'peers', plan: 2, peers: [{ workerId: WORKER_ID, url: 'ws://127.0.0.1:9', from: 0, to: SPLIT }, { workerId: 2, url: 'ws://127.0.0.1:10', from: SPLIT, to: P }] });
     c.send(weights(0));
-    c.send({ ...wholeStep(0), hi: 1, samples: wholeStep(0).samples.slice(0, 32), positions: wholeStep(0).positions.slice(0, 32), sizes: [32], sharded: true, plan: 2, bounds: [0, 1, 2], examples: 64, lr: 0.001 });
+    c.send(leafZero(2));
     expect((await c.closed).code).toBe(4004);
   });
 
@@ -292,9 +304,7 @@ describe('how a worker ends (docs/protocol.md, "Handshake" and "What each side d
 
   it('Goodbye with run_complete: exits 0', async () => {
     const { code } = await exitOf(async (c) => {
-      c.send({ type: 'challenge', nonce: randomBytes(32), coordinatorVersion: 'conformance' });
-      const hello = await c.next('hello');
-      c.send({ type: 'welcome', workerId: WORKER_ID, config: runConfig({ datasetSha256: hello.datasetSha256 }) });
+      await welcome(c);
       await c.next('ready');
       c.send({ type: 'goodbye', reason: 'run complete', runComplete: true });
     });
@@ -321,9 +331,7 @@ describe('how a worker ends (docs/protocol.md, "Handshake" and "What each side d
       let c: Client | undefined;
       const { code } = await exitOf(async (conn) => {
         c = conn;
-        conn.send({ type: 'challenge', nonce: randomBytes(32), coordinatorVersion: 'conformance' });
-        const hello = await conn.next('hello');
-        conn.send({ type: 'welcome', workerId: WORKER_ID, config: runConfig({ datasetSha256: hello.datasetSha256, ...config }) });
+        await welcome(conn, config);
       });
       expect(code).toBe(5);
       expect(c!.all('ready')).toHaveLength(0);
