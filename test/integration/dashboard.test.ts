@@ -5,21 +5,18 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { startCli, type RunningCli } from './run-cli.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startCli, type RunningCli, processesOfThisFile } from './run-cli.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url));
-const dir = tempDir('lenet-dash-');
-const running: RunningCli[] = [];
+const { dir, running } = processesOfThisFile('lenet-dash-');
 let browser: Browser | undefined;
+// Registered after the helper's hook, so it runs first: the browser closes before its server goes.
 afterEach(async () => {
   await browser?.close();
   browser = undefined;
-  running.splice(0).forEach((p) => p.kill());
 });
-afterAll(() => dir.remove());
 
 async function startRun(name: string): Promise<{ coord: RunningCli; http: string }> {
   const coord = startCli('lenet-coord', ['start', '--epochs', '3', '--train-limit', '6000', '--test-limit', '1000', '--threads', '1', '--quiet', '--port', '0', '--checkpoint-dir', join(dir.path, name)]);

@@ -1,24 +1,18 @@
-// The dense layers' weights of the next step go out before a step ends (src/coordinator/
-// early-dense.ts). A worker that fails after they did, its dense part already used, must still
+// The dense layers' weights of the next step go out before a step ends (the dense shard,
+// src/coordinator/step-update.ts). A worker that fails after they did, its dense part already used, must still
 // leave the weights of an undisturbed run: its range is recomputed with the step's own weights.
 // The worker runs in this process so the test can time its failure to the message.
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { decode } from '../../src/protocol/codec.js';
 import { denseOffset, modelSpec } from '../../src/model/architectures.js';
 import { RemoteWorkerProcess } from '../../src/worker/remote.js';
-import { tempDir } from '../helpers.js';
 import { interceptSends } from './intercept-sends.js';
-import { epochDigests, runCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { epochDigests, runCli, startCoordinator, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-early-dense-');
-const running: RunningCli[] = [];
+const { dir, running } = processesOfThisFile('lenet-early-dense-');
 let restoreSends: (() => void) | undefined;
-afterEach(() => {
-  running.splice(0).forEach((p) => p.kill());
-  restoreSends?.();
-});
-afterAll(() => dir.remove());
+afterEach(() => restoreSends?.());
 
 // Batch 64 = 2 microbatches: one for the coordinator's thread, one for the worker. 64 steps: the
 // run goes on for about a second after the worker drops at step VICTIM_STEP, well past its first

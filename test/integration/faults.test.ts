@@ -3,14 +3,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { epochDigests, readJsonLines, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { describe, expect, it } from 'vitest';
+import { epochDigests, readJsonLines, runCli, startCli, startCoordinator, type RunningCli, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-faults-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-faults-');
 
 // Batch 128 = 4 microbatches: every participant (1 local thread + 2 workers) gets a range each step.
 const RUN = ['--epochs', '2', '--train-limit', '2048', '--batch-size', '128', '--test-limit', '500', '--seed', '11', '--quiet', '--port', '0'];

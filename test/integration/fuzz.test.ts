@@ -3,15 +3,11 @@
 // coordinator's memory stays bounded.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { attack } from '../fixtures/attacker.js';
-import { tempDir } from '../helpers.js';
-import { epochDigests, runCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { epochDigests, runCli, startCoordinator, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-fuzz-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-fuzz-');
 
 // Long enough that training outlasts the attack (about 10 s of it on 2 cores) with a wide margin.
 const RUN = ['--epochs', '6', '--train-limit', '6144', '--test-limit', '500', '--seed', '5', '--quiet', '--port', '0', '--threads', '1'];

@@ -1,16 +1,13 @@
 // Remote workers over loopback, as real processes: the same weights as local training whatever
 // the split, wrong tokens, missing data (pixel fallback), and a worker that joins mid-run.
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { tempDir, writeTinyMnist } from '../helpers.js';
-import { epochRecords, readJsonLines, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { describe, expect, it } from 'vitest';
+import { writeTinyMnist } from '../helpers.js';
+import { epochRecords, readJsonLines, runCli, startCli, startCoordinator, type RunningCli, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-remote-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-remote-');
 
-// The reference configuration.
+// The reference configuration of these tests.
 const RUN = ['--epochs', '1', '--train-limit', '4096', '--test-limit', '1000', '--seed', '7', '--quiet', '--port', '0'];
 
 function start(program: 'lenet-coord' | 'lenet-worker', args: string[], env?: NodeJS.ProcessEnv): RunningCli {

@@ -3,6 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach } from 'vitest';
+import { tempDir } from '../helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -105,4 +107,16 @@ export async function startCoordinator(args: string[], running: RunningCli[]): P
   running.push(proc);
   const [, url] = await proc.waitFor(/listening for workers on (wss?:\/\/\S+)/);
   return { proc, url };
+}
+
+/**
+ * What a test file of real processes shares: a temporary folder, removed after the file, and the
+ * processes it starts, each killed after its test (none is ever left behind).
+ */
+export function processesOfThisFile(prefix: string): { dir: ReturnType<typeof tempDir>; running: RunningCli[] } {
+  const dir = tempDir(prefix);
+  const running: RunningCli[] = [];
+  afterEach(() => running.splice(0).forEach((p) => p.kill()));
+  afterAll(() => dir.remove());
+  return { dir, running };
 }

@@ -6,14 +6,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { epochDigests, epochRecords, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { describe, expect, it } from 'vitest';
+import { epochDigests, epochRecords, runCli, startCli, startCoordinator, type RunningCli, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-sharded-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-sharded-');
 
 // Batch 256 = 8 microbatches, so three participants all get a range; two epochs of 12 steps.
 const RUN = ['--epochs', '2', '--train-limit', '3072', '--batch-size', '256', '--test-limit', '500', '--seed', '5', '--quiet', '--port', '0'];

@@ -3,15 +3,11 @@
 // run's weights; SIGTERM to a worker says goodbye and exits 8, and the run goes on.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { STOP_GRACE_MS } from '../../src/constants.js';
-import { tempDir } from '../helpers.js';
-import { epochDigests, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { epochDigests, runCli, startCli, startCoordinator, type RunningCli, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-stop-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-stop-');
 
 // 32 steps of 64 per epoch, two epochs.
 const RUN = ['--epochs', '2', '--train-limit', '2048', '--test-limit', '300', '--seed', '3', '--quiet', '--port', '0'];

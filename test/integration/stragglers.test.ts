@@ -3,22 +3,16 @@
 // MAX_CONSECUTIVE_LATE late steps it is dropped; the weights equal the undisturbed run's.
 // And a worker computing whole steps alone (it applies the updates itself) that is late once.
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONSECUTIVE_LATE, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_INITIAL_MS } from '../../src/constants.js';
 import { RemoteWorkerProcess } from '../../src/worker/remote.js';
 import { stalledWorker } from '../fixtures/stalled-worker.js';
-import { tempDir } from '../helpers.js';
 import { interceptSends } from './intercept-sends.js';
-import { epochDigests, epochRecords, runCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { epochDigests, epochRecords, runCli, startCoordinator, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-straggler-');
-const running: RunningCli[] = [];
+const { dir, running } = processesOfThisFile('lenet-straggler-');
 let restoreSends: (() => void) | undefined;
-afterEach(() => {
-  running.splice(0).forEach((p) => p.kill());
-  restoreSends?.();
-});
-afterAll(() => dir.remove());
+afterEach(() => restoreSends?.());
 
 let reference: string[];
 

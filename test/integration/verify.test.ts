@@ -1,14 +1,10 @@
 // Checked results, with real processes: a worker that perturbs one value in 1 of every 20 results
 // is caught by recomputation and ejected, and the run ends on an honest run's weights.
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { epochDigests, runCli, startCli, startCoordinator, type RunningCli } from './run-cli.js';
+import { describe, expect, it } from 'vitest';
+import { epochDigests, runCli, startCli, startCoordinator, processesOfThisFile } from './run-cli.js';
 
-const dir = tempDir('lenet-verify-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-verify-');
 
 // Batch 128 = 4 microbatches: the local thread and the worker both get a range every step.
 const RUN = ['--epochs', '1', '--train-limit', '4096', '--batch-size', '128', '--test-limit', '300', '--seed', '8', '--quiet', '--port', '0'];

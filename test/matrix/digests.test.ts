@@ -5,14 +5,10 @@
 // (batch 256). `npm test` runs keras with relu at batch 256 (its remote path once failed with
 // several microbatches per thread); LENET_MATRIX=full (npm run test:matrix) runs every row.
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { epochDigests, runCli, startCli, startCoordinator, type RunningCli } from '../integration/run-cli.js';
+import { describe, expect, it } from 'vitest';
+import { epochDigests, runCli, startCli, startCoordinator, processesOfThisFile } from '../integration/run-cli.js';
 
-const dir = tempDir('lenet-matrix-');
-const running: RunningCli[] = [];
-afterEach(() => running.splice(0).forEach((p) => p.kill()));
-afterAll(() => dir.remove());
+const { dir, running } = processesOfThisFile('lenet-matrix-');
 
 const FULL = process.env.LENET_MATRIX === 'full';
 const MODELS = FULL ? [['lenet5', 'relu'], ['lenet5', 'tanh'], ['keras', 'relu'], ['keras', 'tanh']] : [['keras', 'relu']];
