@@ -55,7 +55,7 @@ const sentAssignment = (): Promise<void> => new Promise((resolve) => setImmediat
 afterEach(() => workers.splice(0).forEach((w) => w.close(1000, 'test over')));
 
 /** A worker as welcomed: STARTING, its join probe sent, neither Ready nor a probe result back. */
-function welcomed(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[]; ready: RemoteWorker[] } {
+function welcomed(gradDType: 'float32' | 'float16' = 'float32'): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[]; ready: RemoteWorker[] } {
   const ws = new FakeSocket();
   const ready: RemoteWorker[] = [];
   const slab = createSharedSlab(WIDTH, 2);
@@ -68,7 +68,7 @@ function welcomed(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<ty
     peerUrl: '',
     traffic: { sent: 0, received: 0 },
     sendPixels: false,
-    gradDType: 'float32',
+    gradDType,
     slab,
     partSplit: 6,
     data: undefined as never,
@@ -88,8 +88,8 @@ function welcomed(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<ty
 }
 
 /** A worker that has passed the join probe and is ACTIVE, its handshake writes forgotten. */
-function setUp(): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[] } {
-  const w = welcomed();
+function setUp(gradDType: 'float32' | 'float16' = 'float32'): { ws: FakeSocket; worker: RemoteWorker; slab: ReturnType<typeof createSharedSlab>; violations: string[] } {
+  const w = welcomed(gradDType);
   w.ws.frame({ type: 'ready', threads: 1 });
   w.ws.frame({ type: 'probe_result', digest: PROBE_DIGEST });
   w.ws.writes = [];
@@ -199,6 +199,17 @@ describe('RemoteWorker results in parts', () => {
     await sentAssignment();
     ws.emit('message', Buffer.from(encode(part(0, WIDTH), 'float16')), true);
     await expect(result).rejects.toThrow(/float16, but the run's gradients are float32/);
+    expect(violations).toEqual(['bad_result_dtype']);
+    expect(ws.closed?.code).toBe(4004);
+    expect(slot(slab, 0).every((v) => v === 0)).toBe(true);
+  });
+
+  it('and one that sends a float32 result in a float16 run', async () => {
+    const { ws, worker, slab, violations } = setUp('float16');
+    const result = worker.compute(work, 0, 2);
+    await sentAssignment();
+    ws.emit('message', Buffer.from(encode({ ...part(0, WIDTH), hi: 1, examples: 2 }, 'float32')), true);
+    await expect(result).rejects.toThrow(/float32, but the run's gradients are float16/);
     expect(violations).toEqual(['bad_result_dtype']);
     expect(ws.closed?.code).toBe(4004);
     expect(slot(slab, 0).every((v) => v === 0)).toBe(true);
