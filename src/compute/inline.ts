@@ -78,7 +78,6 @@ export class InlineCompute {
     return { nodes: run.nodes, computeMs: performance.now() - started };
   }
 
-
   /** Frees the weights' tensors; only between ranges (the worker queues it after the last). */
   async close(): Promise<void> {
     this.computer.dispose();

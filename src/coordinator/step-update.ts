@@ -85,11 +85,6 @@ export class StepUpdate {
     return this.totals?.count ?? 0;
   }
 
-  /** The index of the shard starting at `from`. */
-  shardAt(from: number): number {
-    return this.shards.findIndex((s) => s.from === from);
-  }
-
   /**
    * Range i's values of shard k (of every shard when k is undefined) are in the slab, summed at
    * `nodes`: its maximal subtrees, or its leaves (float16 results from a remote worker).

@@ -21,6 +21,7 @@ import { learningRate, type ScheduleConfig } from './schedule.js';
 import { rangeTask, type ComputeOptions, type Membership, type Participant, type StepWork } from './participants.js';
 import { shardable, trainShardedStep, type Assigned, type NextStep, type ShardPlanner } from './sharded-step.js';
 import type { Verifier } from './verify.js';
+import type { WeightsPart } from '../protocol/messages.js';
 
 
 /**
@@ -212,15 +213,15 @@ export async function trainStep(
   }
   const shards = resultParts(ctx);
   const publish = (k: number): void => {
-    if (!owner && remotes.some((p) => p.computing())) remotes.forEach((p) => p.publish(globalStep + 1, shards.length === 1 ? 'all' : k === 0 ? 'conv' : 'dense'));
+    if (!owner && remotes.some((p) => p.computing())) remotes.forEach((p) => p.publish(globalStep + 1, shards[k].part));
   };
   const update = new StepUpdate(ctx, n, assigned.length, shards, lr, globalStep + 1, publish);
-  const dense = shards.length - 1;
+  const dense = shards.findIndex((s) => s.part === 'dense');
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
     // Dense parts come early only as float32 sums, which are at the range's maximal subtrees.
-    const denseIn = shards.length > 1 ? (): void => update.arrived(i, coverNodes(n, lo, hi), dense) : undefined;
+    const denseIn = dense >= 0 ? (): void => update.arrived(i, coverNodes(n, lo, hi), dense) : undefined;
     const r = await runRange(ctx, p, work, lo, hi, { denseIn, revoked: () => update.revoked(i) }, p === owner ? apply : undefined);
     const wallMs = performance.now() - t0;
     update.arrived(i, r.nodes); // every part of its sums is in
@@ -254,11 +255,11 @@ function proportional(members: Participant[], n: number): Assigned[] {
  * float32 result (remote workers send the dense layers' part first, so that shard is made
  * first), or all values at once (float16 results come per leaf, whole).
  */
-function resultParts(ctx: Pick<StepContext, 'gradDType' | 'split' | 'slab'>): UpdateShard[] {
-  if (ctx.gradDType !== 'float32') return [{ from: 0, to: ctx.slab.width }];
+function resultParts(ctx: Pick<StepContext, 'gradDType' | 'split' | 'slab'>): (UpdateShard & { part: WeightsPart })[] {
+  if (ctx.gradDType !== 'float32') return [{ from: 0, to: ctx.slab.width, part: 'all' }];
   return [
-    { from: 0, to: ctx.split },
-    { from: ctx.split, to: ctx.slab.width },
+    { from: 0, to: ctx.split, part: 'conv' },
+    { from: ctx.split, to: ctx.slab.width, part: 'dense' },
   ];
 }
 

@@ -179,7 +179,7 @@ export class PeerLinks {
  */
 export function flushed(ws: WebSocket): Promise<void> {
   const socket = (ws as unknown as { _socket?: { writableLength: number; once(event: 'drain' | 'close', fn: () => void): void } })._socket;
-  if (!socket || ws.bufferedAmount === 0 || socket.writableLength === 0) return Promise.resolve();
+  if (!socket || socket.writableLength === 0) return Promise.resolve();
   return new Promise((resolve) => {
     socket.once('drain', resolve);
     socket.once('close', resolve);
