@@ -1,5 +1,6 @@
 // Choosing and initialising the tfjs compute backend. tfjs-node ("tensorflow") is optional: it is
 // loaded dynamically when asked for (or by `auto`) and never required; wasm is the default.
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, UsageError } from '../errors.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
@@ -39,13 +40,23 @@ export async function resolveBackend(choice: BackendChoice): Promise<BackendName
   return choice;
 }
 
+let opGradients = false;
+
+/**
+ * Registers every op's gradient, which tfjs's autodiff (tf.valueAndGrads) needs. tfjs-core's
+ * Node bundle registers none; the @tensorflow/tfjs bundle registers all of them (and the cpu
+ * backend) into tfjs's global registries, which every tfjs package shares. Only the tape needs
+ * them, and loading that bundle takes about half a second and 20 MB, so a process or thread
+ * loads it when it first takes the tape path, not at start-up (src/compute/gradients.ts).
+ */
+export function registerOpGradients(): void {
+  if (opGradients) return;
+  createRequire(import.meta.url)('@tensorflow/tfjs');
+  opGradients = true;
+}
+
 /** Loads and activates the backend; returns the name of the one that runs. */
 export async function initBackend(choice: BackendChoice): Promise<BackendName> {
-  // tfjs-core's Node bundle registers no op gradients; the @tensorflow/tfjs bundle registers all
-  // of them (and the cpu backend) into tfjs's global registries, which every tfjs package shares.
-  // Loaded here, not at the top, so a process that only hands out work (a worker's main thread)
-  // does not carry it: about 20 MB.
-  await import('@tensorflow/tfjs');
   const name = await resolveBackend(choice);
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');

@@ -2,6 +2,7 @@
 // and pixels, and evaluation of the test set. The same code runs in coordinator threads and on
 // remote workers, which is what lets any of them compute any microbatch with identical bits.
 import * as tf from '@tensorflow/tfjs-core';
+import { registerOpGradients } from '../backend/select.js';
 import { IMAGE_PIXELS, NUM_CLASSES } from '../constants.js';
 import { copyImage, distortImage } from '../data/distort.js';
 import { firstDenseParam, type ModelSpec } from '../model/architectures.js';
@@ -47,6 +48,8 @@ export class GradientComputer {
     this.firstDense = firstDenseParam(spec);
     if (!tape && directGradientSupports(spec, tf.getBackend())) {
       this.direct = new DirectLenet5(tf.engine().backend as never, spec);
+    } else {
+      registerOpGradients();
     }
   }
 

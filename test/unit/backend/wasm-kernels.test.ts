@@ -2,7 +2,7 @@
 // each through the tfjs op (or gradient) that reaches it in a training step.
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../../src/backend/select.js';
+import { initBackend, registerOpGradients } from '../../../src/backend/select.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -157,6 +157,7 @@ const CASES: KernelCase[] = [
 
 describe('wasm training kernels', () => {
   beforeAll(async () => {
+    registerOpGradients(); // tf.grad below
     await initBackend('cpu');
     await initBackend('wasm');
   });
