@@ -26,10 +26,13 @@ const COMMON = ['--epochs', '500', '--train-limit', '2048', '--test-limit', '100
 const running: RunningCli[] = [];
 let training: string; // trains on its own thread, whoever connects
 let waiting: string; // --threads 0: every step goes to the one worker it waits for
+/** A client that never says Hello, connected first: its 10 s pass while the other tests run. */
+let silent: Client;
 
 beforeAll(async () => {
   const common = [...COMMON, '--verify-fraction', '0'];
   training = (await startCoordinator([...common, '--threads', '1', '--checkpoint-dir', join(dir.path, 'training')], running)).url;
+  silent = new Client(training);
   waiting = (await startCoordinator([...common, '--threads', '0', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'waiting')], running)).url;
 });
 afterAll(() => {
@@ -94,15 +97,6 @@ describe('handshake (docs/protocol.md, "Handshake")', () => {
       expect((await reject(c)).reason).toBe(RejectReason.BAD_MESSAGE);
       expect([1002, 4004]).toContain((await c.closed).code);
     }
-  });
-
-  it('no Hello within 10 s: Reject(BAD_MESSAGE), close 4004', async () => {
-    const c = new Client(training);
-    await c.next('challenge');
-    const r = await c.next('reject', 15_000);
-    expect(r.reason).toBe(RejectReason.BAD_MESSAGE);
-    expect(r.message).toMatch(/no hello within 10000 ms/);
-    expect((await c.closed).code).toBe(4004);
   });
 
   it('threads must be 1 to 256', async () => {
@@ -364,6 +358,16 @@ describe.runIf(process.env.LENET_CONFORMANCE === 'full')('late workers (docs/pro
       clearInterval(beat);
     }
   }, 120_000);
+});
+
+describe('handshake, timed (docs/protocol.md, "Handshake")', () => {
+  it('no Hello within 10 s: Reject(BAD_MESSAGE), close 4004', async () => {
+    await silent.next('challenge');
+    const r = await silent.next('reject', 15_000);
+    expect(r.reason).toBe(RejectReason.BAD_MESSAGE);
+    expect(r.message).toMatch(/no hello within 10000 ms/);
+    expect((await silent.closed).code).toBe(4004);
+  });
 });
 
 describe('peer links (docs/protocol.md, "Peer links")', () => {
