@@ -20,11 +20,15 @@ import { fileURLToPath } from 'node:url';
 import { lastEpochRecord, machineSummary, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+/** The --rates value for links left unshaped. */
+const UNSHAPED = 'unshaped';
 const USAGE = `Usage: npm run scaling -- [options]
   --samples N        samples per real run                                  [6400]
   --parts LIST       which experiments: local,loopback,hosts,sim (local always runs: its
                      microbatch time drives the simulated workers)     [all of them]
-  --rates LIST       link rates of the hosts rows, as tc writes them         [1gbit,100mbit]
+  --rates LIST       link rates of the hosts rows, as tc writes them, or unshaped
+                     (no tc: the control that shows whether links or cores bound a row)
+                                                                           [1gbit,100mbit]
   --hosts LIST       compute-simulated workers of the hosts rows              [4,8,16]
   --sim LIST         simulated workers of the load rows                       [16,64,256]
   --out DIR          where scaling.csv, scaling.md and the plots go           [results]
@@ -103,7 +107,8 @@ for (const allreduce of parts.has('loopback') ? ['star', 'sharded'] : []) {
 // pairs' outer ends on one bridge, like machines on a switch. Both ends of every host's link are
 // shaped with tc tbf (this kernel has tbf, not netem): each host's own link, both directions. The
 // bucket holds a millisecond of the rate (burstFor), so every frame is paced at the link rate (a
-// large one would let a whole 243 KB frame through at once). Real-compute rows with 2 and 4 workers; compute-simulated rows with 4, 8 and
+// large one would let a whole 243 KB frame through at once); `unshaped` leaves the links as the
+// kernel makes them, as a control. Real-compute rows with 2 and 4 workers; compute-simulated rows with 4, 8 and
 // 16 (LENET_SIMULATE_COMPUTE_MS: the real protocol, bytes, reduce and update, a sleep of the
 // measured microbatch time instead of the gradient), at 256 samples per worker per step (weak
 // scaling) and at a fixed global batch of 1024. Every link's bytes are read off its counters.
@@ -132,6 +137,7 @@ function hostUp(h, address, rate) {
   sh(`ip link add lenet-v${h} type veth peer name eth0 netns lenet-w${h}`);
   sh(`ip link set lenet-v${h} master lenet-br0 && ip link set lenet-v${h} up`);
   sh(`ip netns exec lenet-w${h} sh -c 'ip addr add ${address}/24 dev eth0 && ip link set eth0 up && ip link set lo up'`);
+  if (rate === UNSHAPED) return;
   const burst = burstFor(rate);
   sh(`tc qdisc add dev lenet-v${h} root tbf rate ${rate} burst ${burst} latency 100ms`);
   sh(`ip netns exec lenet-w${h} tc qdisc add dev eth0 root tbf rate ${rate} burst ${burst} latency 100ms`);
@@ -249,6 +255,7 @@ for (const n of parts.has('sim') ? values.sim.split(',').map(Number) : []) {
 /** Bytes of the model (float32 parameters): what a gradient or a copy of the weights weighs. */
 const MODEL_BYTES = 4 * 60806;
 function bitsPerSecond(rate) {
+  if (rate === UNSHAPED) return Infinity;
   const m = rate.match(/^(\d+)(k|m|g)bit$/);
   if (!m) throw new Error(`--rates: '${rate}' is not a rate tc understands here (say 100mbit or 1gbit)`);
   return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9 }[m[2]];
@@ -301,7 +308,7 @@ function hostsSection() {
   const lines = [
     '## Across hosts',
     '',
-    'Every host (the coordinator and each worker) in its own network namespace on one bridge, each link shaped with `tc tbf` both ways (`netns-*`: real compute, global batch 256; `hosts-RATE-weak-*`: ' +
+    'Every host (the coordinator and each worker) in its own network namespace on one bridge, each link shaped with `tc tbf` both ways, or not at all in the `unshaped` rows (`netns-*`: real compute, global batch 256; `hosts-RATE-weak-*`: ' +
       'compute-simulated workers, 256 samples per worker per step; `hosts-RATE-strong-*`: the same at a global batch of 1024). `--verify-fraction 0` in every row. ' +
       "Link figures are each link's own counters (both directions) over the recorded epoch, divided by its steps; the coordinator's are its link's, the workers' the mean (and the busiest) of theirs. " +
       'Efficiency is the compute a worker simulated per step over the step time. CPU is how busy this machine was meanwhile: every host shares its cores, so near 100% the row measures them, not the links.',
@@ -318,7 +325,8 @@ function hostsSection() {
     if (star) pairs.push(`${r.mode.replace(/-sharded$/, '')} ${r.participants}: ${(r.samplesPerSecond / star.samplesPerSecond).toFixed(2)}x`);
   }
   if (pairs.length > 0) lines.push(`Sharded throughput over the star's: ${pairs.join('; ')}.`, '');
-  const sim = hosts.filter((r) => r.simComputeMs !== undefined).map((r) => ({ ...r, rate: r.mode.split('-')[1] }));
+  // The model has a wire term; unshaped rows have no rate to fit it to.
+  const sim = hosts.filter((r) => r.simComputeMs !== undefined && r.mode.split('-')[1] !== UNSHAPED).map((r) => ({ ...r, rate: r.mode.split('-')[1] }));
   if (sim.length >= 4) {
     // Fitted twice: to every simulated row, and to those with at most 8 workers, where this
     // machine's two cores were mostly idle; at 16 the per-frame term also holds the hosts'
