@@ -46,9 +46,14 @@ export class ShardPlanner {
   /** Sharded attempts aborted in a row; at MAX_ABORTED_SHARDED_STEPS the run stops sharding. */
   aborted = 0;
 
+  /**
+   * `verifying`: the run checks results by recomputation (--verify-fraction), which sharded steps
+   * do not offer; the first plan says so once.
+   */
   constructor(
     private readonly params: number,
     private readonly log: (line: string) => void,
+    private readonly verifying = false,
   ) {}
 
   /** False once sharded attempts have failed too often in a row: the star from then on. */
@@ -86,6 +91,9 @@ export class ShardPlanner {
     if (last && last.owners.length === owners.length && last.owners.every((w, i) => w === owners[i])) return last;
     const shards = shardLayout(this.params, owners.length);
     const id = (last?.id ?? 0) + 1;
+    if (!last && this.verifying) {
+      this.log('note: sharded steps are not checked by recomputation (--verify-fraction checks star steps); --allreduce star checks every step');
+    }
     const peers = owners.map((w, i) => ({ workerId: w.workerId, url: w.peerUrl, from: shards[i][0], to: shards[i][1] }));
     this.plan = { id, owners, shards, peersFrame: encode({ type: 'peers', plan: id, peers }) };
     return this.plan;

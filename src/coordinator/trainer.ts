@@ -263,7 +263,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
     deadline: new StepDeadline(),
-    shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line)) : undefined,
+    shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line), verifier !== undefined) : undefined,
     verifier,
     log: (line, fields) => {
       view.clear();

@@ -63,6 +63,8 @@ describe('sharded steps', () => {
     const b = worker(url, 2, 'b');
     const result = await c.done;
     expectEveryStepSharded(result, metrics);
+    // --verify-fraction (0.02 by default) checks star steps only, and the run says so once.
+    expect(result.stdout.match(/sharded steps are not checked by recomputation/g)).toHaveLength(1);
     expect(await shardedSteps(a)).toBe(24);
     expect(await shardedSteps(b)).toBe(24);
     const parts = epochRecords(metrics)[0].participants as { kind: string; microbatches: number }[];
@@ -76,7 +78,9 @@ describe('sharded steps', () => {
     const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '2', '--allreduce', 'star', '--checkpoint-dir', join(dir.path, 'star'), '--metrics-out', metrics], running);
     const a = worker(url, 1, 'a');
     const b = worker(url, 1, 'b');
-    expect((await c.done).code).toBe(0);
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).not.toMatch(/not checked by recomputation/);
     expect(epochDigests(metrics)).toEqual(reference);
     expect(await shardedSteps(a)).toBe(0);
     expect(await shardedSteps(b)).toBe(0);
@@ -129,6 +133,8 @@ describe('sharded steps', () => {
     await c.waitFor(/\(late@\S+, 1 thread\) joined; it takes part from the next step/);
     const result = await c.done;
     expectEveryStepSharded(result, metrics);
+    // --verify-fraction (0.02 by default) checks star steps only, and the run says so once.
+    expect(result.stdout.match(/sharded steps are not checked by recomputation/g)).toHaveLength(1);
     expect(await shardedSteps(a)).toBe(24);
     expect(await shardedSteps(b)).toBe(24);
     expect(await shardedSteps(late)).toBeGreaterThan(0);
