@@ -92,7 +92,7 @@ export class ShardPlanner {
     const shards = shardLayout(this.params, owners.length);
     const id = (last?.id ?? 0) + 1;
     if (!last && this.verifying) {
-      this.log('note: sharded steps are not checked by recomputation (--verify-fraction checks star steps); --allreduce star checks every step');
+      this.log('note: sharded steps are not checked by recomputation (--verify-fraction checks star steps only); with --allreduce star every step can be checked');
     }
     const peers = owners.map((w, i) => ({ workerId: w.workerId, url: w.peerUrl, from: shards[i][0], to: shards[i][1] }));
     this.plan = { id, owners, shards, peersFrame: encode({ type: 'peers', plan: id, peers }) };
