@@ -57,12 +57,18 @@ export class PeerLinks {
     // One HTTP(S) server under the WebSocket endpoint, so that TLS or not is only its kind.
     const http = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }) : createHttpServer();
     const server = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    // ws re-emits the HTTP server's errors, a failed listen's too: without a listener from the
+    // start, a port in use ended the process with a stack trace. That one is the rejection below.
+    let listening = false;
+    server.on('error', (err) => listening && this.opts.log(`worker: peer endpoint error (${err.message})`));
     await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
+      http.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new Error(err.code === 'EADDRINUSE' ? `port ${o.port} is already in use; pass another --peer-port` : (err.code ?? err.message))),
+      );
       http.listen(o.port, o.host, resolve);
     });
+    listening = true;
     server.on('close', () => http.close());
-    server.on('error', (err) => this.opts.log(`worker: peer endpoint error (${err.message})`));
     server.on('connection', (ws, req) => this.onConnection(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`));
     this.server = server;
     const address = server.address();
