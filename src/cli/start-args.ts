@@ -165,7 +165,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
   const tlsCert = stringFlag(flags, 'tls-cert');
   const tlsKey = stringFlag(flags, 'tls-key');
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-  for (const f of [tlsCert, tlsKey]) if (f !== undefined && !existsSync(f)) throw new UsageError(`${f}: file not found`);
+  for (const [flag, f] of [['--tls-cert', tlsCert], ['--tls-key', tlsKey]]) if (f !== undefined && !existsSync(f)) throw new UsageError(`${flag} ${f}: file not found`);
   const threads = intFlag(flags, 'threads', availableParallelism(), 0, MAX_THREADS);
   const waitWorkers = intFlag(flags, 'wait-workers', 0, 0, 10_000);
   return {

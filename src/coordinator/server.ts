@@ -27,6 +27,9 @@ import { RejectReason, type HelloMessage, type RunConfigMessage } from '../proto
 import { PACKAGE_VERSION } from '../version.js';
 import type { Log } from '../metrics/log.js';
 
+/** listen() failed because another process has the port (the default port may fall back). */
+export class PortInUseError extends UsageError {}
+
 export interface ServerOptions {
   host: string;
   port: number;
@@ -79,13 +82,7 @@ export class CoordinatorServer {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        reject(
-          new UsageError(
-            err.code === 'EADDRINUSE'
-              ? `port ${port} on ${host} is already in use; pass another --port`
-              : `cannot listen on ${host}:${port} (${err.code ?? err.message})`,
-          ),
-        );
+        reject(err.code === 'EADDRINUSE' ? new PortInUseError(`port ${port} on ${host} is already in use; pass another --port`) : new UsageError(`cannot listen on ${host}:${port} (${err.code ?? err.message})`));
       });
       server.listen(port, host, () => resolve());
     });

@@ -30,7 +30,7 @@ import { Verifier } from './verify.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { StagedWeights } from './step-update.js';
 import { RemoteWorker } from './remote-worker.js';
-import { CoordinatorServer } from './server.js';
+import { CoordinatorServer, PortInUseError } from './server.js';
 import { httpHandler } from './http.js';
 import { RunState, STEP_PHASES } from '../metrics/state.js';
 import type { Log } from '../metrics/log.js';
@@ -216,7 +216,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   let url: string;
   try {
     url = await server.listen().catch(async (err: unknown) => {
-      if (config.port !== undefined) throw err;
+      if (config.port !== undefined || !(err instanceof PortInUseError)) throw err;
       log(`port ${DEFAULT_PORT} is taken; listening on a free port instead (pass --port to choose)`);
       return server.listen(0);
     });

@@ -3,12 +3,14 @@
 import protobuf from 'protobufjs';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CoordinatorServer } from '../../../src/coordinator/server.js';
+import { CoordinatorServer, PortInUseError } from '../../../src/coordinator/server.js';
+import { UsageError } from '../../../src/errors.js';
 import { authProof } from '../../../src/protocol/auth.js';
 import { decode, encode } from '../../../src/protocol/codec.js';
 import { PROTOCOL_VERSION, RejectReason, type HelloMessage, type Message } from '../../../src/protocol/messages.js';
 
 const DATASET = 'ab'.repeat(32);
+const CONFIG = { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: 'r', denseFrom: 1672 } as const;
 const joined: HelloMessage[] = [];
 const logs: string[] = [];
 let server: CoordinatorServer;
@@ -19,7 +21,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     port: 0,
     token: 's3cret',
-    config: { arch: 'lenet5', activation: 'relu', seed: 1, distort: false, batchSize: 64, microbatch: 32, trainSamples: 100, datasetSha256: DATASET, paramCount: 60806, gradDType: 'float32', optimizer: 'adam', runId: 'r', denseFrom: 1672 },
+    config: CONFIG,
     log: (l) => logs.push(l),
     onWorker: (ws, hello) => {
       joined.push(hello);
@@ -119,5 +121,28 @@ describe('coordinator handshake', () => {
     const { answer } = await handshake(() => Uint8Array.from([1, 2, 3, 250, 251]));
     expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.BAD_MESSAGE });
     expect(server.rejections.get('BAD_MESSAGE')).toBeGreaterThan(0);
+  });
+});
+
+describe('listening', () => {
+  const other = (host: string): CoordinatorServer =>
+    new CoordinatorServer({ host, port: 0, config: CONFIG, log: () => undefined, onWorker: () => undefined });
+
+  it('a port in use is a PortInUseError (the default port falls back to a free one on it alone)', async () => {
+    const taken = Number(new URL(url).port);
+    const s = other('127.0.0.1');
+    const err = await s.listen(taken).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PortInUseError);
+    expect((err as Error).message).toBe(`port ${taken} on 127.0.0.1 is already in use; pass another --port`);
+    await s.close();
+  });
+
+  it('an address this machine does not have is a usage error of another kind, naming it', async () => {
+    const s = other('192.0.2.1'); // TEST-NET-1, never a local address
+    const err = await s.listen().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err).not.toBeInstanceOf(PortInUseError);
+    expect((err as Error).message).toMatch(/^cannot listen on 192\.0\.2\.1:0 \(EADDRNOTAVAIL\)/);
+    await s.close();
   });
 });
