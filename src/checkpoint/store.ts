@@ -12,6 +12,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, r
 import { join, basename } from 'node:path';
 import { CHECKPOINT_FORMAT_VERSION, CHECKPOINT_PREFIX, CHECKPOINT_STATE_FILE } from '../constants.js';
 import { CheckpointError, writeError } from '../errors.js';
+import { makeDirs } from '../files.js';
 import { modelSpec, type Activation, type ArchName, type ModelSpec } from '../model/architectures.js';
 import { exportModel } from '../model/export.js';
 import { compactInto, float32Bytes, weightsSha256 } from '../model/weights.js';
@@ -115,7 +116,7 @@ export async function saveCheckpoint(input: SaveInput): Promise<string> {
 }
 
 async function writeCheckpoint(input: SaveInput, name: string, tmpPath: string): Promise<string> {
-  mkdirSync(input.dir, { recursive: true });
+  makeDirs(input.dir);
   const finalPath = join(input.dir, name);
   rmSync(tmpPath, { recursive: true, force: true });
   mkdirSync(tmpPath);

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, UsageError } from '../errors.js';
+import { makeDirs } from '../files.js';
 import { DEFAULT_PORT } from '../constants.js';
 import { initBackend, resolveBackend, threadsFor, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
@@ -95,6 +96,12 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   let history: EpochRecord[] = [];
   let optimizer: Optimizer;
   let elapsedBefore = 0;
+  // Made now, so that a folder that cannot be made fails at once, not after the first epoch.
+  try {
+    makeDirs(config.checkpointDir);
+  } catch (err) {
+    throw new UsageError(`--checkpoint-dir ${config.checkpointDir}: cannot create it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   if (config.fresh && existsSync(config.checkpointDir)) {
     for (const path of listCheckpoints(config.checkpointDir)) rmSync(path, { recursive: true, force: true });
   }

@@ -1,6 +1,7 @@
 // Machine-readable results: JSON lines, one `run` record then one `epoch` record per epoch.
 // Each record is appended and flushed as it happens, so a crash loses nothing already reported.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { makeDirs } from '../files.js';
 import { dirname } from 'node:path';
 import { CheckpointError, UsageError, writeError } from '../errors.js';
 
@@ -37,7 +38,7 @@ export class MetricsRecorder {
   constructor(private readonly path: string | undefined, append: boolean) {
     if (!path) return;
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      makeDirs(dirname(path));
       if (append) appendFileSync(path, '');
       else writeFileSync(path, '');
     } catch (err) {

@@ -127,6 +127,18 @@ describe('lenet-coord errors', () => {
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('makes the --checkpoint-dir at start, and names one it cannot make in one line before training', async () => {
+    // Under a file (ENOTDIR); and under /proc, where Node's recursive mkdir would spin forever.
+    const file = join(dir.path, 'a-file');
+    writeFileSync(file, 'x');
+    for (const [path, code] of [[join(file, 'ck'), 'ENOTDIR'], ['/proc/lenet-no-such/ck', 'ENOENT']]) {
+      const r = await runCli('lenet-coord', ['start', ...SMALL_RUN, '--threads', '1', '--checkpoint-dir', path], 60_000);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toBe(`error LENET_ERR_USAGE: --checkpoint-dir ${path}: cannot create it (${code})\n`);
+      expect(r.stdout).not.toMatch(/epoch 1/);
+    }
+  });
+
   it('rejects bad flag values with the flag named', async () => {
     const cases: [string[], RegExp][] = [
       [['--threads=-1'], /--threads must be between 0 and 256/],
