@@ -2,7 +2,7 @@
 // -> for each epoch: for each step: plan microbatches -> assign ranges -> reduce in fixed order
 // -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, UsageError } from '../errors.js';
 import { makeDirs } from '../files.js';
@@ -102,7 +102,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   } catch (err) {
     throw new UsageError(`--checkpoint-dir ${config.checkpointDir}: cannot create it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  if (config.fresh && existsSync(config.checkpointDir)) {
+  if (config.fresh) {
     for (const path of listCheckpoints(config.checkpointDir)) rmSync(path, { recursive: true, force: true });
   }
   const resumed = config.resume ? loadNewestCheckpoint(config.checkpointDir, spec) : undefined;
