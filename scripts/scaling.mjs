@@ -88,8 +88,14 @@ function record(mode, participants, threads, batch, e, extra = {}) {
     (row.cpuBusy === undefined ? '' : `; this machine's CPU ${(100 * row.cpuBusy).toFixed(0)}% busy`));
 }
 
-// A replot keeps the machine the figures came from.
-const machine = (values.replot && readFileSync(join(out, 'scaling.md'), 'utf8').match(/^Made by `[^`]*` on (.*?)\. Training throughput/m)?.[1]) || machineSummary();
+// A replot keeps the machine the figures came from, named in the scaling.md beside the CSV.
+function recordedMachine() {
+  const md = join(out, 'scaling.md');
+  if (existsSync(md)) return readFileSync(md, 'utf8').match(/^Made by `[^`]*` on (.*?)\. Training throughput/m)?.[1];
+  console.log(`scaling: no ${md} beside the CSV; naming this machine as the one its figures came from`);
+  return undefined;
+}
+const machine = (values.replot && recordedMachine()) || machineSummary();
 console.log(`scaling: ${machine}; ${samples} samples per real run, global batch ${BATCH}, microbatch 32`);
 for (const threads of values.replot ? [] : [1, 2]) {
   const name = `local-${threads}`;
@@ -326,15 +332,18 @@ function hostsSection() {
   }
   if (pairs.length > 0) lines.push(`Sharded throughput over the star's: ${pairs.join('; ')}.`, '');
   // The model has a wire term; unshaped rows have no rate to fit it to.
-  const sim = hosts.filter((r) => r.simComputeMs !== undefined && r.mode.split('-')[1] !== UNSHAPED).map((r) => ({ ...r, rate: r.mode.split('-')[1] }));
-  if (sim.length >= 4) {
-    // Fitted twice: to every simulated row, and to those with at most 8 workers, where this
-    // machine's two cores were mostly idle; at 16 the per-frame term also holds the hosts'
-    // contention for them.
-    const fits = [
-      { name: 'every simulated row', ...fitModel(sim) },
-      { name: 'the rows with at most 8 workers', ...fitModel(sim.filter((r) => r.participants <= 8)) },
-    ];
+  const sim = hosts.filter((r) => r.simComputeMs !== undefined).map((r) => ({ ...r, rate: r.mode.split('-')[1] })).filter((r) => r.rate !== UNSHAPED);
+  // Fitted twice: to every simulated row, and to those with at most 8 workers, where this
+  // machine's two cores were mostly idle; at 16 the per-frame term also holds the hosts'
+  // contention for them. Each model has three constants: a fit needs three rows of each mode.
+  const fittable = (rows) => ['-star', '-sharded'].every((mode) => rows.filter((r) => r.mode.endsWith(mode)).length >= 3);
+  const fits = [
+    { name: 'every simulated row', rows: sim },
+    { name: 'the rows with at most 8 workers', rows: sim.filter((r) => r.participants <= 8) },
+  ]
+    .filter((f) => fittable(f.rows))
+    .map((f) => ({ name: f.name, ...fitModel(f.rows) }));
+  if (fits.length > 0) {
     const c = 8 * perMicrobatchMs;
     const k = (fit, j) => Math.max(0, fit.k[j]).toFixed(2);
     lines.push(
