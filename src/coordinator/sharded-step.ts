@@ -45,6 +45,12 @@ export class ShardPlanner {
   private ahead: PlannedAhead | undefined;
   /** Sharded attempts aborted in a row; at MAX_ABORTED_SHARDED_STEPS the run stops sharding. */
   aborted = 0;
+  /**
+   * The last step workers were sent Abort for. A worker drops every sharded assignment of a step
+   * it was told to abort (partial sums of the aborted attempt may still be on their way), so such
+   * a step is done through the coordinator, however it came to be aborted.
+   */
+  private abortedThrough = -1;
 
   /**
    * `verifying`: the run checks results by recomputation (--verify-fraction), which sharded steps
@@ -59,6 +65,16 @@ export class ShardPlanner {
   /** False once sharded attempts have failed too often in a row: the star from then on. */
   get enabled(): boolean {
     return this.aborted < MAX_ABORTED_SHARDED_STEPS;
+  }
+
+  /** Step `step` may be sharded: sharding is on, and no worker was told to abort it. */
+  mayShard(step: number): boolean {
+    return this.enabled && step > this.abortedThrough;
+  }
+
+  /** Workers were told to abort every sharded step up to `step`. */
+  abortedUpTo(step: number): void {
+    this.abortedThrough = Math.max(this.abortedThrough, step);
   }
 
   /** Step `ahead.step` was started with the one before. */
@@ -106,10 +122,10 @@ export interface Assigned {
   hi: number;
 }
 
-/** A step can be sharded: float32 sums, two or more remote workers that all accept peer links. */
-export function shardable(ctx: StepContext, assigned: Assigned[]): boolean {
+/** Step `step` can be sharded: float32 sums, two or more remote workers that all accept peer links. */
+export function shardable(ctx: StepContext, step: number, assigned: Assigned[]): boolean {
   const remotes = assigned.filter((a) => a.p instanceof RemoteWorker);
-  return ctx.shards !== undefined && ctx.shards.enabled && ctx.gradDType === 'float32' && remotes.length >= 2 && remotes.every((a) => (a.p as RemoteWorker).peerUrl !== '');
+  return ctx.shards !== undefined && ctx.shards.mayShard(step) && ctx.gradDType === 'float32' && remotes.length >= 2 && remotes.every((a) => (a.p as RemoteWorker).peerUrl !== '');
 }
 
 /** The next step, to be planned with this one: its work, ranges (the same owners, in the same order) and rate. */
@@ -173,7 +189,7 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
   } catch (err) {
     const reason = (err as Error).message;
     for (const a of remotes) (a.p as RemoteWorker).abortSharded(v, reason); // and the next step, if planned
-    planner.takeAhead(v + 1);
+    planner.abortedUpTo(planner.takeAhead(v + 1) ? v + 1 : v);
     // Its threads must be done with the slab before the step is done again, and their
     // microbatches are counted once: by the attempt that completes the step.
     if (local && (await localRun.catch(() => undefined))) local.p.microbatchesDone -= local.hi - local.lo;

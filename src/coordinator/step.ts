@@ -186,7 +186,7 @@ export async function trainStep(
   const planned = mayShard ? ctx.shards?.plannedFor(globalStep) : undefined;
   const assigned = planned ?? (preassigned ? [{ p: preassigned, lo: 0, hi: n }] : proportional(members, n));
   const lr = learningRate(ctx.schedule, globalStep);
-  if (mayShard && !preassigned && (planned || shardable(ctx, assigned))) {
+  if (mayShard && !preassigned && (planned || shardable(ctx, globalStep, assigned))) {
     // While nobody waits to join, the next step of this epoch is planned with this one.
     let next: NextStep | undefined;
     if (step + 1 < ctx.schedule.stepsPerEpoch && !ctx.membership.joinsPending()) {

@@ -100,6 +100,8 @@ describe('sharded steps', () => {
     const result = await c.done;
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/\(victim@\S+, 1 thread\) left: connection closed/);
+    // At most the step it was lost in is given up: the step after it is not, and goes on sharded.
+    expect((result.stdout.match(/given up/g) ?? []).length).toBeLessThanOrEqual(1);
     expect(epochDigests(metrics)).toEqual(reference);
     // The two left share every step after it, sharded between the two of them.
     const [sa, sb] = [await shardedSteps(a), await shardedSteps(b)];
