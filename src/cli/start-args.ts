@@ -89,9 +89,9 @@ Remote workers:
                              updates and shares one shard of the parameters, so no link carries
                              every copy of the model; star: every sum through the coordinator
                                                                             [sharded]
-  --verify-fraction F        recompute this fraction of the remote workers' results, chosen at
-                             random, and eject a worker whose bits differ; 0 = never; star
-                             steps only (sharded steps are not checked)         [0.02]
+  --verify-fraction F        recompute this fraction of the remote workers' results (of the
+                             sharded steps, with their digests checked every step), chosen at
+                             random, and eject a worker whose bits differ; 0 = never    [0.02]
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
   --wait-workers K           hold the first step until K remote workers have joined  [0]

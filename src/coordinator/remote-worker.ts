@@ -19,7 +19,7 @@ import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
 import type { SharedFrame } from '../protocol/frames.js';
 import { CLOSE_BAD_MESSAGE, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_NORMAL, CLOSE_NOT_EXACT, CLOSE_TOO_SLOW, CLOSE_WRONG_RESULT, ProtocolError } from '../protocol/errors.js';
 import { RejectReason, notAPart, tensorPart, type Message, type RangeDoneMessage, type ResultMessage, type ShardUpdateMessage, type WeightsPart } from '../protocol/messages.js';
-import type { Shard } from '../reduce/shards.js';
+import { stepNodes, type Shard } from '../reduce/shards.js';
 import type { GradDType } from '../reduce/float16.js';
 import { coverNodes, leaves, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { RangeResult } from '../compute/range.js';
@@ -90,8 +90,9 @@ export interface ShardedWork {
   /** The Peers plan's number and its encoded frame. */
   plan: number;
   peersFrame: Uint8Array;
-  /** This worker's shard. */
+  /** This worker's shard, and how many shards the plan has. */
   shard: Shard;
+  shards: number;
   bounds: number[];
   lr: number;
 }
@@ -101,6 +102,9 @@ interface ShardedPending {
   lo: number;
   hi: number;
   shard: Shard;
+  /** The plan's shards, and the subtrees of the whole step: what its digests must number. */
+  shards: number;
+  stepNodes: number;
   nodes: Map<string, { node: TreeNode; examples: number }>;
   done: Deferred<RangeDoneMessage>;
   update: Deferred<ShardUpdateMessage>;
@@ -174,6 +178,11 @@ export class RemoteWorker implements Participant {
   private optimizerPlan = 0;
   /** The Peers plan it holds; 0: none. */
   private planSent = 0;
+  /**
+   * The version it made with its peers in its last sharded step (of plan planSent), while the
+   * coordinator has sent it no weights since; -1 otherwise.
+   */
+  private peersMade = -1;
   /** Its sharded steps in flight: the current one, and the next when planned with it (`ahead`). */
   private readonly sharded = new Map<number, ShardedPending>();
   /** Its threads are up (Ready), and its probe gave the coordinator's bits: then it is ACTIVE. */
@@ -229,8 +238,9 @@ export class RemoteWorker implements Participant {
    * with its RangeDone, `update` with its shard's ShardUpdate; both reject if it leaves or the step
    * is aborted. `ahead`: the step is planned during the one before, which makes its weights and
    * its shard's optimizer state with the same plan at the worker: the assignment goes alone.
+   * `fromPeers`: the step's weights are those the worker made with its peers, not the coordinator's.
    */
-  computeSharded(work: StepWork, lo: number, hi: number, w: ShardedWork, ahead = false): { done: Promise<RangeDoneMessage>; update: Promise<ShardUpdateMessage> } {
+  computeSharded(work: StepWork, lo: number, hi: number, w: ShardedWork, ahead = false): { done: Promise<RangeDoneMessage>; update: Promise<ShardUpdateMessage>; fromPeers: boolean } {
     const v = work.globalStep;
     const done = deferred<RangeDoneMessage>();
     const update = deferred<ShardUpdateMessage>();
@@ -238,11 +248,12 @@ export class RemoteWorker implements Participant {
     if (!ready) {
       done.reject(new Error(`${this.id} is ${this.state}${ahead ? ' without the step before' : ''}`));
       update.reject(new Error(`${this.id} is ${this.state}${ahead ? ' without the step before' : ''}`));
-      return { done: done.promise, update: update.promise };
+      return { done: done.promise, update: update.promise, fromPeers: false };
     }
     const task = rangeTask(work, lo, hi);
     const nodes = expectedNodes(task, coverNodes(work.microbatches, lo, hi));
-    this.sharded.set(v, { step: v, lo, hi, shard: w.shard, nodes, done, update });
+    const stepNodeCount = stepNodes(work.microbatches, w.bounds).length;
+    this.sharded.set(v, { step: v, lo, hi, shard: w.shard, shards: w.shards, stepNodes: stepNodeCount, nodes, done, update });
     this.state = RemoteState.BUSY;
     const assign = (): void => {
       const { pixels, labels } = this.pixelsOf(task);
@@ -250,24 +261,29 @@ export class RemoteWorker implements Participant {
     };
     if (ahead) {
       assign();
-      return { done: done.promise, update: update.promise };
+      return { done: done.promise, update: update.promise, fromPeers: true };
     }
     this.together(() => {
-      if (this.planSent !== w.plan) this.send(w.peersFrame);
+      if (this.planSent !== w.plan) {
+        this.send(w.peersFrame);
+        // Weights made by the owners of another plan: the coordinator's go instead, so that each
+        // shard of what it computes with came from one known owner or from the coordinator.
+        if (this.peersMade === v) this.unsure = true;
+      }
       this.planSent = w.plan;
       if (this.optimizerAt !== v || (this.optimizerPlan !== 0 && this.optimizerPlan !== w.plan)) {
         this.send(this.opts.optimizerFrame(v));
         this.optimizerAt = v;
         this.optimizerPlan = 0;
       }
-      if (this.unsure || this.sentDense !== v) this.sendShared(this.opts.weightsFrame(v, 'dense'));
-      if (this.unsure || this.sentConv !== v) this.sendShared(this.opts.weightsFrame(v, 'conv'));
+      if (this.unsure || this.sentDense !== v) this.sendWeights(v, 'dense');
+      if (this.unsure || this.sentConv !== v) this.sendWeights(v, 'conv');
       this.unsure = false;
       this.sentConv = v;
       this.sentDense = v;
       assign();
     });
-    return { done: done.promise, update: update.promise };
+    return { done: done.promise, update: update.promise, fromPeers: this.peersMade === v };
   }
 
   /** Its sharded step is done: it holds version `next`, made with its peers, and its shard's optimizer state of `plan`. */
@@ -279,6 +295,7 @@ export class RemoteWorker implements Participant {
     this.microbatchesDone += p.hi - p.lo;
     this.sentConv = next;
     this.sentDense = next;
+    this.peersMade = next;
     this.optimizerAt = next;
     this.optimizerPlan = plan;
   }
@@ -336,11 +353,11 @@ export class RemoteWorker implements Participant {
     if (this.state !== RemoteState.ACTIVE && this.state !== RemoteState.BUSY) return;
     if (part !== 'conv' && this.sentDense !== version) {
       this.sentDense = version;
-      this.sendShared(this.opts.weightsFrame(version, 'dense'));
+      this.sendWeights(version, 'dense');
     }
     if (part !== 'dense' && this.sentConv !== version) {
       this.sentConv = version;
-      this.sendShared(this.opts.weightsFrame(version, 'conv'));
+      this.sendWeights(version, 'conv');
     }
   }
 
@@ -377,7 +394,7 @@ export class RemoteWorker implements Participant {
       if (pending !== pre) denseLate = this.sendAssignment(v, pending.task, apply?.lr);
       if (next) this.sendAssignment(next.step, next.task, next.lr);
     });
-    if (denseLate) this.sendShared(this.opts.weightsFrame(v, 'dense'));
+    if (denseLate) this.sendWeights(v, 'dense');
     return pending.promise;
   }
 
@@ -406,12 +423,14 @@ export class RemoteWorker implements Participant {
   private sendAssignment(v: number, task: RangeTask, applyLr: number | undefined): boolean {
     const { pixels, labels } = this.pixelsOf(task);
     const apply = applyLr !== undefined;
-    const conv = this.unsure || this.sentConv !== v;
-    const dense = this.unsure || this.sentDense !== v;
+    // A plain step computes on the coordinator's weights, never on those its peers made.
+    const peersMade = this.peersMade === v;
+    const conv = this.unsure || peersMade || this.sentConv !== v;
+    const dense = this.unsure || peersMade || this.sentDense !== v;
     const denseFirst = dense && (apply || this.unsure || this.sentDense > v);
     if (apply && this.optimizerAt !== v) this.send(this.opts.optimizerFrame(v));
-    if (denseFirst) this.sendShared(this.opts.weightsFrame(v, 'dense'));
-    if (conv) this.sendShared(this.opts.weightsFrame(v, 'conv'));
+    if (denseFirst) this.sendWeights(v, 'dense');
+    if (conv) this.sendWeights(v, 'conv');
     this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply, lr: applyLr ?? 0, sharded: false, plan: 0, bounds: [], examples: 0 }));
     this.unsure = false;
     // What the worker holds once this assignment is done: with apply, the next version, made there.
@@ -482,6 +501,12 @@ export class RemoteWorker implements Participant {
    * (measured on loopback: the assignment came 0.26 ms after the weights before it). ws keeps
    * its socket in `_socket`; without one (a test's fake) each frame goes on its own.
    */
+  /** One part of the coordinator's weights of `version`: from now on it holds none its peers made. */
+  private sendWeights(version: number, part: 'conv' | 'dense'): void {
+    this.peersMade = -1;
+    this.sendShared(this.opts.weightsFrame(version, part));
+  }
+
   private together(fn: () => void): void {
     const socket = (this.ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     socket?.cork();
@@ -629,6 +654,11 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `range done for step ${msg.step} does not list the subtrees of [${p.lo},${p.hi}) with their examples and finite losses`);
       return;
     }
+    if (msg.sumsSha256.length !== msg.nodes.length * p.shards || msg.weightsSha256.length !== p.shards) {
+      this.opts.onViolation('bad_range_done');
+      this.close(CLOSE_BAD_MESSAGE, `range done for step ${msg.step} has ${msg.sumsSha256.length} sums digests and ${msg.weightsSha256.length} weights digests; its ${msg.nodes.length} subtrees and the plan's ${p.shards} shards need ${msg.nodes.length * p.shards} and ${p.shards}`);
+      return;
+    }
     p.done.resolve(msg);
   }
 
@@ -643,6 +673,11 @@ export class RemoteWorker implements Participant {
     if (msg.offset !== from || msg.mean.length !== to - from) {
       this.opts.onViolation('bad_shard_update');
       this.close(CLOSE_BAD_MESSAGE, `shard update of values [${msg.offset},${msg.offset + msg.mean.length}), its shard is [${from},${to})`);
+      return;
+    }
+    if (msg.receivedSha256.length !== p.stepNodes) {
+      this.opts.onViolation('bad_shard_update');
+      this.close(CLOSE_BAD_MESSAGE, `shard update for step ${msg.step} has ${msg.receivedSha256.length} digests of received sums; the step has ${p.stepNodes} subtrees`);
       return;
     }
     p.update.resolve(msg);

@@ -8,17 +8,19 @@
 // applies the same update to its own replica, so it can checkpoint, evaluate and hand anything
 // over at any step. Its own threads take part as one participant that owns no shard.
 //
-// Any failure (a worker lost, a bad frame, the deadline) aborts the attempt: every worker drops
-// the step, and the step is done again the plain way (step.ts). The coordinator's weights and
-// optimizer are untouched until every shard is in, so nothing of the attempt remains.
+// Any failure (a worker lost, a bad frame, the deadline, a check that fails: verify.ts) aborts
+// the attempt: every worker drops the step, and the step is done again the plain way (step.ts).
+// The coordinator's weights and optimizer are untouched until every shard is in and checked, so
+// nothing of the attempt remains.
 import { encode } from '../protocol/codec.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
 import { coverNodes, reduceInPlace, slot, type TreeNode } from '../reduce/ordered-sum.js';
-import { readyNodes, shardLayout, type Shard } from '../reduce/shards.js';
+import { readyNodes, shardLayout, stepNodes, type Shard } from '../reduce/shards.js';
+import { valuesSha256 } from '../model/weights.js';
 import type { RangeResult } from '../compute/range.js';
 import { MAX_ABORTED_SHARDED_STEPS } from '../constants.js';
 import { RemoteWorker } from './remote-worker.js';
-import type { Participant, StepWork } from './participants.js';
+import { rangeTask, type Participant, type StepWork } from './participants.js';
 import type { StepContext, StepTiming } from './step.js';
 import { DivergedError } from '../errors.js';
 import { StepUpdate } from './step-update.js';
@@ -37,6 +39,7 @@ interface PlannedAhead {
   assigned: Assigned[];
   reports: Promise<RangeDoneMessage>[];
   updates: Promise<ShardUpdateMessage>[];
+  fromPeers: boolean[];
 }
 
 export class ShardPlanner {
@@ -52,14 +55,9 @@ export class ShardPlanner {
    */
   private abortedThrough = -1;
 
-  /**
-   * `verifying`: the run checks results by recomputation (--verify-fraction), which sharded steps
-   * do not offer; the first plan says so once.
-   */
   constructor(
     private readonly params: number,
     private readonly log: (line: string) => void,
-    private readonly verifying = false,
   ) {}
 
   /** False once sharded attempts have failed too often in a row: the star from then on. */
@@ -107,9 +105,6 @@ export class ShardPlanner {
     if (last && last.owners.length === owners.length && last.owners.every((w, i) => w === owners[i])) return last;
     const shards = shardLayout(this.params, owners.length);
     const id = (last?.id ?? 0) + 1;
-    if (!last && this.verifying) {
-      this.log('note: sharded steps are not checked by recomputation (--verify-fraction checks star steps only); with --allreduce star every step can be checked');
-    }
     const peers = owners.map((w, i) => ({ workerId: w.workerId, url: w.peerUrl, from: shards[i][0], to: shards[i][1] }));
     this.plan = { id, owners, shards, peersFrame: encode({ type: 'peers', plan: id, peers }) };
     return this.plan;
@@ -136,18 +131,18 @@ export interface NextStep {
 }
 
 /** Sends every owner its range of `work` and returns what they will answer. */
-function startOwners(plan: ShardPlan, work: StepWork, assigned: Assigned[], lr: number, ahead: boolean): { reports: Promise<RangeDoneMessage>[]; updates: Promise<ShardUpdateMessage>[] } {
+function startOwners(plan: ShardPlan, work: StepWork, assigned: Assigned[], lr: number, ahead: boolean): Omit<PlannedAhead, 'step' | 'assigned'> {
   const bounds = [0, ...assigned.map((a) => a.hi)];
-  const reports: Promise<RangeDoneMessage>[] = [];
-  const updates: Promise<ShardUpdateMessage>[] = [];
+  const started: Omit<PlannedAhead, 'step' | 'assigned'> = { reports: [], updates: [], fromPeers: [] };
   assigned
     .filter((a) => a.p instanceof RemoteWorker)
     .forEach((a, k) => {
-      const { done, update } = (a.p as RemoteWorker).computeSharded(work, a.lo, a.hi, { plan: plan.id, peersFrame: plan.peersFrame, shard: plan.shards[k], bounds, lr }, ahead);
-      reports.push(done);
-      updates.push(update);
+      const { done, update, fromPeers } = (a.p as RemoteWorker).computeSharded(work, a.lo, a.hi, { plan: plan.id, peersFrame: plan.peersFrame, shard: plan.shards[k], shards: plan.shards.length, bounds, lr }, ahead);
+      started.reports.push(done);
+      started.updates.push(update);
+      started.fromPeers.push(fromPeers);
     });
-  return { reports, updates };
+  return started;
 }
 
 /**
@@ -166,7 +161,7 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
   const remotes = assigned.filter((a) => a.p instanceof RemoteWorker);
   const plan = planner.planFor(remotes.map((a) => a.p as RemoteWorker));
   const ahead = planner.takeAhead(v);
-  const { reports, updates } = ahead ?? startOwners(plan, work, assigned, lr, false);
+  const { reports, updates, fromPeers } = ahead ?? startOwners(plan, work, assigned, lr, false);
   if (next && sameOwners(remotes, next.assigned)) {
     const planned = startOwners(plan, next.work, next.assigned, next.lr, true);
     // Answers that may come to nothing (this step aborted) must not go unhandled.
@@ -175,29 +170,58 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
   }
   // The coordinator's threads: compute, then hand each owner its shard of their sums.
   const local = assigned.find((a) => !(a.p instanceof RemoteWorker));
+  let localSums: Uint8Array[] = [];
   const localRun: Promise<RangeResult | undefined> = local
     ? local.p.compute(work, local.lo, local.hi).then((r) => {
-        sendLocalPartials(ctx, plan, work, r.nodes);
+        localSums = sendLocalPartials(ctx, plan, work, r.nodes);
         return r;
       })
     : Promise.resolve(undefined);
-  let done: RangeDoneMessage[];
-  let shardMeans: ShardUpdateMessage[];
-  let localResult: RangeResult | undefined;
-  try {
-    [done, shardMeans, localResult] = await ctx.deadline.race(Promise.all([Promise.all(reports), Promise.all(updates), localRun]));
-  } catch (err) {
-    const reason = (err as Error).message;
+  // Any failure: every worker drops the step (and the next, if planned), to be done again.
+  const giveUp = async (reason: string): Promise<undefined> => {
     for (const a of remotes) (a.p as RemoteWorker).abortSharded(v, reason); // and the next step, if planned
     planner.abortedUpTo(planner.takeAhead(v + 1) ? v + 1 : v);
     // Its threads must be done with the slab before the step is done again, and their
     // microbatches are counted once: by the attempt that completes the step.
     if (local && (await localRun.catch(() => undefined))) local.p.microbatchesDone -= local.hi - local.lo;
     ctx.log(`sharded step ${v} given up (${reason}); it is done again through the coordinator`, { event: 'sharded_step_aborted', step: v });
+    return undefined;
+  };
+  let done: RangeDoneMessage[];
+  let shardMeans: ShardUpdateMessage[];
+  let localResult: RangeResult | undefined;
+  try {
+    [done, shardMeans, localResult] = await ctx.deadline.race(Promise.all([Promise.all(reports), Promise.all(updates), localRun]));
+  } catch (err) {
+    await giveUp((err as Error).message);
     ctx.shards!.attempted(false);
     return undefined;
   }
   const t1 = performance.now();
+  if (ctx.verifier) {
+    const owners = remotes.map((a, k) => ({ id: a.p.id, task: rangeTask(work, a.lo, a.hi), done: done[k], update: shardMeans[k], fromPeers: fromPeers[k] }));
+    const faults = await ctx.verifier.checkSharded({
+      step: v,
+      microbatches: n,
+      examples: work.count,
+      shards: plan.shards,
+      owners,
+      local: { nodes: local ? coverNodes(n, local.lo, local.hi) : [], sumsSha256: localSums },
+      weightsSha256: plan.shards.map(([from, to]) => valuesSha256(ctx.weights.subarray(from, to))),
+      nodes: stepNodes(n, [0, ...assigned.map((a) => a.hi)]),
+    });
+    if (faults.length > 0) {
+      const ejected = faults.map((f) => remotes[f.owner].p as RemoteWorker);
+      await giveUp(`${ejected.map((p) => p.id).join(' and ')} ejected`);
+      faults.forEach((f, i) => {
+        const p = ejected[i];
+        ctx.log(`${p.id} (${p.name}) ${f.reason}; ejected`, { event: 'verification_failed', worker: p.id, step: v });
+        ctx.membership.remove(p);
+        p.drop(f.reason, 'wrong_result');
+      });
+      return undefined;
+    }
+  }
   // The losses and example counts of the remote subtrees; the local ones are in the slab.
   const nodes: TreeNode[] = local ? coverNodes(n, local.lo, local.hi) : [];
   for (const report of done) {
@@ -234,12 +258,17 @@ function sameOwners(remotes: Assigned[], next: Assigned[]): boolean {
   return others.length === remotes.length && others.every((a, i) => a.p === remotes[i].p);
 }
 
-/** The coordinator's threads' sums, shard by shard, to each shard's owner. */
-function sendLocalPartials(ctx: StepContext, plan: ShardPlan, work: StepWork, nodes: TreeNode[]): void {
+/**
+ * The coordinator's threads' sums, shard by shard, to each shard's owner. Returns what was sent,
+ * for the checks (verify.ts): SHA-256 per node and shard, node-major; none when nothing checks.
+ */
+function sendLocalPartials(ctx: StepContext, plan: ShardPlan, work: StepWork, nodes: TreeNode[]): Uint8Array[] {
   plan.owners.forEach((owner, k) => {
     const [from, to] = plan.shards[k];
     for (const [lo, hi] of nodes) {
       owner.sendPartial({ type: 'result', step: work.globalStep, lo, hi, examples: ctx.slab.count[lo], lossSum: ctx.slab.loss[lo], offset: from, gradient: slot(ctx.slab, lo).subarray(from, to), computeMs: 0 });
     }
   });
+  if (!ctx.verifier) return [];
+  return nodes.flatMap(([lo]) => plan.shards.map(([from, to]) => valuesSha256(slot(ctx.slab, lo).subarray(from, to))));
 }

@@ -79,7 +79,7 @@ export interface StepContext {
   schedule: ScheduleConfig;
   deadline: StepDeadline;
   /** With --verify-fraction > 0: recomputes a random fraction of the remote ranges (verify.ts). */
-  verifier?: Pick<Verifier, 'pick' | 'check'>;
+  verifier?: Pick<Verifier, 'pick' | 'check' | 'checkSharded'>;
   /** With --allreduce sharded: who owns which parameter shard (sharded-step.ts). */
   shards?: ShardPlanner;
   log: Log;

@@ -183,9 +183,9 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
       denseFrom: denseOffset(spec),
     },
     log,
-    // A worker ejected for a result recomputation did not reproduce may not join again under the
+    // A worker ejected for what it sent (verify.ts) may not join again under the
     // same name from the same host (a deterrent, not a defence: both are the worker's to choose).
-    refuse: (hello, host) => (ejected.has(`${hello.name}@${host}`) ? `${hello.name}@${host} was ejected from this run: a result it sent is not what recomputation gives` : undefined),
+    refuse: (hello, host) => (ejected.has(`${hello.name}@${host}`) ? `${hello.name}@${host} was ejected from this run: what it sent failed verification` : undefined),
     onWorker: (ws, hello, info) => {
       const worker = new RemoteWorker(ws, {
         workerId: info.workerId,
@@ -270,7 +270,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
     deadline: new StepDeadline(),
-    shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line), verifier !== undefined) : undefined,
+    shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line)) : undefined,
     verifier,
     log: (line, fields) => {
       view.clear();
@@ -365,6 +365,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
           received: timedSteps > 0 ? (traffic.received - trafficBefore.received) / timedSteps : 0,
         },
         participants: [...membership.seen.values()].map((p) => ({ id: p.id, kind: p.kind, name: p.name, threads: p.threads, microbatches: p.microbatchesDone })),
+        verification: state.verification(),
       };
       history = [...history, record];
       state.recordEpoch(record);

@@ -77,3 +77,8 @@ export function float32Bytes(a: Float32Array): Buffer {
 export function weightsSha256(flat: Float32Array): string {
   return createHash('sha256').update(float32Bytes(flat)).digest('hex');
 }
+
+/** SHA-256 (32 bytes) of float32 values as little-endian bytes: a sum or weights as sent. */
+export function valuesSha256(values: Float32Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(float32Bytes(values)).digest());
+}

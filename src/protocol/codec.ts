@@ -94,7 +94,7 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
     case 'peer_hello':
       return { peerHello: { runId: msg.runId, workerId: msg.workerId, authProof: msg.authProof } };
     case 'shard_update':
-      return { shardUpdate: { step: msg.step, offset: msg.offset, mean: { shape: [msg.mean.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(msg.mean) } } };
+      return { shardUpdate: { step: msg.step, offset: msg.offset, mean: { shape: [msg.mean.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(msg.mean) }, receivedSha256: msg.receivedSha256 } };
     case 'range_done':
       return {
         rangeDone: {
@@ -104,6 +104,8 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
           examples: msg.nodes.map((n) => n.examples),
           lossSum: msg.nodes.map((n) => n.lossSum),
           computeMs: msg.computeMs,
+          sumsSha256: msg.sumsSha256,
+          weightsSha256: msg.weightsSha256,
         },
       };
     case 'abort':
@@ -229,6 +231,12 @@ export function encodeTensorFrame(
 const u32 = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 // protobufjs hands over Buffers; expose plain Uint8Array views of the same memory.
+/** A repeated bytes field of SHA-256 digests: 32 bytes each. */
+function digests(v: unknown, what: string): Uint8Array[] {
+  const list = ((v as unknown[] | undefined) ?? []).map(bytes);
+  if (list.some((d) => d.length !== 32)) throw bad(`${what}: every digest is 32 bytes`);
+  return list;
+}
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0));
 
 /**
@@ -375,14 +383,16 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
     case 'shardUpdate': {
       const mean = b.mean as WireTensor | undefined;
       if (mean?.dtype !== DTYPE_FLOAT32) throw bad('shard update: the mean must be float32');
-      return { type: 'shard_update', step: u32(b.step), offset: u32(b.offset), mean: decodeTensor(mean, 'shard update') };
+      return { type: 'shard_update', step: u32(b.step), offset: u32(b.offset), mean: decodeTensor(mean, 'shard update'), receivedSha256: digests(b.receivedSha256, 'shard update: received_sha256') };
     }
     case 'rangeDone': {
       const list = (k: string): number[] => ((b[k] as number[] | undefined) ?? []).slice();
       const [lo, hi, examples, lossSum] = [list('lo'), list('hi'), list('examples'), list('lossSum')];
       if (hi.length !== lo.length || examples.length !== lo.length || lossSum.length !== lo.length) throw bad('range done: lo, hi, examples and loss_sum differ in length');
       const nodes = lo.map((l, i) => ({ lo: l, hi: hi[i], examples: examples[i], lossSum: lossSum[i] }));
-      return { type: 'range_done', step: u32(b.step), nodes, computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0 };
+      const sumsSha256 = digests(b.sumsSha256, 'range done: sums_sha256');
+      if (sumsSha256.length % Math.max(1, nodes.length) !== 0) throw bad(`range done: ${sumsSha256.length} sums_sha256 for ${nodes.length} subtrees`);
+      return { type: 'range_done', step: u32(b.step), nodes, computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0, sumsSha256, weightsSha256: digests(b.weightsSha256, 'range done: weights_sha256') };
     }
     case 'abort':
       return { type: 'abort', step: u32(b.step) };

@@ -8,8 +8,10 @@ import type { GradDType } from '../reduce/float16.js';
  * 3: a worker given a whole step alone applies the optimizer itself (Assignment.apply, OptimizerState).
  * 4: sharded steps: workers reduce and update parameter shards among themselves (Peers,
  *    PeerHello, ShardUpdate, RangeDone, Abort; Hello.peer_url, RunConfig.run_id).
+ * 5: sharded steps can be checked: RangeDone.sums_sha256 and weights_sha256,
+ *    ShardUpdate.received_sha256.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 export enum RejectReason {
   UNSPECIFIED = 0,
@@ -151,6 +153,8 @@ export interface ShardUpdateMessage {
   step: number;
   offset: number;
   mean: Float32Array;
+  /** SHA-256 of each of the step's subtree sums over this shard, as reduced here, in leaf order. */
+  receivedSha256: Uint8Array[];
 }
 
 /** A worker's subtrees of a sharded step, with their example counts and loss sums. */
@@ -159,6 +163,10 @@ export interface RangeDoneMessage {
   step: number;
   nodes: { lo: number; hi: number; examples: number; lossSum: number }[];
   computeMs: number;
+  /** Node-major: for nodes[i] and the plan's shard k, SHA-256 of its sum over the shard at i·shards + k. */
+  sumsSha256: Uint8Array[];
+  /** Per shard of the plan: SHA-256 of the step's weights over it, as computed with. */
+  weightsSha256: Uint8Array[];
 }
 
 /** One microbatch a joining worker must compute to the coordinator's bits. */

@@ -15,6 +15,18 @@ import { nodeKey, readyNodes, stepNodes } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
 import type { RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
+import { valuesSha256 } from '../model/weights.js';
+
+/**
+ * A test hook, for the tests that prove sharded steps are checked (test/integration/sharded.test.ts):
+ * LENET_TEST_CORRUPT_SHARDED=WHAT:N perturbs one value in every Nth sharded step of WHAT: `sums`,
+ * the partial sums it sends its peers (and reports); `mean`, its shard's mean gradient it reports
+ * to the coordinator; `weights`, its shard's new values it sends its peers. Never set otherwise.
+ */
+const [CORRUPT_WHAT, CORRUPT_EVERY] = ((): [string, number] => {
+  const [what = '', every = '0'] = (process.env.LENET_TEST_CORRUPT_SHARDED ?? '').split(':');
+  return [what, Number(every)];
+})();
 
 /** What of the worker's session a sharded step reads and writes. */
 export interface ShardedSession {
@@ -47,6 +59,8 @@ interface Current {
   /** Owners whose shard of the next version has come (the own one included once made). */
   nextShards: Set<number>;
   published: boolean;
+  /** This step's value of the test hook above: the one to corrupt, if any. */
+  corrupt: string;
 }
 
 export class ShardedSteps {
@@ -57,6 +71,7 @@ export class ShardedSteps {
   /** Steps up to this one were aborted by the coordinator. */
   private abortedUpTo = -1;
   private waiters: (() => void)[] = [];
+  private stepsRun = 0;
 
   constructor(
     private readonly s: ShardedSession,
@@ -92,7 +107,8 @@ export class ShardedSteps {
     const s = this.s;
     if (!s.optimizer || s.optimizerVersion !== a.weightsVersion) throw new Error(`sharded step ${a.step} needs the optimizer state of version ${a.weightsVersion}, have ${s.optimizerVersion}`);
     const expected = new Map(stepNodes(a.microbatches, a.bounds).map((n) => [nodeKey(n[0], n[1]), n] as const));
-    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), nextShards: new Set(), published: false };
+    const corrupt = CORRUPT_EVERY > 0 && ++this.stepsRun % CORRUPT_EVERY === 0 ? CORRUPT_WHAT : '';
+    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), nextShards: new Set(), published: false, corrupt };
     this.current = current;
     // What this worker sent last (its shard's new values, which its peers need to start this step)
     // goes out before a computation on the main thread holds the event loop.
@@ -100,10 +116,13 @@ export class ShardedSteps {
     if (this.current !== current) return; // aborted meanwhile
     for (const msg of this.early.get(a.step) ?? []) this.onPartial(msg);
     this.early.delete(a.step);
+    // What it computes with, shard by shard, for the coordinator to compare with its replica.
+    const weightsSha256 = plan.peers.map((p) => valuesSha256(s.weights.subarray(p.from, p.to)));
     const started = performance.now();
     const result = await compute({ ...a, leavesOnly: false });
     if (this.current !== current) return; // aborted meanwhile
     const mine = coverNodes(a.microbatches, a.lo, a.hi);
+    if (corrupt === 'sums') slot(s.slab, mine[0][0])[0] += 1e-3;
     for (const p of current.others) {
       for (const [lo, hi] of mine) {
         const msg: ResultMessage = { type: 'result', step: a.step, lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo], offset: p.from, gradient: slot(s.slab, lo).subarray(p.from, p.to), computeMs: 0 };
@@ -111,7 +130,9 @@ export class ShardedSteps {
       }
     }
     const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
-    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started) });
+    // What it sent each owner (and keeps of its own shard), node by node, shard by shard.
+    const sumsSha256 = mine.flatMap(([lo]) => plan.peers.map((p) => valuesSha256(slot(s.slab, lo).subarray(p.from, p.to))));
+    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsSha256, weightsSha256 });
     for (const [lo, hi] of mine) current.arrived.add(nodeKey(lo, hi));
     this.maybeReduce(current);
   }
@@ -153,15 +174,19 @@ export class ShardedSteps {
     c.published = true;
     const { a, own } = c;
     const s = this.s;
+    // The sums it reduces, as they came: the coordinator compares them with what was sent.
+    const receivedSha256 = [...c.expected.values()].map(([lo]) => valuesSha256(slot(s.slab, lo).subarray(own.from, own.to)));
     const finite = shardMean(s.slab, a.microbatches, readyNodes([...c.expected.values()]), s.mean, own.from, own.to, a.examples);
     // Not finite: the coordinator ends the run as diverged; nothing to make.
     if (finite) {
       s.optimizer!.begin();
       s.optimizer!.update(s.weights, s.mean, a.lr, own.from, own.to);
     }
-    this.io.toCoordinator({ type: 'shard_update', step: a.step, offset: own.from, mean: s.mean.subarray(own.from, own.to) });
+    const mean = s.mean.subarray(own.from, own.to);
+    this.io.toCoordinator({ type: 'shard_update', step: a.step, offset: own.from, mean: c.corrupt === 'mean' ? perturbed(mean) : mean, receivedSha256 });
     if (!finite) return;
-    const weights: WeightsMessage = { type: 'weights', version: a.weightsVersion + 1, offset: own.from, values: s.weights.subarray(own.from, own.to) };
+    const values = s.weights.subarray(own.from, own.to);
+    const weights: WeightsMessage = { type: 'weights', version: a.weightsVersion + 1, offset: own.from, values: c.corrupt === 'weights' ? perturbed(values) : values };
     const frame = encodeTensorFrame(weights, 'float32');
     for (const p of c.others) this.io.toPeer(p.url, frame);
     this.haveShard(c, own.workerId);
@@ -194,3 +219,10 @@ export class ShardedSteps {
   }
 }
 
+
+/** The test hook's change: a copy with its first value moved. */
+function perturbed(values: Float32Array): Float32Array {
+  const copy = Float32Array.from(values);
+  copy[0] += 1e-3;
+  return copy;
+}

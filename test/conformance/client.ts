@@ -61,6 +61,13 @@ export class Client {
     return this.frames.filter((f) => f.type === type) as Extract<Message, { type: T }>[];
   }
 
+  /** The weights of `version`, put together from the Weights frames received for it. */
+  weightsOf(version: number, params = 60806): Float32Array {
+    const w = new Float32Array(params);
+    for (const f of this.all('weights')) if (f.version === version) w.set(f.values, f.offset);
+    return w;
+  }
+
   send(msg: Message | Uint8Array | string): void {
     this.ws.send(typeof msg === 'string' || msg instanceof Uint8Array ? msg : encode(msg));
   }

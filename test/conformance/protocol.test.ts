@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authProof } from '../../src/protocol/auth.js';
 import { encode } from '../../src/protocol/codec.js';
+import { valuesSha256 } from '../../src/model/weights.js';
 import { coverNodes } from '../../src/reduce/ordered-sum.js';
 import { PROTOCOL_VERSION, RejectReason, type AssignmentMessage, type Message } from '../../src/protocol/messages.js';
 import { MAX_CONSECUTIVE_LATE } from '../../src/constants.js';
@@ -238,8 +239,8 @@ describe('a worker computing whole steps alone (docs/protocol.md, "A worker that
 
 describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
   /** A coordinator that waits for two workers and has no threads: its first step is sharded over them. */
-  async function shardedPair(): Promise<{ a: Client; b: Client; aa: AssignmentMessage; ab: AssignmentMessage }> {
-    const { url } = await startCoordinator([...COMMON, '--verify-fraction', '0', '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, `sharded-${randomBytes(4).toString('hex')}`)], running);
+  async function shardedPair(verifyFraction = '0'): Promise<{ a: Client; b: Client; aa: AssignmentMessage; ab: AssignmentMessage }> {
+    const { url } = await startCoordinator([...COMMON, '--verify-fraction', verifyFraction, '--threads', '0', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, `sharded-${randomBytes(4).toString('hex')}`)], running);
     // Peer URLs nobody listens on: the test plays both workers and sends nothing between them.
     const [a, b] = [new Client(url), new Client(url)];
     await Promise.all([a.admitted({ name: 'a', peerUrl: 'ws://127.0.0.1:9' }), b.admitted({ name: 'b', peerUrl: 'ws://127.0.0.1:10' })]);
@@ -273,7 +274,54 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
   });
 
   /** The subtrees of a range, as RangeDone lists them: one leaf per microbatch here (ranges of 1). */
-  const rangeDone = (x: AssignmentMessage, examples = x.samples.length): Message => ({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1 });
+  const rangeDone = (x: AssignmentMessage, examples = x.samples.length): Message => ({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1, sumsSha256: [ZERO, ZERO], weightsSha256: [ZERO, ZERO] });
+  const ZERO = new Uint8Array(32);
+
+  /**
+   * Both owners' honest-looking account of a step whose sums were all zeros: digests of zeros for
+   * every sum sent and received, the weights they were sent, and zero means. `change` alters it.
+   */
+  async function zeroAccount(c: Client, x: AssignmentMessage, change: { received?: boolean; weights?: boolean } = {}): Promise<void> {
+    const peers = await c.next('peers');
+    const weights = c.weightsOf(x.weightsVersion);
+    const zeros = (from: number, to: number): Uint8Array => valuesSha256(new Float32Array(to - from));
+    const { workerId } = await c.next('welcome');
+    const own = peers.peers.find((p) => p.workerId === workerId)!;
+    const weightsSha256 = peers.peers.map((p) => valuesSha256(weights.subarray(p.from, p.to)));
+    if (change.weights) weightsSha256[0] = ZERO;
+    const examples = x.samples.length;
+    c.send({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1, sumsSha256: peers.peers.map((p) => zeros(p.from, p.to)), weightsSha256 });
+    const receivedSha256 = x.bounds.slice(1).map(() => zeros(own.from, own.to));
+    if (change.received) receivedSha256[0] = ZERO;
+    c.send({ type: 'shard_update', step: x.step, offset: own.from, mean: new Float32Array(own.to - own.from), receivedSha256 });
+  }
+
+  it('a RangeDone without a digest for each subtree and shard: close 4004', async () => {
+    const { a, aa } = await shardedPair();
+    a.send({ ...(rangeDone(aa) as Extract<Message, { type: 'range_done' }>), sumsSha256: [ZERO] });
+    expect((await a.closed).code).toBe(4004);
+  });
+
+  it('checked (--verify-fraction 1): owners whose accounts agree, but whose sums recomputation does not give: both closed with 4009', async () => {
+    const { a, b, aa, ab } = await shardedPair('1');
+    await Promise.all([zeroAccount(a, aa), zeroAccount(b, ab)]);
+    for (const c of [a, b]) expect(await c.closed).toMatchObject({ code: 4009, reason: expect.stringMatching(/not what recomputation gives|recomputation does not give/) });
+  });
+
+  it('checked: an owner that says it reduced other sums than its peer sent: both closed with 4009, for disagreeing', async () => {
+    const { a, b, aa, ab } = await shardedPair('1');
+    await Promise.all([zeroAccount(a, aa, { received: aa.lo !== 0 }), zeroAccount(b, ab, { received: ab.lo !== 0 })]);
+    for (const c of [a, b]) expect(await c.closed).toMatchObject({ code: 4009, reason: expect.stringMatching(/disagree on the sums of \[0,1\)/) });
+  });
+
+  it('checked: an owner that computed with other weights than the coordinator sent: it alone is closed; the step goes to the other, unsharded', async () => {
+    const { a, b, aa, ab } = await shardedPair('1');
+    await Promise.all([zeroAccount(a, aa, { weights: true }), zeroAccount(b, ab)]);
+    expect(await a.closed).toMatchObject({ code: 4009, reason: expect.stringMatching(/computed step \d+ with weights \[0,\d+\) of version \d+ other than the coordinator sent it/) });
+    const again = await b.next('assignment', 20_000, (x) => !x.sharded);
+    expect(again.step).toBe(ab.step);
+    b.close();
+  });
 
   it('a RangeDone with the wrong example count: close 4004, and Abort to the other owner for the step and the one planned with it', async () => {
     const { a, b, aa } = await shardedPair();
@@ -289,7 +337,7 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
     const { a, b, aa } = await shardedPair();
     const peers = await a.next('peers');
     const other = peers.peers.find((p) => p.url === 'ws://127.0.0.1:10')!;
-    a.send({ type: 'shard_update', step: aa.step, offset: other.from, mean: new Float32Array(other.to - other.from) });
+    a.send({ type: 'shard_update', step: aa.step, offset: other.from, mean: new Float32Array(other.to - other.from), receivedSha256: [ZERO, ZERO] });
     expect((await a.closed).code).toBe(4004);
     expect((await b.next('abort')).step).toBe(aa.step);
     b.close();

@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, type AssignmentMessage, type Message, type RunConfigMessage } from '../../src/protocol/messages.js';
 import { denseOffset, modelSpec } from '../../src/model/architectures.js';
+import { valuesSha256 } from '../../src/model/weights.js';
 import { runConfig, wholeStep } from '../integration/scripted-coordinator.js';
 import { startCli, type CliResult, type RunningCli } from '../integration/run-cli.js';
 import { Client } from './client.js';
@@ -214,18 +215,24 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     return { ...whole, hi: 1, samples: whole.samples.slice(0, 32), positions: whole.positions.slice(0, 32), sizes: [32], sharded: true, plan, bounds: [0, 1, 2], examples: 64, lr: 0.001 };
   }
 
-  it('a sharded step: RangeDone lists its subtrees; a partial sum of a subtree the step lacks is ignored; once every partial sum of its shard is in, ShardUpdate', async () => {
+  it('a sharded step: RangeDone lists its subtrees and the digests of what it computed with and sent; a partial sum of a subtree the step lacks is ignored; once every partial sum of its shard is in, ShardUpdate with the digests of what it reduced', async () => {
     const { c } = await coordinator.welcomed();
     shardedStep(c);
     const done = await c.next('range_done');
     expect(done.step).toBe(0);
     expect(done.nodes).toEqual([{ lo: 0, hi: 1, examples: 32, lossSum: expect.any(Number) }]);
+    const w0 = (weights(0) as Extract<Message, { type: 'weights' }>).values;
+    expect(done.weightsSha256).toEqual([valuesSha256(w0.subarray(0, SPLIT)), valuesSha256(w0.subarray(SPLIT, P))]);
+    expect(done.sumsSha256).toHaveLength(2); // its one subtree, over each of the two shards
     c.send(partial(0, 5, 6, 0, SPLIT));
     await w.waitFor(/ignored a partial sum of step 0 for a subtree the step does not have/, 10_000);
     expect(c.all('shard_update')).toHaveLength(0);
-    c.send(partial(0, 1, 2, 0, SPLIT));
+    const sent = partial(0, 1, 2, 0, SPLIT) as Extract<Message, { type: 'result' }>;
+    c.send(sent);
     const update = await c.next('shard_update');
     expect([update.step, update.offset, update.mean.length]).toEqual([0, 0, SPLIT]);
+    // Its own subtree's sum over its shard, as it reported it, then the one it was sent.
+    expect(update.receivedSha256).toEqual([done.sumsSha256[0], valuesSha256(sent.gradient)]);
     c.close();
   });
 

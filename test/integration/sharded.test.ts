@@ -1,8 +1,9 @@
 // Sharded steps with real processes: workers reduce and update parameter shards among
 // themselves over peer links, and the weights are those of one local thread, with the
 // coordinator's threads taking part or not, and through faults: a worker killed in the middle, a
-// shard owner that stalls, a worker joining mid-run, the coordinator killed and resumed; and over
-// TLS, where the peer links are TLS too.
+// shard owner that stalls, a worker joining mid-run, the coordinator killed and resumed; over
+// TLS, where the peer links are TLS too; and workers whose sums, means or weights are wrong,
+// which the checks of verify.ts eject.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,15 +57,16 @@ describe('sharded steps', () => {
     expect(reference).toHaveLength(2);
   });
 
-  it('a local thread and two workers, every step sharded: the same weights, one gradient per step into the coordinator', async () => {
+  it('a local thread and two workers, every step sharded and recomputed: the same weights, nobody ejected, one gradient per step into the coordinator', async () => {
     const metrics = join(dir.path, 'mixed.jsonl');
-    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '2', '--checkpoint-dir', join(dir.path, 'mixed'), '--metrics-out', metrics], running);
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '2', '--verify-fraction', '1', '--checkpoint-dir', join(dir.path, 'mixed'), '--metrics-out', metrics], running);
     const a = worker(url, 1, 'a');
     const b = worker(url, 2, 'b');
     const result = await c.done;
     expectEveryStepSharded(result, metrics);
-    // --verify-fraction (0.02 by default) checks star steps only, and the run says so once.
-    expect(result.stdout.match(/sharded steps are not checked by recomputation/g)).toHaveLength(1);
+    expect(result.stdout).not.toMatch(/ejected/);
+    // Every step's two remote ranges were recomputed, and the owners' means compared.
+    expect(epochRecords(metrics)[1].verification).toEqual({ checked: 24 * 2, failed: 0 });
     expect(await shardedSteps(a)).toBe(24);
     expect(await shardedSteps(b)).toBe(24);
     const parts = epochRecords(metrics)[0].participants as { kind: string; microbatches: number }[];
@@ -80,7 +82,6 @@ describe('sharded steps', () => {
     const b = worker(url, 1, 'b');
     const result = await c.done;
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).not.toMatch(/not checked by recomputation/);
     expect(epochDigests(metrics)).toEqual(reference);
     expect(await shardedSteps(a)).toBe(0);
     expect(await shardedSteps(b)).toBe(0);
@@ -109,6 +110,46 @@ describe('sharded steps', () => {
     expect(sb).toBeGreaterThanOrEqual(12);
   });
 
+  // A worker with the test hook LENET_TEST_CORRUPT_SHARDED (src/worker/sharded.ts) set.
+  function dishonest(url: string, what: string): RunningCli {
+    const p = startCli('lenet-worker', ['join', url, '--threads', '1', '--name', 'cheat'], { ...process.env, LENET_TEST_CORRUPT_SHARDED: `${what}:5` });
+    running.push(p);
+    return p;
+  }
+
+  for (const [what, caught] of [
+    ['sums', /sent sums for microbatches \[\d+,\d+\) of step \d+ that recomputation does not give; ejected/],
+    ['mean', /sent a mean gradient of values \[\d+,\d+\) for step \d+ that the fixed tree over its sums does not give; ejected/],
+  ] as const) {
+    it(`a worker whose ${what === 'sums' ? 'partial sums are' : "shard's mean gradient is"} wrong in 1 step of 5 is ejected by recomputation (--verify-fraction 1); the weights are unchanged`, async () => {
+      const metrics = join(dir.path, `${what}.jsonl`);
+      const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--wait-workers', '2', '--verify-fraction', '1', '--checkpoint-dir', join(dir.path, what), '--metrics-out', metrics], running);
+      worker(url, 1, 'honest');
+      dishonest(url, what);
+      await c.waitFor(new RegExp(`worker-\\d+ \\(cheat@\\S+\\) ${caught.source}`));
+      const result = await c.done;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).not.toMatch(/honest@\S+\) [^\n]*ejected/);
+      expect(epochDigests(metrics)).toEqual(reference);
+    });
+  }
+
+  it("an owner that sends its peers other values of its shard than it made: both peers say so at the next step, it alone is ejected (every step's checks, without recomputation); the weights are unchanged", async () => {
+    const metrics = join(dir.path, 'weights.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '3', '--verify-fraction', '0.000001', '--checkpoint-dir', join(dir.path, 'weights'), '--metrics-out', metrics], running);
+    const a = worker(url, 1, 'a');
+    worker(url, 1, 'b');
+    dishonest(url, 'weights');
+    await c.waitFor(/worker-\d+ \(cheat@\S+\) is contradicted by worker-\d+ and worker-\d+ about the weights \[\d+,\d+\) of version \d+ that it made; ejected/);
+    const result = await c.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.match(/; ejected$/gm)).toHaveLength(1);
+    // The step is done again through the coordinator; the two left shard every step after it.
+    expect(result.stdout.match(/given up/g)).toHaveLength(1);
+    expect(await shardedSteps(a)).toBeGreaterThanOrEqual(24 - 7);
+    expect(epochDigests(metrics)).toEqual(reference);
+  });
+
   it('four workers, one stalled (SIGSTOP) mid-run: the sharded step is given up at the deadline and done again; the weights are unchanged', async () => {
     const metrics = join(dir.path, 'stall.jsonl');
     const { proc: c, url } = await startCoordinator([...RUN, '--threads', '0', '--wait-workers', '4', '--checkpoint-dir', join(dir.path, 'stall'), '--metrics-out', metrics], running);
@@ -135,8 +176,8 @@ describe('sharded steps', () => {
     await c.waitFor(/\(late@\S+, 1 thread\) joined; it takes part from the next step/);
     const result = await c.done;
     expectEveryStepSharded(result, metrics);
-    // --verify-fraction (0.02 by default) checks star steps only, and the run says so once.
-    expect(result.stdout.match(/sharded steps are not checked by recomputation/g)).toHaveLength(1);
+    // Each step checked (--verify-fraction 0.02): the new plan's weights, sums and means agree.
+    expect(result.stdout).not.toMatch(/ejected/);
     expect(await shardedSteps(a)).toBe(24);
     expect(await shardedSteps(b)).toBe(24);
     expect(await shardedSteps(late)).toBeGreaterThan(0);

@@ -59,3 +59,12 @@ describe('command-line documentation', () => {
     }
   });
 });
+
+describe('docs/protocol.md', () => {
+  it('names the protocol version the code speaks, in both places', async () => {
+    const { PROTOCOL_VERSION } = await import('../../../src/protocol/messages.js');
+    const doc = readFileSync(new URL('docs/protocol.md', root), 'utf8');
+    expect(doc).toContain(`Protocol version: **${PROTOCOL_VERSION}**.`);
+    expect(doc).toContain(`\`protocol_version\` = ${PROTOCOL_VERSION} and`);
+  });
+});

@@ -336,7 +336,8 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
 
 describe('RemoteWorker sharded steps planned ahead', () => {
   const shardedWork = (step: number): StepWork => ({ ...work, globalStep: step });
-  const w = { plan: 3, peersFrame: Uint8Array.of(0x9e), shard: [0, WIDTH] as [number, number], bounds: [0, 2], lr: 0.01 };
+  const w = { plan: 3, peersFrame: Uint8Array.of(0x9e), shard: [0, WIDTH] as [number, number], shards: 1, bounds: [0, 2], lr: 0.01 };
+  const digest = new Uint8Array(32);
   const head = (f: Uint8Array): unknown => (f[0] === CONV_FRAME || f[0] === DENSE_FRAME || f[0] === OPTIMIZER_FRAME || f[0] === 0x9e ? f[0] : decode(f));
 
   it('the step planned with the one before goes out alone, and is answered after it', async () => {
@@ -346,8 +347,8 @@ describe('RemoteWorker sharded steps planned ahead', () => {
     // Step 5: the plan, the optimizer state, the weights, the assignment; step 6: its assignment only.
     expect(ws.sent.map(head)).toEqual([0x9e, OPTIMIZER_FRAME, DENSE_FRAME, CONV_FRAME, expect.objectContaining({ type: 'assignment', step: 5, sharded: true }), expect.objectContaining({ type: 'assignment', step: 6, weightsVersion: 6, sharded: true })]);
     for (const step of [5, 6]) {
-      ws.frame({ type: 'range_done', step, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1 });
-      ws.frame({ type: 'shard_update', step, offset: 0, mean: new Float32Array(WIDTH) });
+      ws.frame({ type: 'range_done', step, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest] });
+      ws.frame({ type: 'shard_update', step, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest] });
     }
     expect((await five.update).step).toBe(5);
     worker.finishSharded(6, 3);
@@ -366,6 +367,54 @@ describe('RemoteWorker sharded steps planned ahead', () => {
     await expect(five.done).rejects.toThrow(/aborted/);
     await expect(six.update).rejects.toThrow(/sharded step 6 aborted/);
     expect(ws.sent.map(head)).toEqual([{ type: 'abort', step: 5 }, { type: 'abort', step: 6 }]);
+  });
+
+  it('a RangeDone or ShardUpdate without a digest for each subtree and shard: close 4004', () => {
+    for (const msg of [
+      { type: 'range_done' as const, step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [], weightsSha256: [digest] },
+      { type: 'range_done' as const, step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest, digest] },
+      { type: 'shard_update' as const, step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest, digest] },
+    ]) {
+      const { ws, worker, violations } = setUp();
+      void worker.computeSharded(shardedWork(5), 0, 2, w);
+      ws.frame(msg);
+      expect(ws.closed?.code).toBe(4004);
+      expect(violations).toEqual([msg.type === 'range_done' ? 'bad_range_done' : 'bad_shard_update']);
+    }
+  });
+
+  it('weights made with its peers: a sharded step of the same plan computes on them; a plain step, or a new plan, gets the coordinator\'s', async () => {
+    const { ws, worker } = setUp();
+    const five = worker.computeSharded(shardedWork(5), 0, 2, w);
+    expect(five.fromPeers).toBe(false); // the coordinator sent version 5
+    ws.frame({ type: 'range_done', step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest] });
+    ws.frame({ type: 'shard_update', step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest] });
+    await five.update;
+    worker.finishSharded(6, 3);
+    ws.sent = [];
+    const six = worker.computeSharded(shardedWork(6), 0, 2, w);
+    expect(six.fromPeers).toBe(true);
+    expect(ws.sent.map(head)).toEqual([expect.objectContaining({ type: 'assignment', step: 6 })]);
+    worker.abortSharded(6, 'test');
+    worker.finishSharded(6, 3); // as if it had made version 6 after all
+    ws.sent = [];
+    const other = worker.computeSharded(shardedWork(6), 0, 2, { ...w, plan: 4, peersFrame: Uint8Array.of(0x9e) });
+    expect(other.fromPeers).toBe(false);
+    expect(ws.sent.map(head)).toEqual([0x9e, OPTIMIZER_FRAME, DENSE_FRAME, CONV_FRAME, expect.objectContaining({ type: 'assignment', step: 6 })]);
+  });
+
+  it('a plain step after a sharded one sends the coordinator\'s weights of its version', async () => {
+    const { ws, worker } = setUp();
+    const five = worker.computeSharded(shardedWork(5), 0, 2, w);
+    ws.frame({ type: 'range_done', step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest] });
+    ws.frame({ type: 'shard_update', step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest] });
+    await five.update;
+    worker.finishSharded(6, 3);
+    ws.sent = [];
+    void worker.compute(shardedWork(6), 0, 2);
+    await sentAssignment();
+    // As any plain assignment: the convolutions' weights, the assignment, the dense layers'.
+    expect(ws.sent.map(head)).toEqual([CONV_FRAME, expect.objectContaining({ type: 'assignment', step: 6, sharded: false }), DENSE_FRAME]);
   });
 
   it('a step cannot be planned ahead of nothing', async () => {

@@ -245,6 +245,7 @@ describe('trainStep with fake participants', () => {
         honestSums(ctx.slab, work, task.lo, task.hi);
         return nodes.every(([lo], k) => bits(sent[k]) === bits(slot(ctx.slab, lo)));
       },
+      checkSharded: () => Promise.reject(new Error('no sharded step here')),
     };
     expect(await epoch(ctx)).toEqual(ref);
     expect(checked).toBe(2); // steps 0 and 1: the liar was gone for step 2

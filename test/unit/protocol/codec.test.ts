@@ -67,8 +67,8 @@ const SAMPLES: Message[] = [
   { type: 'goodbye', reason: 'run complete', runComplete: true },
   { type: 'peers', plan: 3, peers: [{ workerId: 1, url: 'ws://10.0.0.7:40111', from: 0, to: 30403 }, { workerId: 4, url: 'ws://[::1]:40112', from: 30403, to: 60806 }] },
   { type: 'peer_hello', runId: '0f'.repeat(16), workerId: 4, authProof: new Uint8Array(32).fill(9) },
-  { type: 'shard_update', step: 12, offset: 1672, mean: grad },
-  { type: 'range_done', step: 12, nodes: [{ lo: 0, hi: 2, examples: 64, lossSum: 12.5 }, { lo: 2, hi: 3, examples: 17, lossSum: -0.25 }], computeMs: 7.5 },
+  { type: 'shard_update', step: 12, offset: 1672, mean: grad, receivedSha256: [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)] },
+  { type: 'range_done', step: 12, nodes: [{ lo: 0, hi: 2, examples: 64, lossSum: 12.5 }, { lo: 2, hi: 3, examples: 17, lossSum: -0.25 }], computeMs: 7.5, sumsSha256: [1, 2, 3, 4].map((b) => new Uint8Array(32).fill(b)), weightsSha256: [new Uint8Array(32).fill(5), new Uint8Array(32).fill(6)] },
   { type: 'abort', step: 12 },
 ];
 
@@ -235,6 +235,17 @@ describe('codec validation', () => {
     const slot = (bytes: number): Record<string, unknown> => ({ shape: [10], dtype: 1, data: new Uint8Array(bytes) });
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, optimizerState: { version: 1, name: 'adam', t: 1, slots: { m: slot(39) } } }), 'LENET_ERR_BAD_FRAME');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, optimizerState: { version: 1, name: 'adam', t: 1, slots: { m: { shape: [10], dtype: 2, data: new Uint8Array(20) } } } }), 'LENET_ERR_BAD_FRAME');
+  });
+
+  it('rejects sharded-step digests that are not 32 bytes each, or not a whole number per subtree', () => {
+    const d = new Uint8Array(32);
+    const done = { step: 1, lo: [0, 2], hi: [2, 3], examples: [64, 32], lossSum: [1, 1], weightsSha256: [d, d] };
+    const mean = { shape: [4], dtype: 1, data: new Uint8Array(16) };
+    expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d, d] } }))).toMatchObject({ type: 'range_done' });
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d, new Uint8Array(31)] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d, d], weightsSha256: [d, new Uint8Array(33)] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, shardUpdate: { step: 1, offset: 0, mean, receivedSha256: [d, new Uint8Array(0)] } }), 'LENET_ERR_BAD_FRAME');
   });
 });
 
