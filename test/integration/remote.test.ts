@@ -166,7 +166,7 @@ describe('remote workers', () => {
     const port = 17000 + Math.floor(Math.random() * 2000);
     const w = start('lenet-worker', ['join', `ws://127.0.0.1:${port}`, '--threads', '1', '--connect-timeout', '60']);
     await new Promise((r) => setTimeout(r, 1500));
-    const c = start('lenet-coord', ['start', ...RUN.filter((a) => a !== '0' && a !== '--port'), '--port', String(port), '--threads', '0', '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'late-coord')]);
+    const c = start('lenet-coord', ['start', ...RUN.filter((a) => a !== '0' && a !== '--port'), '--port', String(port), '--threads', '0', '--wait-workers', '1', '--train-limit', '256', '--checkpoint-dir', join(dir.path, 'late-coord')]);
     expect((await c.done).code).toBe(0);
     expect((await w.done).code).toBe(0);
   });

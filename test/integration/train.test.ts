@@ -152,12 +152,12 @@ describe('lenet-coord errors', () => {
       [['--token', 'short-secret'], /the token is 12 characters; at least 16 are needed/],
       [['--allreduce', 'ring'], /--allreduce must be one of sharded, star/],
     ];
-    for (const [args, message] of cases) {
-      const r = await runCli('lenet-coord', ['start', ...args]);
-      expect(r.code, args.join(' ')).toBe(2);
-      expect(r.stderr).toMatch(message);
-    }
-    const unknown = await runCli('lenet-coord', ['train']);
+    // Each process only parses its arguments: they run side by side.
+    const [unknown, ...results] = await Promise.all([runCli('lenet-coord', ['train']), ...cases.map(([args]) => runCli('lenet-coord', ['start', ...args]))]);
+    cases.forEach(([args, message], i) => {
+      expect(results[i].code, args.join(' ')).toBe(2);
+      expect(results[i].stderr, args.join(' ')).toMatch(message);
+    });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command 'train'/);
   });

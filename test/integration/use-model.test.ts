@@ -13,7 +13,7 @@ const metrics = join(dir.path, 'run.jsonl');
 afterAll(() => dir.remove());
 
 beforeAll(async () => {
-  const r = await runCli('lenet-coord', ['start', '--epochs', '2', '--train-limit', '12000', '--test-limit', '1000', '--threads', '2', '--quiet', '--port', '0', '--checkpoint-dir', ckpt, '--metrics-out', metrics]);
+  const r = await runCli('lenet-coord', ['start', '--epochs', '2', '--train-limit', '6000', '--test-limit', '1000', '--threads', '2', '--quiet', '--port', '0', '--checkpoint-dir', ckpt, '--metrics-out', metrics]);
   expect(r.code, r.stderr).toBe(0);
 });
 
@@ -75,7 +75,7 @@ describe('lenet-coord predict', () => {
     expect(hits(a)).toBeGreaterThanOrEqual(18);
     expect(hits(b)).toBeGreaterThanOrEqual(16);
     const text = await runCli('lenet-coord', ['predict', '--checkpoint', ckpt, plain[0]]);
-    expect(text.stdout).toMatch(new RegExp(`digit-0\\.png: ${a[0]} \\(p=0\\.\\d{3}\\)`));
+    expect(text.stdout).toMatch(new RegExp(`digit-0\\.png: ${a[0]} \\(p=(0\\.\\d{3}|1\\.000)\\)`));
   });
 
   it('rejects a file that is not a PNG', async () => {
