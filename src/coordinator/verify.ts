@@ -34,9 +34,11 @@ import { nodeKey, readyNodes, type Shard } from '../reduce/shards.js';
 const VERIFY_SCALE = 1_000_000;
 
 export class Verifier {
-  /** Ranges recomputed, and how many of them differed, over the run. */
+  /** Remote ranges recomputed over the run, and the faults found: ranges that differed, sharded-step faults. */
   checked = 0;
   failed = 0;
+  /** A sharded step's mean gradient as the fixed tree gives it, when one is recomputed. */
+  private mean: Float32Array | undefined;
 
   private constructor(
     private readonly fraction: number,
@@ -107,8 +109,6 @@ export class Verifier {
     });
     return faults.list;
   }
-
-  private mean: Float32Array | undefined;
 }
 
 /** What a sharded step's participants reported, beside what the coordinator knows of it. */
