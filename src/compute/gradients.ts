@@ -29,6 +29,7 @@ export interface PreparedMicrobatch {
 export class GradientComputer {
   private params: tf.Tensor[] = [];
   private version = -1;
+  private generation = 0;
   /** The dense layers' weights of `version`, not loaded yet (see setWeights). */
   private pendingDense: { flat: Float32Array; wait: () => void } | undefined;
   /** The tape-free path where it applies (lenet5 on wasm); it gives the tape's bits, faster. */
@@ -54,12 +55,14 @@ export class GradientComputer {
   }
 
   /**
-   * Loads weights into tensors unless `version` is already loaded. With `awaitDense`, only the
-   * convolutions' are loaded now; the dense layers' are read from `flat` when first needed, after
-   * awaitDense() returns (a remote worker's threads start while those are still arriving).
+   * Loads weights into tensors unless `version` of `generation` (RangeTask.weightsGeneration) is
+   * already loaded. With `awaitDense`, only the convolutions' are loaded now; the dense layers'
+   * are read from `flat` when first needed, after awaitDense() returns (a remote worker's threads
+   * start while those are still arriving).
    */
-  setWeights(flat: Float32Array, version: number, awaitDense?: () => void): void {
-    if (version === this.version) return;
+  setWeights(flat: Float32Array, version: number, awaitDense?: () => void, generation = 0): void {
+    if (version === this.version && generation === this.generation) return;
+    this.generation = generation;
     tf.dispose(this.params);
     this.params = this.tensors(flat, 0, awaitDense ? this.firstDense : this.spec.params.length);
     this.pendingDense = awaitDense ? { flat, wait: awaitDense } : undefined;

@@ -53,9 +53,14 @@ export class InlineCompute {
     const started = performance.now();
     const version = range.weightsVersion;
     const denseMissing = (): boolean => Atomics.load(this.denseVersion, 0) < version;
-    this.computer.setWeights(this.weights, version, () => {
-      if (denseMissing()) throw new Error(`the dense layers' weights of version ${version} were needed before they arrived`);
-    });
+    this.computer.setWeights(
+      this.weights,
+      version,
+      () => {
+        if (denseMissing()) throw new Error(`the dense layers' weights of version ${version} were needed before they arrived`);
+      },
+      range.weightsGeneration,
+    );
     const task = { ...range, type: 'gradients', early: early !== undefined, awaitDense: true } as const;
     const run = new GradientTaskRun(this.computer, this.slab, this.denseFrom, this.gradDType, task, () => early?.onDense(run.nodes));
     try {

@@ -44,6 +44,7 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
     return pool.gradients({
       type: 'gradients',
       weightsVersion: task.weightsVersion,
+      weightsGeneration: task.weightsGeneration,
       epoch: task.epoch,
       microbatches: task.microbatches,
       lo: a,

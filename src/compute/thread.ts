@@ -36,7 +36,7 @@ function awaitDense(version: number): void {
 
 function onGradientTask(computer: GradientComputer, task: GradientTask): GradientReply {
   const started = performance.now();
-  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitDense(task.weightsVersion) : undefined);
+  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitDense(task.weightsVersion) : undefined, task.weightsGeneration);
   const run = new GradientTaskRun(computer, slab, denseFrom, init.gradDType, task, () => {
     Atomics.store(init.signals, task.lo, 1);
     Atomics.notify(init.signals, task.lo);

@@ -47,6 +47,12 @@ export interface RangeTask {
   sizes: number[];
   /** Leave every microbatch's own sum in its slot (no pre-summing): float16 results go out per leaf. */
   leavesOnly?: boolean;
+  /**
+   * Changes when the values of `weightsVersion` were written again (a remote worker sent the
+   * coordinator's after it made that version with its peers): tensors loaded for the version
+   * before are stale then. 0 where versions are never rewritten.
+   */
+  weightsGeneration?: number;
 }
 
 /** Compute the gradient sums of microbatches [lo,hi) of a step and leave them in the slab. */

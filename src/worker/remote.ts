@@ -614,7 +614,7 @@ export class RemoteWorkerProcess {
       // Its weights may still be coming from the other owners: the step waits for them.
       if (s.config.gradDType !== 'float32') throw new Error('sharded assignment in a run with float16 gradients');
       this.takeSamples(s, a);
-      await s.sharded.run(a, (task) => s.compute.computeRange(task));
+      await s.sharded.run(a, (task) => s.compute.computeRange({ ...task, weightsGeneration: s.replaced }));
       this.stats.ranges++;
       this.stats.sharded++;
       return;
@@ -643,7 +643,8 @@ export class RemoteWorkerProcess {
       leavesOnly || a.apply
         ? undefined
         : { split: s.denseFrom, onDense: (nodes: TreeNode[]) => nodes.forEach(([lo, hi]) => sendPart(lo, hi, s.denseFrom, s.slab.width, 0)) };
-    const result = await s.compute.computeRange({ ...a, leavesOnly }, early);
+    // A version the coordinator sent again (after one made with peers) is loaded again.
+    const result = await s.compute.computeRange({ ...a, leavesOnly, weightsGeneration: s.replaced }, early);
     for (const [lo, hi] of result.nodes) sendPart(lo, hi, 0, early ? s.denseFrom : s.slab.width, result.computeMs);
     this.stats.ranges++;
     if (!a.apply) return;

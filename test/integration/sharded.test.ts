@@ -143,11 +143,11 @@ describe('sharded steps', () => {
     await c.waitFor(/worker-\d+ \(cheat@\S+\) is contradicted by worker-\d+ and worker-\d+ about the weights \[\d+,\d+\) of version \d+ that it made; ejected/);
     const result = await c.done;
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout.match(/; ejected$/gm)).toHaveLength(1);
+    expect(result.stdout.match(/; ejected$/gm), result.stdout).toHaveLength(1);
     // The step is done again through the coordinator; the two left shard every step after it.
     expect(result.stdout.match(/given up/g)).toHaveLength(1);
     expect(await shardedSteps(a)).toBeGreaterThanOrEqual(24 - 7);
-    expect(epochDigests(metrics)).toEqual(reference);
+    expect(epochDigests(metrics), result.stdout).toEqual(reference);
   });
 
   it('four workers, one stalled (SIGSTOP) mid-run: the sharded step is given up at the deadline and done again; the weights are unchanged', async () => {

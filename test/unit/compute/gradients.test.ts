@@ -133,6 +133,29 @@ describe('GradientComputer', () => {
     expect(gradientOn('wasm', 'lenet5').grad).toEqual(gradientOn('wasm', 'lenet5').grad);
   });
 
+  it('keeps the tensors of a loaded version, and loads it again when its generation changes (values written again)', () => {
+    tf.setBackend('wasm');
+    const spec = modelSpec('lenet5');
+    const computer = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, true);
+    const gradientOf = (weights: Float32Array, generation: number): Float32Array => {
+      computer.setWeights(weights, 3, undefined, generation);
+      const grad = new Float32Array(spec.size);
+      computer.microbatchGradient(input, grad);
+      return grad;
+    };
+    const weights = initWeights(spec, 2);
+    const before = gradientOf(weights, 0);
+    weights.set(initWeights(spec, 3)); // other values under the same version
+    expect(gradientOf(weights, 0)).toEqual(before); // the same version and generation: kept
+    const fresh = new GradientComputer(spec, mnist.train.images, mnist.train.labels, 1, true);
+    fresh.setWeights(weights, 0);
+    const expected = new Float32Array(spec.size);
+    fresh.microbatchGradient(input, expected);
+    fresh.dispose();
+    expect(gradientOf(weights, 1)).toEqual(expected);
+    computer.dispose();
+  });
+
   it('does not grow the number of tensors across steps', () => {
     tf.setBackend('wasm');
     const spec = modelSpec('lenet5');
