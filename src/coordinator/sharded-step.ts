@@ -15,7 +15,7 @@
 import { encode } from '../protocol/codec.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
 import { coverNodes, reduceInPlace, slot, type TreeNode } from '../reduce/ordered-sum.js';
-import { readyNodes, shardLayout, stepNodes, type Shard } from '../reduce/shards.js';
+import { readyNodes, shardLayout, stepNodes, sumsSha256, type Shard } from '../reduce/shards.js';
 import { valuesSha256 } from '../model/weights.js';
 import type { RangeResult } from '../compute/range.js';
 import { MAX_ABORTED_SHARDED_STEPS } from '../constants.js';
@@ -270,5 +270,5 @@ function sendLocalPartials(ctx: StepContext, plan: ShardPlan, work: StepWork, no
     }
   });
   if (!ctx.verifier) return [];
-  return nodes.flatMap(([lo]) => plan.shards.map(([from, to]) => valuesSha256(slot(ctx.slab, lo).subarray(from, to))));
+  return sumsSha256(ctx.slab, nodes, plan.shards);
 }

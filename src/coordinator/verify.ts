@@ -24,11 +24,11 @@ import { computeRange } from '../compute/range.js';
 import { InlineCompute } from '../compute/inline.js';
 import type { RangeTask } from '../compute/types.js';
 import type { PoolOptions } from '../compute/pool.js';
-import { float32Bytes, valuesSha256 } from '../model/weights.js';
+import { float32Bytes } from '../model/weights.js';
 import { shardMean } from '../optim/optimizer.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
 import { slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { nodeKey, readyNodes, type Shard } from '../reduce/shards.js';
+import { nodeKey, readyNodes, sumsSha256, type Shard } from '../reduce/shards.js';
 
 /** Resolution of the choice: a range is verified when randomInt(VERIFY_SCALE) < fraction·VERIFY_SCALE. */
 const VERIFY_SCALE = 1_000_000;
@@ -90,11 +90,9 @@ export class Verifier {
     await Promise.all(a.owners.map((o) => this.recompute({ ...o.task, leavesOnly: false })));
     this.checked += a.owners.length;
     const faults = new Faults();
-    const S = a.shards.length;
     a.owners.forEach((o, j) => {
-      const same = o.done.nodes.every(
-        (n, i) => n.lossSum === this.slab.loss[n.lo] && n.examples === this.slab.count[n.lo] && a.shards.every(([from, to], k) => equal(o.done.sumsSha256[i * S + k], valuesSha256(slot(this.slab, n.lo).subarray(from, to)))),
-      );
+      const truth = sumsSha256(this.slab, o.done.nodes.map((n) => [n.lo, n.hi]), a.shards);
+      const same = o.done.nodes.every((n) => n.lossSum === this.slab.loss[n.lo] && n.examples === this.slab.count[n.lo]) && truth.every((d, i) => equal(o.done.sumsSha256[i], d));
       if (!same) faults.add(j, `sent sums for microbatches [${o.task.lo},${o.task.hi}) of step ${a.step} that recomputation does not give`);
     });
     if (faults.list.length > 0) return faults.list;

@@ -2,7 +2,8 @@
 // vector [0, P) is cut into contiguous shards; each shard's owner completes the fixed tree for
 // its values only. Every value is still added along the same tree as in an unsharded sum, and
 // the optimizer is elementwise, so any shard layout gives the bits of one update of the whole.
-import { coverNodes, type TreeNode } from './ordered-sum.js';
+import { valuesSha256 } from '../model/weights.js';
+import { coverNodes, slot, type Slab, type TreeNode } from './ordered-sum.js';
 
 export type Shard = readonly [from: number, to: number];
 
@@ -29,6 +30,14 @@ export function stepNodes(microbatches: number, bounds: readonly number[]): Tree
   const nodes: TreeNode[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) nodes.push(...coverNodes(microbatches, bounds[i], bounds[i + 1]));
   return nodes;
+}
+
+/**
+ * SHA-256 of the sum at each of `nodes` over each of `shards`, node-major: the layout of
+ * RangeDone.sums_sha256 (what a participant sent each shard's owner).
+ */
+export function sumsSha256(slab: Slab, nodes: readonly TreeNode[], shards: readonly Shard[]): Uint8Array[] {
+  return nodes.flatMap(([lo]) => shards.map(([from, to]) => valuesSha256(slot(slab, lo).subarray(from, to))));
 }
 
 export const nodeKey = (lo: number, hi: number): string => `${lo}:${hi}`;

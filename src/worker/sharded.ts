@@ -11,7 +11,7 @@
 import { encodeTensorFrame } from '../protocol/codec.js';
 import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage, WeightsMessage } from '../protocol/messages.js';
 import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { nodeKey, readyNodes, stepNodes } from '../reduce/shards.js';
+import { nodeKey, readyNodes, stepNodes, sumsSha256 } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
 import type { RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
@@ -131,8 +131,8 @@ export class ShardedSteps {
     }
     const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
     // What it sent each owner (and keeps of its own shard), node by node, shard by shard.
-    const sumsSha256 = mine.flatMap(([lo]) => plan.peers.map((p) => valuesSha256(slot(s.slab, lo).subarray(p.from, p.to))));
-    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsSha256, weightsSha256 });
+    const sums = sumsSha256(s.slab, mine, plan.peers.map((p) => [p.from, p.to] as const));
+    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsSha256: sums, weightsSha256 });
     for (const [lo, hi] of mine) current.arrived.add(nodeKey(lo, hi));
     this.maybeReduce(current);
   }
