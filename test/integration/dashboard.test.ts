@@ -74,8 +74,9 @@ describe('operator endpoints', () => {
       undefined,
       { timeout: 30_000 },
     );
-    await page.waitForTimeout(2500); // a few more refreshes, so the step charts have history
+    // The table as it is now: its counts are per epoch, and an epoch may end during the wait below.
     const rows = await page.$$eval('#participants tbody tr', (trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent ?? '')));
+    await page.waitForTimeout(2500); // a few more refreshes, so the step charts have history
     const remote = rows.find((r) => r[0] === 'worker-1');
     expect(remote).toBeDefined();
     expect(remote![1]).toMatch(/dash-worker@127\.0\.0\.1:\d+/);
