@@ -1,11 +1,13 @@
-// Choosing and initialising the tfjs compute backend. tfjs-node ("tensorflow") is optional: it is
-// loaded dynamically when asked for (or by `auto`) and never required; wasm is the default.
+// Choosing and initialising the compute backend: one of tfjs's, or ONNX Runtime (`onnx`, which
+// runs lenet-dist's own graphs, src/backend/onnx/). tfjs-node ("tensorflow") and onnxruntime-node
+// are optional: each is loaded when asked for (or by `auto`) and never required.
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, UsageError } from '../errors.js';
+import { onnxRuntimeAvailable } from './onnx/runtime.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 
-export const BACKEND_CHOICES = ['auto', 'wasm', 'tensorflow', 'cpu'] as const;
+export const BACKEND_CHOICES = ['auto', 'wasm', 'onnx', 'tensorflow', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 export type BackendName = Exclude<BackendChoice, 'auto'>;
 
@@ -29,8 +31,12 @@ async function tryTensorflow(): Promise<boolean> {
  * The backend `choice` resolves to on this machine, without starting it (a process that only
  * hands work to its threads need not hold a wasm instance of its own).
  */
-export async function resolveBackend(choice: BackendChoice): Promise<BackendName> {
+export async function resolveBackend(choice: BackendChoice, log: (msg: string) => void = () => undefined): Promise<BackendName> {
   if (choice === 'auto') return (await tryTensorflow()) ? 'tensorflow' : 'wasm';
+  if (choice === 'onnx' && !onnxRuntimeAvailable()) {
+    log('note: the onnx backend needs onnxruntime-node, which is not installed or does not load here; using the wasm backend');
+    return 'wasm';
+  }
   if (choice === 'tensorflow' && !(await tryTensorflow())) {
     throw new BackendError(
       'the tensorflow backend needs @tensorflow/tfjs-node, which is not installed or does not load here; ' +
@@ -38,6 +44,13 @@ export async function resolveBackend(choice: BackendChoice): Promise<BackendName
     );
   }
   return choice;
+}
+
+let active: BackendName | undefined;
+
+/** The backend initBackend() started in this thread (tfjs's cpu backend runs beside onnx). */
+export function computeBackend(): BackendName | undefined {
+  return active;
 }
 
 let opGradients = false;
@@ -56,18 +69,22 @@ export function registerOpGradients(): void {
 }
 
 /** Loads and activates the backend; returns the name of the one that runs. */
-export async function initBackend(choice: BackendChoice): Promise<BackendName> {
-  const name = await resolveBackend(choice);
-  if (name === 'wasm') {
+export async function initBackend(choice: BackendChoice, log?: (msg: string) => void): Promise<BackendName> {
+  const name = await resolveBackend(choice, log);
+  active = name;
+  // ONNX Runtime computes everything the thread trains and evaluates; tfjs's cpu backend is
+  // there for whatever else touches tfjs (a checkpoint's export).
+  const tfjsName = name === 'onnx' ? 'cpu' : name;
+  if (tfjsName === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
     registerWasmTrainingKernels();
-  } else if (name === 'cpu') {
+  } else if (tfjsName === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
     // Production mode quiets the "install tfjs-node" banner the cpu backend prints on first use
     // (tfjs's warnings go through the same switch); lenet-dist says which backend runs itself.
     tf.enableProdMode();
   }
-  if (!(await tf.setBackend(name))) throw new BackendError(`the ${name} backend failed to initialise`);
+  if (!(await tf.setBackend(tfjsName))) throw new BackendError(`the ${tfjsName} backend failed to initialise`);
   await tf.ready();
   return name;
 }

@@ -54,8 +54,10 @@ Model:
   --arch lenet5|keras        lenet5: the 1998 topology (60,806 params); keras: the TF2 tutorial
                              model (44,426 params)                          [lenet5]
   --activation relu|tanh                                                    [relu]
-  --backend auto|wasm|tensorflow|cpu
-                             auto = tfjs-node when it loads, else wasm      [auto]
+  --backend auto|wasm|onnx|tensorflow|cpu
+                             wasm: the same bits on any CPU; onnx: ONNX Runtime, native
+                             and faster, the same bits on one CPU type; auto = tfjs-node
+                             when it loads, else wasm                       [auto]
 Training:
   --epochs N                 train until N epochs are complete              [${DEFAULT_EPOCHS}]
   --batch-size N             global batch (samples per optimizer step)      [${DEFAULT_BATCH_SIZE}]

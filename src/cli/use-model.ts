@@ -19,7 +19,7 @@ Options:
   --json                     print one JSON object instead
   --data-dir DIR             MNIST folder                       [embedded copy]
   --test-limit N             only the first N test images
-  --backend auto|wasm|tensorflow|cpu                            [auto]
+  --backend auto|wasm|onnx|tensorflow|cpu                       [auto]
   -h, --help
 `;
 
@@ -44,6 +44,9 @@ function openModel(path: string | undefined): GradientComputer {
   return computer;
 }
 
+/** A backend's note (a fallback) goes to stderr, beside the results on stdout. */
+const note = (msg: string): void => void process.stderr.write(`${msg}\n`);
+
 export async function evalCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const { flags } = parseFlags(argv, {
     checkpoint: { type: 'string' },
@@ -57,7 +60,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     out(EVAL_USAGE);
     return 0;
   }
-  await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'));
+  await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'), note);
   const ckpt = openCheckpointFlag(pathFlag(flags, 'checkpoint'));
   const data = loadMnist({ dataDir: pathFlag(flags, 'data-dir'), trainLimit: 0, testLimit: optionalIntFlag(flags, 'test-limit', 1) });
   // The same evaluation the training run does after each epoch, so the accuracies agree.
@@ -91,7 +94,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   }
   if (positionals.length === 0) throw new UsageError('give at least one PNG image: lenet-coord predict --checkpoint PATH digit.png');
   const inputs = positionals.map((p) => mnistInput(p));
-  await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'));
+  await initBackend(choiceFlag(flags, 'backend', BACKEND_CHOICES, 'auto'), note);
   const computer = openModel(pathFlag(flags, 'checkpoint'));
   const pixels = new Float32Array(inputs.length * 784);
   inputs.forEach((x, i) => pixels.set(x, i * 784));

@@ -19,7 +19,7 @@ coordinator's update itself and starts each next step without waiting for the we
 
 Options:
   --threads N              compute threads                                [cores: ${availableParallelism()}]
-  --backend auto|wasm|tensorflow|cpu   must match the coordinator's       [auto]
+  --backend auto|wasm|onnx|tensorflow|cpu   must match the coordinator's  [auto]
   --data-dir DIR           local MNIST copy; without one (or with different data) the
                            coordinator sends the pixels it assigns        [embedded copy]
   --token T                shared secret (or env LENET_TOKEN)

@@ -2,13 +2,14 @@
 // and pixels, and evaluation of the test set. The same code runs in coordinator threads and on
 // remote workers, which is what lets any of them compute any microbatch with identical bits.
 import * as tf from '@tensorflow/tfjs-core';
-import { registerOpGradients } from '../backend/select.js';
+import { computeBackend, registerOpGradients } from '../backend/select.js';
 import { IMAGE_PIXELS, NUM_CLASSES } from '../constants.js';
 import { copyImage, distortImage } from '../data/distort.js';
 import { firstDenseParam, type ModelSpec } from '../model/architectures.js';
 import { forward, summedCrossEntropy } from '../model/forward.js';
 import { compactInto, expandWeights } from '../model/weights.js';
 import { DirectLenet5, directGradientSupports, type ConvForward } from './direct-lenet5.js';
+import { OnnxLenet } from './onnx-lenet.js';
 
 export interface MicrobatchInput {
   /** Sample indices into the training images. */
@@ -27,13 +28,17 @@ export interface PreparedMicrobatch {
 }
 
 export class GradientComputer {
+  /** The loaded weights: tensors on a tfjs backend, arrays (copies) on onnx. */
   private params: tf.Tensor[] = [];
+  private arrays: Float32Array[] = [];
   private version = -1;
   private generation = 0;
   /** The dense layers' weights of `version`, not loaded yet (see setWeights). */
   private pendingDense: { flat: Float32Array; wait: () => void } | undefined;
   /** The tape-free path where it applies (lenet5 on wasm); it gives the tape's bits, faster. */
   private readonly direct: DirectLenet5 | undefined;
+  /** ONNX Runtime's graphs, when the backend is onnx: no tfjs kernel runs then. */
+  private readonly onnx: OnnxLenet | undefined;
   /** Parameters before this are the convolutions', from it on the dense layers'. */
   private readonly firstDense: number;
 
@@ -47,7 +52,9 @@ export class GradientComputer {
     tape = false,
   ) {
     this.firstDense = firstDenseParam(spec);
-    if (!tape && directGradientSupports(spec, tf.getBackend())) {
+    if (computeBackend() === 'onnx') {
+      this.onnx = new OnnxLenet(spec);
+    } else if (!tape && directGradientSupports(spec, tf.getBackend())) {
       this.direct = new DirectLenet5(tf.engine().backend as never, spec);
     } else {
       registerOpGradients();
@@ -64,7 +71,9 @@ export class GradientComputer {
     if (version === this.version && generation === this.generation) return;
     this.generation = generation;
     tf.dispose(this.params);
-    this.params = this.tensors(flat, 0, awaitDense ? this.firstDense : this.spec.params.length);
+    this.params = [];
+    this.arrays = [];
+    this.load(flat, 0, awaitDense ? this.firstDense : this.spec.params.length);
     this.pendingDense = awaitDense ? { flat, wait: awaitDense } : undefined;
     this.version = version;
   }
@@ -75,18 +84,32 @@ export class GradientComputer {
    * microbatch on the same weights would use them.
    */
   private allParams(): tf.Tensor[] {
-    const pending = this.pendingDense;
-    if (pending) {
-      pending.wait();
-      this.pendingDense = undefined;
-      this.params = [...this.params, ...this.tensors(pending.flat, this.firstDense, this.spec.params.length)];
-    }
+    this.loadPending();
     return this.params;
   }
 
-  /** Tensors of parameters [first, end) from the flat weights. */
-  private tensors(flat: Float32Array, first: number, end: number): tf.Tensor[] {
-    return expandWeights(this.spec, flat, first, end).map((w, i) => tf.tensor(w, this.spec.params[first + i].shape, 'float32'));
+  /** Every parameter as an array (onnx), the dense layers' loaded first if they are still pending. */
+  private allArrays(): Float32Array[] {
+    this.loadPending();
+    return this.arrays;
+  }
+
+  private loadPending(): void {
+    const pending = this.pendingDense;
+    if (!pending) return;
+    pending.wait();
+    this.pendingDense = undefined;
+    this.load(pending.flat, this.firstDense, this.spec.params.length);
+  }
+
+  /**
+   * Loads parameters [first, end) from the flat weights after those loaded: as tensors, or on
+   * onnx as copies (the flat weights may be rewritten while a microbatch still uses them).
+   */
+  private load(flat: Float32Array, first: number, end: number): void {
+    const expanded = expandWeights(this.spec, flat, first, end);
+    if (this.onnx) this.arrays.push(...expanded.map((w) => w.slice()));
+    else this.params.push(...expanded.map((w, i) => tf.tensor(w, this.spec.params[first + i].shape, 'float32')));
   }
 
   /**
@@ -127,6 +150,12 @@ export class GradientComputer {
   /** microbatchGradient() of a prepared microbatch. */
   finish(p: PreparedMicrobatch, out: Float32Array, onDense?: (loss: number) => void): number {
     const { n, pixels, oneHot } = p;
+    if (this.onnx) {
+      const { loss, grads } = this.onnx.gradient(pixels, oneHot, n, this.allArrays());
+      compactInto(this.spec, grads, out);
+      onDense?.(loss);
+      return loss;
+    }
     if (this.direct) {
       const early = onDense
         ? (loss: number, dense: Float32Array[]): void => {
@@ -163,12 +192,7 @@ export class GradientComputer {
       copyImage(images, from + i, pixels, i * IMAGE_PIXELS);
       oneHot[i * NUM_CLASSES + labels[from + i]] = 1;
     }
-    const params = this.allParams();
-    const { predicted, lossSum } = tf.tidy(() => {
-      const logits = forward(this.spec, params, tf.tensor4d(pixels, [n, 28, 28, 1]));
-      const lossSum = summedCrossEntropy(logits, tf.tensor2d(oneHot, [n, NUM_CLASSES])).dataSync()[0];
-      return { predicted: tf.argMax(logits, 1).dataSync(), lossSum };
-    });
+    const { predicted, lossSum } = this.onnx ? this.onnxEvaluate(this.onnx, pixels, oneHot, n) : this.tfjsEvaluate(pixels, oneHot, n);
     const confusion = new Array<number>(NUM_CLASSES * NUM_CLASSES).fill(0);
     let correct = 0;
     for (let i = 0; i < n; i++) {
@@ -179,16 +203,58 @@ export class GradientComputer {
     return { correct, lossSum, confusion };
   }
 
+  private tfjsEvaluate(pixels: Float32Array, oneHot: Float32Array, n: number): { predicted: ArrayLike<number>; lossSum: number } {
+    const params = this.allParams();
+    return tf.tidy(() => {
+      const logits = forward(this.spec, params, tf.tensor4d(pixels, [n, 28, 28, 1]));
+      const lossSum = summedCrossEntropy(logits, tf.tensor2d(oneHot, [n, NUM_CLASSES])).dataSync()[0];
+      return { predicted: tf.argMax(logits, 1).dataSync(), lossSum };
+    });
+  }
+
+  private onnxEvaluate(onnx: OnnxLenet, pixels: Float32Array, oneHot: Float32Array, n: number): { predicted: ArrayLike<number>; lossSum: number } {
+    const { logits, loss } = onnx.forward(pixels, oneHot, n, this.allArrays());
+    const predicted = new Int32Array(n);
+    for (let i = 0; i < n; i++) predicted[i] = argMax(logits, i * NUM_CLASSES, NUM_CLASSES);
+    return { predicted, lossSum: loss };
+  }
+
   /** Class probabilities [n,10] for pixels in [0,1] (n images of 784, concatenated). */
   predict(pixels: Float32Array, n: number): Float32Array {
+    if (this.onnx) {
+      const { logits } = this.onnx.forward(pixels, new Float32Array(n * NUM_CLASSES), n, this.allArrays());
+      return softmaxRows(logits, NUM_CLASSES);
+    }
     const params = this.allParams();
     return tf.tidy(() => tf.softmax(forward(this.spec, params, tf.tensor4d(pixels, [n, 28, 28, 1]))).dataSync() as Float32Array);
   }
 
   dispose(): void {
     tf.dispose(this.params);
+    this.onnx?.dispose();
     this.params = [];
+    this.arrays = [];
     this.pendingDense = undefined;
     this.version = -1;
   }
+}
+
+/** The index of the largest of `count` values from `offset` (the first of equal ones, as tf.argMax). */
+function argMax(values: Float32Array, offset: number, count: number): number {
+  let best = 0;
+  for (let j = 1; j < count; j++) if (values[offset + j] > values[offset + best]) best = j;
+  return best;
+}
+
+/** Row-wise softmax of [rows, width] logits, in float64 and rounded once. */
+function softmaxRows(logits: Float32Array, width: number): Float32Array {
+  const out = new Float32Array(logits.length);
+  for (let r = 0; r < logits.length; r += width) {
+    let max = -Infinity;
+    for (let j = 0; j < width; j++) max = Math.max(max, logits[r + j]);
+    let sum = 0;
+    for (let j = 0; j < width; j++) sum += Math.exp(logits[r + j] - max);
+    for (let j = 0; j < width; j++) out[r + j] = Math.exp(logits[r + j] - max) / sum;
+  }
+  return out;
 }

@@ -84,7 +84,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   const spec = modelSpec(config.arch, config.activation);
   // The compute backend runs in the threads. The main thread only exports checkpoints then, which
   // the cpu backend does without a wasm heap of its own; with --threads 0 it also evaluates.
-  const backend = await resolveBackend(config.backend);
+  const backend = await resolveBackend(config.backend, log);
   await initBackend(config.threads > 0 ? 'cpu' : backend);
   config = { ...config, threads: threadsFor(backend, config.threads, log) };
   const plan: BatchPlan = { batchSize: config.batchSize, microbatch: config.microbatch, samples: data.train.count };

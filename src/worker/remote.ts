@@ -178,7 +178,7 @@ export class RemoteWorkerProcess {
 
   /** Runs until the coordinator ends the run (resolves 0) or rejects us / cannot be reached (throws). */
   async run(): Promise<number> {
-    this.backend = await resolveBackend(this.opts.backend); // started by its compute (startCompute)
+    this.backend = await resolveBackend(this.opts.backend, this.opts.log); // started by its compute (startCompute)
     this.threads = threadsFor(this.backend, this.opts.threads, this.opts.log);
     try {
       this.data = loadMnist({ dataDir: this.opts.dataDir });

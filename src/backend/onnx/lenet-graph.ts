@@ -1,0 +1,172 @@
+// LeNet-5's microbatch gradient and forward pass as ONNX graphs, generated from the ModelSpec.
+// They compute what forward() and summedCrossEntropy() (src/model/forward.ts) compute, in NCHW
+// layout, with the backward pass written out op by op: ONNX has no autodiff outside training
+// builds of ONNX Runtime.
+//
+// Inputs: `x` [n,1,28,28] pixels in [0,1] (the same memory as tfjs's [n,28,28,1]), `y` [n,10]
+// one-hot labels, and `p0`..`p9` the parameters in ModelSpec order and tfjs's shapes (kernels
+// [kh,kw,in,out] and [in,out], masked entries zero). Every parameter is an input, not an
+// initializer, so each step feeds new weights. The gradient graph's outputs: `loss` (the summed
+// cross-entropy, a scalar) and `g0`..`g9`, each parameter's gradient in its tfjs shape.
+import type { ModelSpec } from '../../model/architectures.js';
+import { LENET5_PAD, RESCALE_OFFSET, RESCALE_SCALE } from '../../model/forward.js';
+import { NUM_CLASSES } from '../../constants.js';
+import { Graph } from './model-proto.js';
+
+/** tfjs conv kernel [kh,kw,in,out] to ONNX's [out,in,kh,kw], and ONNX's [in,out,kh,kw] back. */
+const KERNEL_TO_ONNX = [3, 2, 0, 1];
+const SWAPPED_TO_KERNEL = [2, 3, 0, 1];
+const NCHW_TO_NHWC = [0, 2, 3, 1];
+const NHWC_TO_NCHW = [0, 3, 1, 2];
+/** Batch and channels swapped: a convolution over the batch computes a filter's gradient. */
+const SWAP_BATCH_CHANNELS = [1, 0, 2, 3];
+
+/** What the forward pass leaves for the backward pass. */
+interface Forward {
+  /** The first convolution's input (padded and scaled for lenet5). */
+  input: string;
+  k: string[];
+  z: string[];
+  a: string[];
+  pooled: string[];
+  /** keras: where each pooling window's maximum is (MaxPool's Indices, flat over the tensor). */
+  argMax: string[];
+  flat: string;
+  logits: string;
+  logProbs: string;
+  loss: string;
+  /** [channels, height, width] of the second pooling's output (flattened in NHWC order). */
+  pooledShape: [number, number, number];
+}
+
+function activation(g: Graph, spec: ModelSpec, z: string): string {
+  return g.op(spec.activation === 'relu' ? 'Relu' : 'Tanh', [z]);
+}
+
+/** dL/dz from dL/da: relu's mask is sign(a) (0 or 1, as a > 0 exactly when z > 0); tanh's 1 - a^2. */
+function activationGrad(g: Graph, spec: ModelSpec, da: string, a: string): string {
+  if (spec.activation === 'relu') return g.op('Mul', [da, g.op('Sign', [a])]);
+  return g.op('Mul', [da, g.op('Sub', [g.constFloat([1], []), g.op('Mul', [a, a])])]);
+}
+
+function buildForward(g: Graph, spec: ModelSpec, x: string, y: string, p: string[]): Forward {
+  let input = x;
+  if (spec.arch === 'lenet5') {
+    const pad = LENET5_PAD;
+    const padded = g.op('Pad', [x, g.constInt64([0, 0, pad, pad, 0, 0, pad, pad])]);
+    input = g.op('Add', [g.op('Mul', [padded, g.constFloat([RESCALE_SCALE], [])]), g.constFloat([RESCALE_OFFSET], [])]);
+  }
+  const k = [p[0], p[2]].map((kernel) => g.op('Transpose', [kernel], { perm: KERNEL_TO_ONNX }));
+  const z: string[] = [];
+  const a: string[] = [];
+  const pooled: string[] = [];
+  const argMax: string[] = [];
+  let h = input;
+  for (let layer = 0; layer < 2; layer++) {
+    z.push(g.op('Conv', [h, k[layer], p[2 * layer + 1]]));
+    a.push(activation(g, spec, z[layer]));
+    const window = { kernel_shape: [2, 2], strides: [2, 2] };
+    if (spec.arch === 'lenet5') {
+      pooled.push(g.op('AveragePool', [a[layer]], window));
+    } else {
+      const [values, indices] = g.opOutputs('MaxPool', [a[layer]], 2, window);
+      pooled.push(values);
+      argMax.push(indices);
+    }
+    h = pooled[layer];
+  }
+  const pooledShape: [number, number, number] = spec.arch === 'lenet5' ? [16, 5, 5] : [16, 4, 4];
+  const flat = g.op('Reshape', [g.op('Transpose', [h], { perm: NCHW_TO_NHWC }), g.constInt64([-1, pooledShape[0] * pooledShape[1] * pooledShape[2]])]);
+  h = flat;
+  for (let layer = 2; layer < 5; layer++) {
+    const zd = g.op('Gemm', [h, p[2 * layer], p[2 * layer + 1]]);
+    z.push(zd);
+    if (layer < 4) {
+      a.push(activation(g, spec, zd));
+      h = a[a.length - 1];
+    }
+  }
+  const logits = z[4];
+  const logProbs = g.op('LogSoftmax', [logits], { axis: 1 });
+  const loss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [logProbs, y])], { keepdims: 0 })]);
+  return { input, k, z, a, pooled, argMax, flat, logits, logProbs, loss, pooledShape };
+}
+
+/**
+ * A 2x2, stride-2 pooling's input gradient from its output gradient `dy`; `argMax`: MaxPool's
+ * indices (keras), `input`: the pooling's input.
+ */
+function poolGrad(g: Graph, dy: string, input: string, argMax: string | undefined): string {
+  // Average: each input gets a quarter of its window's gradient (x * 0.25 is exact).
+  if (argMax === undefined) {
+    const upsampled = g.op('Resize', [dy, '', g.constFloat([1, 1, 2, 2], [4])], {
+      mode: 'nearest',
+      coordinate_transformation_mode: 'asymmetric',
+      nearest_mode: 'floor',
+    });
+    return g.op('Mul', [upsampled, g.constFloat([0.25], [])]);
+  }
+  // Max: the whole gradient goes to the window's first maximum in row-major order, as tfjs's
+  // MaxPoolGrad does (ties are common: windows of zeros, or of tanh(0) over the blank border).
+  const shape = g.op('Shape', [input]);
+  const flat = g.constInt64([-1]);
+  const zeros = g.op('Reshape', [g.op('ConstantOfShape', [shape]), flat]);
+  const scattered = g.op('ScatterElements', [zeros, g.op('Reshape', [argMax, flat]), g.op('Reshape', [dy, flat])], { axis: 0 });
+  return g.op('Reshape', [scattered, shape]);
+}
+
+/** The gradient of a 'valid', stride-1 convolution's filter: [kh,kw,in,out], as tfjs shapes it. */
+function filterGrad(g: Graph, x: string, dz: string): string {
+  const swapped = g.op('Conv', [g.op('Transpose', [x], { perm: SWAP_BATCH_CHANNELS }), g.op('Transpose', [dz], { perm: SWAP_BATCH_CHANNELS })]);
+  return g.op('Transpose', [swapped], { perm: SWAPPED_TO_KERNEL });
+}
+
+function inputs(g: Graph, spec: ModelSpec): { x: string; y: string; p: string[] } {
+  const x = g.input('x', ['n', 1, 28, 28]);
+  const y = g.input('y', ['n', NUM_CLASSES]);
+  const p = spec.params.map((param, i) => g.input(`p${i}`, param.shape));
+  return { x, y, p };
+}
+
+/** The serialised gradient graph of `spec` (see the file's comment for its inputs and outputs). */
+export function gradientGraph(spec: ModelSpec): Uint8Array {
+  const g = new Graph();
+  const { x, y, p } = inputs(g, spec);
+  const f = buildForward(g, spec, x, y, p);
+  const grads: string[] = new Array<string>(10);
+  // Summed cross-entropy of one-hot labels: dL/dlogits = softmax - y.
+  let dz = g.op('Sub', [g.op('Exp', [f.logProbs]), y]);
+  const batchAxis = g.constInt64([0]);
+  for (let layer = 4; layer >= 2; layer--) {
+    const below = layer === 2 ? f.flat : f.a[layer - 1];
+    grads[2 * layer + 1] = g.op('ReduceSum', [dz, batchAxis], { keepdims: 0 });
+    grads[2 * layer] = g.op('Gemm', [below, dz], { transA: 1 });
+    const dBelow = g.op('Gemm', [dz, p[2 * layer]], { transB: 1 });
+    dz = layer === 2 ? dBelow : activationGrad(g, spec, dBelow, below);
+  }
+  const [c, hh, ww] = f.pooledShape;
+  let dPooled = g.op('Transpose', [g.op('Reshape', [dz, g.constInt64([-1, hh, ww, c])])], { perm: NHWC_TO_NCHW });
+  const spatialAxes = g.constInt64([0, 2, 3]);
+  for (let layer = 1; layer >= 0; layer--) {
+    const da = poolGrad(g, dPooled, f.a[layer], f.argMax[layer]);
+    const dzc = activationGrad(g, spec, da, f.a[layer]);
+    const below = layer === 0 ? f.input : f.pooled[0];
+    grads[2 * layer + 1] = g.op('ReduceSum', [dzc, spatialAxes], { keepdims: 0 });
+    grads[2 * layer] = filterGrad(g, below, dzc);
+    // The first layer's input gradient is not needed: pixels are not trained.
+    if (layer === 1) dPooled = g.op('ConvTranspose', [dzc, f.k[1]]);
+  }
+  g.output(f.loss, 'loss', []);
+  spec.params.forEach((param, i) => g.output(grads[i], `g${i}`, param.shape));
+  return g.encode(`${spec.arch}_${spec.activation}_gradient`);
+}
+
+/** The forward graph: outputs `logits` [n,10] and `loss`, the summed cross-entropy against `y`. */
+export function forwardGraph(spec: ModelSpec): Uint8Array {
+  const g = new Graph();
+  const { x, y, p } = inputs(g, spec);
+  const f = buildForward(g, spec, x, y, p);
+  g.output(f.logits, 'logits', ['n', NUM_CLASSES]);
+  g.output(f.loss, 'loss', []);
+  return g.encode(`${spec.arch}_${spec.activation}_forward`);
+}
