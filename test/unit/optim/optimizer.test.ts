@@ -1,4 +1,5 @@
 // Our flat-array Adam against tfjs's own AdamOptimizer with the same hyper-parameters.
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +44,18 @@ describe('Adam', () => {
     const ref = v.dataSync();
     // tfjs rounds every intermediate to float32, we only the stored values: a few ulp per step.
     for (let i = 0; i < n; i++) expect(Math.abs(w[i] - ref[i])).toBeLessThan(5e-6);
+  });
+
+  // Every run's digest rests on these bits: a change to the update's arithmetic, however small,
+  // is a change of every result, so they are pinned (gradients from 1e-6 to 1e2, 100 steps).
+  it('keeps its pinned bits', () => {
+    const n = 1000;
+    const a = new Adam(n);
+    const w = Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 0.05);
+    for (let t = 1; t <= 100; t++) a.apply(w, Float32Array.from({ length: n }, (_, i) => Math.sin(i * t) * 10 ** ((i % 9) - 6)), 1e-3);
+    const h = createHash('sha256');
+    for (const values of [w, a.state().slots.m, a.state().slots.v]) h.update(Buffer.from(values.buffer));
+    expect(h.digest('hex')).toBe('cc0f001b6ca2b048201f3beaee9e54c18ac03fad04e3702d1b7f1c7513ea19be');
   });
 
   it('resumes from its state exactly', () => {
