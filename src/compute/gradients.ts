@@ -115,7 +115,8 @@ export class GradientComputer {
   /**
    * Writes the gradient of the summed loss over the microbatch into `out`; returns the loss sum.
    * `onDense(loss)` is called once the dense layers' part of `out` (from denseOffset(spec)) is
-   * final: before the convolutions' backward pass where the direct path runs, else at the end.
+   * final: before the convolutions' backward pass where the direct path or onnx runs, else at
+   * the end.
    */
   microbatchGradient(input: MicrobatchInput, out: Float32Array, onDense?: (loss: number) => void): number {
     return this.finish(this.prepare(input, false), out, onDense);
@@ -151,9 +152,14 @@ export class GradientComputer {
   finish(p: PreparedMicrobatch, out: Float32Array, onDense?: (loss: number) => void): number {
     const { n, pixels, oneHot } = p;
     if (this.onnx) {
-      const { loss, grads } = this.onnx.gradient(pixels, oneHot, n, this.allArrays());
-      compactInto(this.spec, grads, out);
-      onDense?.(loss);
+      const early = onDense
+        ? (loss: number, dense: Float32Array[]): void => {
+            compactInto(this.spec, dense, out, this.firstDense);
+            onDense(loss);
+          }
+        : undefined;
+      const { loss, grads } = this.onnx.gradient(pixels, oneHot, n, this.allArrays(), early);
+      compactInto(this.spec, early ? grads.slice(0, this.firstDense) : grads, out);
       return loss;
     }
     if (this.direct) {

@@ -2,15 +2,19 @@
 // src/backend/onnx/lenet-graph.ts run in one session each, on one intra-op thread. Sessions are
 // made when first needed (a thread that only evaluates never builds the gradient graph).
 import { NUM_CLASSES } from '../constants.js';
-import type { ModelSpec } from '../model/architectures.js';
-import { forwardGraph, gradientGraph } from '../backend/onnx/lenet-graph.js';
+import { firstDenseParam, type ModelSpec } from '../model/architectures.js';
+import { forwardGraph, gradientGraph, splitGradientGraphs } from '../backend/onnx/lenet-graph.js';
 import { OrtSession } from '../backend/onnx/runtime.js';
 
 export class OnnxLenet {
   private gradientSession: OrtSession | undefined;
   private forwardSession: OrtSession | undefined;
+  private split: { dense: OrtSession; convs: OrtSession } | undefined;
+  private readonly firstDense: number;
 
-  constructor(private readonly spec: ModelSpec) {}
+  constructor(private readonly spec: ModelSpec) {
+    this.firstDense = firstDenseParam(spec);
+  }
 
   private feeds(pixels: Float32Array, oneHot: Float32Array, n: number, params: Float32Array[]): Record<string, { data: Float32Array; dims: readonly number[] }> {
     const feeds: Record<string, { data: Float32Array; dims: readonly number[] }> = {
@@ -21,11 +25,33 @@ export class OnnxLenet {
     return feeds;
   }
 
-  /** The summed cross-entropy and each (expanded) parameter's gradient, in ModelSpec order. */
-  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, params: Float32Array[]): { loss: number; grads: Float32Array[] } {
-    this.gradientSession ??= new OrtSession(gradientGraph(this.spec));
-    const out = this.gradientSession.run(this.feeds(pixels, oneHot, n, params));
-    return { loss: out.loss.data[0], grads: this.spec.params.map((_, i) => out[`g${i}`].data) };
+  /**
+   * The summed cross-entropy and each (expanded) parameter's gradient, in ModelSpec order. With
+   * `early`, the gradient runs as its two halves (splitGradientGraphs, the same bits) and
+   * `early(loss, denseGrads)` is called between them, before the convolutions' backward pass.
+   */
+  gradient(pixels: Float32Array, oneHot: Float32Array, n: number, params: Float32Array[], early?: (loss: number, denseGrads: Float32Array[]) => void): { loss: number; grads: Float32Array[] } {
+    const feeds = this.feeds(pixels, oneHot, n, params);
+    const grad = (out: Record<string, { data: Float32Array }>, from: number, to: number): Float32Array[] =>
+      this.spec.params.slice(from, to).map((_, i) => out[`g${from + i}`].data);
+    const size = this.spec.params.length;
+    if (!early) {
+      this.gradientSession ??= new OrtSession(gradientGraph(this.spec));
+      const out = this.gradientSession.run(feeds);
+      return { loss: out.loss.data[0], grads: grad(out, 0, size) };
+    }
+    if (!this.split) {
+      const { dense, convs } = splitGradientGraphs(this.spec);
+      this.split = { dense: new OrtSession(dense), convs: new OrtSession(convs) };
+    }
+    const front = this.split.dense.run(feeds);
+    const loss = front.loss.data[0];
+    const denseGrads = grad(front, this.firstDense, size);
+    early(loss, denseGrads);
+    const carried: Record<string, { data: Float32Array; dims: readonly number[] }> = { p2: feeds.p2 };
+    for (const name of ['input', 'a0', 'pooled0', 'a1', 'dPooled']) carried[name] = front[name];
+    const back = this.split.convs.run(carried);
+    return { loss, grads: [...grad(back, 0, this.firstDense), ...denseGrads] };
   }
 
   /** Logits [n,10] and the summed cross-entropy against `oneHot`. */
@@ -36,8 +62,7 @@ export class OnnxLenet {
   }
 
   dispose(): void {
-    this.gradientSession?.dispose();
-    this.forwardSession?.dispose();
-    this.gradientSession = this.forwardSession = undefined;
+    for (const session of [this.gradientSession, this.forwardSession, this.split?.dense, this.split?.convs]) session?.dispose();
+    this.gradientSession = this.forwardSession = this.split = undefined;
   }
 }

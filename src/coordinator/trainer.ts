@@ -3,6 +3,7 @@
 // -> optimizer -> publish weights; then evaluate -> checkpoint -> record -> say goodbye.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { type TrainConfig, RESUME_KEYS } from '../config.js';
 import { CheckpointError, UsageError } from '../errors.js';
 import { makeDirs } from '../files.js';
@@ -136,7 +137,8 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
     pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
-    membership.add(new LocalParticipant(pool, slab));
+    // The dense layers' update overlaps the convolutions' backward pass where a core is free for it.
+    membership.add(new LocalParticipant(pool, slab, config.threads < availableParallelism() ? denseOffset(spec) : undefined));
   }
   // What a joining worker must compute to these bits before it gets work.
   const probe = await makeJoinProbe({ pool, slab, spec, data, weights, version: progress.globalStep, seed: config.seed, distort: config.distort, gradDType: config.gradDType });

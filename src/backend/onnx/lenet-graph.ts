@@ -8,10 +8,10 @@
 // [kh,kw,in,out] and [in,out], masked entries zero). Every parameter is an input, not an
 // initializer, so each step feeds new weights. The gradient graph's outputs: `loss` (the summed
 // cross-entropy, a scalar) and `g0`..`g9`, each parameter's gradient in its tfjs shape.
-import type { ModelSpec } from '../../model/architectures.js';
+import { firstDenseParam, type ModelSpec } from '../../model/architectures.js';
 import { LENET5_PAD, RESCALE_OFFSET, RESCALE_SCALE } from '../../model/forward.js';
 import { NUM_CLASSES } from '../../constants.js';
-import { Graph } from './model-proto.js';
+import { Graph, type Dim } from './model-proto.js';
 
 /** tfjs conv kernel [kh,kw,in,out] to ONNX's [out,in,kh,kw]. */
 const KERNEL_TO_ONNX = [3, 2, 0, 1];
@@ -138,12 +138,11 @@ function inputs(g: Graph, spec: ModelSpec): { x: string; y: string; p: string[] 
   return { x, y, p };
 }
 
-/** The serialised gradient graph of `spec` (see the file's comment for its inputs and outputs). */
-export function gradientGraph(spec: ModelSpec): Uint8Array {
-  const g = new Graph();
-  const { x, y, p } = inputs(g, spec);
-  const f = buildForward(g, spec, x, y, p);
-  const grads: string[] = new Array<string>(10);
+/**
+ * The dense layers' backward pass: their gradients (parameters 4..9) into `grads`, and the
+ * gradient of the second pooling's output, NCHW.
+ */
+function denseBackward(g: Graph, spec: ModelSpec, f: Forward, y: string, p: string[], grads: string[]): string {
   // Summed cross-entropy of one-hot labels: dL/dlogits = softmax - y.
   let dz = g.op('Sub', [g.op('Exp', [f.logProbs]), y]);
   const batchAxis = g.constInt64([0]);
@@ -155,20 +154,99 @@ export function gradientGraph(spec: ModelSpec): Uint8Array {
     dz = layer === 2 ? dBelow : activationGrad(g, spec, dBelow, below);
   }
   const [c, hh, ww] = f.pooledShape;
-  let dPooled = g.op('Transpose', [g.op('Reshape', [dz, g.constInt64([-1, hh, ww, c])])], { perm: NHWC_TO_NCHW });
+  return g.op('Transpose', [g.op('Reshape', [dz, g.constInt64([-1, hh, ww, c])])], { perm: NHWC_TO_NCHW });
+}
+
+/** What the convolutions' backward pass reads of the forward pass. */
+interface ConvTensors {
+  /** The first convolution's input, each convolution's activation, the first pooling's output. */
+  input: string;
+  a: [string, string];
+  pooled0: string;
+  /** The second convolution's kernel, ONNX-shaped. */
+  k1: string;
+  /** keras: MaxPool's indices of each pooling. */
+  argMax: string[];
+}
+
+/** The convolutions' backward pass from `dPooled`: their gradients (parameters 0..3) into `grads`. */
+function convBackward(g: Graph, spec: ModelSpec, t: ConvTensors, dPooled: string, grads: string[]): void {
   const spatialAxes = g.constInt64([0, 2, 3]);
   for (let layer = 1; layer >= 0; layer--) {
-    const da = poolGrad(g, dPooled, f.a[layer], f.argMax[layer]);
-    const dzc = activationGrad(g, spec, da, f.a[layer]);
-    const below = layer === 0 ? f.input : f.pooled[0];
+    const da = poolGrad(g, dPooled, t.a[layer], t.argMax[layer]);
+    const dzc = activationGrad(g, spec, da, t.a[layer]);
+    const below = layer === 0 ? t.input : t.pooled0;
     grads[2 * layer + 1] = g.op('ReduceSum', [dzc, spatialAxes], { keepdims: 0 });
     grads[2 * layer] = filterGrad(g, below, dzc);
     // The first layer's input gradient is not needed: pixels are not trained.
-    if (layer === 1) dPooled = g.op('ConvTranspose', [dzc, f.k[1]]);
+    if (layer === 1) dPooled = g.op('ConvTranspose', [dzc, t.k1]);
   }
+}
+
+function outputGrads(g: Graph, spec: ModelSpec, grads: string[], from: number, to: number): void {
+  for (let i = from; i < to; i++) g.output(grads[i], `g${i}`, spec.params[i].shape);
+}
+
+/** The serialised gradient graph of `spec` (see the file's comment for its inputs and outputs). */
+export function gradientGraph(spec: ModelSpec): Uint8Array {
+  const g = new Graph();
+  const { x, y, p } = inputs(g, spec);
+  const f = buildForward(g, spec, x, y, p);
+  const grads: string[] = [];
+  const dPooled = denseBackward(g, spec, f, y, p, grads);
+  convBackward(g, spec, { input: f.input, a: [f.a[0], f.a[1]], pooled0: f.pooled[0], k1: f.k[1], argMax: f.argMax }, dPooled, grads);
   g.output(f.loss, 'loss', []);
-  spec.params.forEach((param, i) => g.output(grads[i], `g${i}`, param.shape));
+  outputGrads(g, spec, grads, 0, spec.params.length);
   return g.encode(`${spec.arch}_${spec.activation}_gradient`);
+}
+
+/** The tensors the dense half of a split gradient hands to the convolutions' half, by name. */
+const CARRIED = ['input', 'a0', 'pooled0', 'a1', 'dPooled'] as const;
+
+/** Their shapes: the first convolution's input is 32x32 (lenet5 pads) or 28x28; 5x5 kernels. */
+function carriedShapes(spec: ModelSpec): Record<(typeof CARRIED)[number], Dim[]> {
+  const size = spec.arch === 'lenet5' ? 28 + 2 * LENET5_PAD : 28;
+  const [c1, c2] = [spec.params[0].shape[3], spec.params[2].shape[3]];
+  const conv1 = size - 4;
+  const conv2 = conv1 / 2 - 4;
+  return {
+    input: ['n', 1, size, size],
+    a0: ['n', c1, conv1, conv1],
+    pooled0: ['n', c1, conv1 / 2, conv1 / 2],
+    a1: ['n', c2, conv2, conv2],
+    dPooled: ['n', c2, conv2 / 2, conv2 / 2],
+  };
+}
+
+/**
+ * The gradient graph cut in two at the dense layers' gradients, so that they can be used while
+ * the convolutions' backward pass still runs (the last microbatch of an `early` task). `dense`
+ * has gradientGraph's inputs and outputs `loss`, `g4`..`g9` and the CARRIED tensors; `convs`
+ * takes those and the second kernel `p2`, and outputs `g0`..`g3`. The same ops on the same
+ * values: the same bits as gradientGraph (a test holds them together).
+ */
+export function splitGradientGraphs(spec: ModelSpec): { dense: Uint8Array; convs: Uint8Array } {
+  const firstDense = firstDenseParam(spec);
+  const d = new Graph();
+  const { x, y, p } = inputs(d, spec);
+  const f = buildForward(d, spec, x, y, p);
+  const grads: string[] = [];
+  const dPooled = denseBackward(d, spec, f, y, p, grads);
+  d.output(f.loss, 'loss', []);
+  outputGrads(d, spec, grads, firstDense, spec.params.length);
+  const carried = { input: f.input, a0: f.a[0], pooled0: f.pooled[0], a1: f.a[1], dPooled };
+  const shapes = carriedShapes(spec);
+  for (const name of CARRIED) d.output(carried[name], name, shapes[name]);
+
+  const c = new Graph();
+  const [input, a0, pooled0, a1, dPooledIn] = CARRIED.map((name) => c.input(name, shapes[name]));
+  const k1 = c.op('Transpose', [c.input('p2', spec.params[2].shape)], { perm: KERNEL_TO_ONNX });
+  // keras: MaxPool's indices again from the pooling's input (the same windows, the same indices).
+  const argMax = spec.arch === 'lenet5' ? [] : [a0, a1].map((a) => c.opOutputs('MaxPool', [a], 2, { kernel_shape: [2, 2], strides: [2, 2] })[1]);
+  const convGrads: string[] = [];
+  convBackward(c, spec, { input, a: [a0, a1], pooled0, k1, argMax }, dPooledIn, convGrads);
+  outputGrads(c, spec, convGrads, 0, firstDense);
+  return { dense: d.encode(`${spec.arch}_${spec.activation}_gradient_dense`), convs: c.encode(`${spec.arch}_${spec.activation}_gradient_convs`) };
 }
 
 /** The forward graph: outputs `logits` [n,10] and `loss`, the summed cross-entropy against `y`. */

@@ -16,6 +16,7 @@ export interface OrtTensor {
 interface BindingSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
   run(feeds: Record<string, unknown>, fetches: Record<string, unknown>, options: object): Record<string, OrtTensor>;
+  endProfiling(): string;
   dispose(): void;
   readonly inputMetadata: { name: string }[];
   readonly outputMetadata: { name: string }[];
@@ -71,12 +72,14 @@ export class OrtSession {
   private readonly Tensor: Loaded['Tensor'];
   readonly outputNames: string[];
 
-  constructor(model: Uint8Array) {
+  /** `profilePrefix`: record ONNX Runtime's profile of every run (scripts/profile-onnx.mjs). */
+  constructor(model: Uint8Array, profilePrefix?: string) {
     const ort = load();
     if (!ort) throw new Error('onnxruntime-node is not installed or does not load here');
     this.Tensor = ort.Tensor;
     this.session = new ort.binding.InferenceSession();
-    this.session.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, SESSION_OPTIONS);
+    const options = profilePrefix ? { ...SESSION_OPTIONS, enableProfiling: true, profileFilePrefix: profilePrefix } : SESSION_OPTIONS;
+    this.session.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, options);
     this.outputNames = this.session.outputMetadata.map((m) => m.name);
   }
 
@@ -87,6 +90,11 @@ export class OrtSession {
     const fetches: Record<string, null> = {};
     for (const name of this.outputNames) fetches[name] = null;
     return this.session.run(feeds, fetches, {});
+  }
+
+  /** Ends a profiled session's profile; returns the JSON file it wrote. */
+  endProfiling(): string {
+    return this.session.endProfiling();
   }
 
   dispose(): void {

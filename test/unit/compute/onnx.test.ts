@@ -69,6 +69,35 @@ describe.skipIf(!onnxRuntimeAvailable())('the onnx backend', () => {
     }
   }
 
+  // The last microbatch of an `early` task runs the gradient in two halves, to hand the dense
+  // layers' part over before the convolutions' backward pass: it must be the whole graph's bits,
+  // or results would depend on where a microbatch fell in a participant's range.
+  for (const arch of ['lenet5', 'keras'] as ArchName[]) {
+    for (const activation of ['relu', 'tanh'] as Activation[]) {
+      it(`computes ${arch} (${activation}) in two halves to the whole graph's bits, dense part first`, async () => {
+        const spec = modelSpec(arch, activation);
+        const denseFrom = paramOffset(spec, 4);
+        const computer = await computerOn('onnx', spec, initWeights(spec, 9));
+        for (const size of [1, 7, 32]) {
+          const whole = new Float32Array(spec.size);
+          const wholeLoss = computer.microbatchGradient(microbatch(size, 3), whole);
+          const halves = new Float32Array(spec.size);
+          let denseAtCall: Float32Array | undefined;
+          let lossAtCall = NaN;
+          const loss = computer.microbatchGradient(microbatch(size, 3), halves, (l) => {
+            lossAtCall = l;
+            denseAtCall = halves.slice(denseFrom);
+          });
+          expect(loss).toBe(wholeLoss);
+          expect(lossAtCall).toBe(wholeLoss);
+          expect(Buffer.from(halves.buffer).equals(Buffer.from(whole.buffer))).toBe(true);
+          expect(Buffer.from(denseAtCall!.buffer).equals(Buffer.from(whole.slice(denseFrom).buffer))).toBe(true);
+        }
+        computer.dispose();
+      });
+    }
+  }
+
   it('gives the same bits on every run, and after the weights are loaded again', async () => {
     const spec = modelSpec('lenet5', 'relu');
     const weights = initWeights(spec, 2);
