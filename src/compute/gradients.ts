@@ -151,28 +151,20 @@ export class GradientComputer {
   /** microbatchGradient() of a prepared microbatch. */
   finish(p: PreparedMicrobatch, out: Float32Array, onDense?: (loss: number) => void): number {
     const { n, pixels, oneHot } = p;
-    if (this.onnx) {
-      const early = onDense
-        ? (loss: number, dense: Float32Array[]): void => {
-            compactInto(this.spec, dense, out, this.firstDense);
-            onDense(loss);
-          }
-        : undefined;
-      const { loss, grads } = this.onnx.gradient(pixels, oneHot, n, this.allArrays(), early);
-      compactInto(this.spec, early ? grads.slice(0, this.firstDense) : grads, out);
-      return loss;
-    }
-    if (this.direct) {
-      const early = onDense
-        ? (loss: number, dense: Float32Array[]): void => {
-            compactInto(this.spec, dense, out, this.firstDense);
-            onDense(loss);
-          }
-        : undefined;
-      const conv = this.params.slice(0, this.firstDense);
-      const { loss, grads } = this.direct.gradient(pixels, oneHot, n, conv, () => this.allParams().slice(this.firstDense), early, p.convs);
-      compactInto(this.spec, onDense ? grads.slice(0, this.firstDense) : grads, out);
-      return loss;
+    // Where the dense layers' gradients come before the convolutions' (onnx, the direct path):
+    // they go into `out` at once, then onDense is told.
+    const early = onDense
+      ? (loss: number, dense: Float32Array[]): void => {
+          compactInto(this.spec, dense, out, this.firstDense);
+          onDense(loss);
+        }
+      : undefined;
+    const computed =
+      this.onnx?.gradient(pixels, oneHot, n, this.allArrays(), early) ??
+      this.direct?.gradient(pixels, oneHot, n, this.params.slice(0, this.firstDense), () => this.allParams().slice(this.firstDense), early, p.convs);
+    if (computed) {
+      compactInto(this.spec, early ? computed.grads.slice(0, this.firstDense) : computed.grads, out);
+      return computed.loss;
     }
     const grads: Float32Array[] = [];
     const params = this.allParams();
