@@ -3,7 +3,7 @@
 // made when first needed (a thread that only evaluates never builds the gradient graph).
 import { NUM_CLASSES } from '../constants.js';
 import { firstDenseParam, type ModelSpec } from '../model/architectures.js';
-import { forwardGraph, gradientGraph, splitGradientGraphs } from '../backend/onnx/lenet-graph.js';
+import { CARRIED, forwardGraph, gradientGraph, splitGradientGraphs } from '../backend/onnx/lenet-graph.js';
 import { OrtSession } from '../backend/onnx/runtime.js';
 
 export class OnnxLenet {
@@ -49,7 +49,7 @@ export class OnnxLenet {
     const denseGrads = grad(front, this.firstDense, size);
     early(loss, denseGrads);
     const carried: Record<string, { data: Float32Array; dims: readonly number[] }> = { p2: feeds.p2 };
-    for (const name of ['input', 'a0', 'pooled0', 'a1', 'dPooled']) carried[name] = front[name];
+    for (const name of CARRIED) carried[name] = front[name];
     const back = this.split.convs.run(carried);
     return { loss, grads: [...grad(back, 0, this.firstDense), ...denseGrads] };
   }

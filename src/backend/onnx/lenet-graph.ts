@@ -201,7 +201,7 @@ export function gradientGraph(spec: ModelSpec): Uint8Array {
 }
 
 /** The tensors the dense half of a split gradient hands to the convolutions' half, by name. */
-const CARRIED = ['input', 'a0', 'pooled0', 'a1', 'dPooled'] as const;
+export const CARRIED = ['input', 'a0', 'pooled0', 'a1', 'dPooled'] as const;
 
 /** Their shapes: the first convolution's input is 32x32 (lenet5 pads) or 28x28; 5x5 kernels. */
 function carriedShapes(spec: ModelSpec): Record<(typeof CARRIED)[number], Dim[]> {
