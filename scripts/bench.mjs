@@ -20,11 +20,11 @@
 // docs/performance.md show, headed by the command and the machine.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { onnxRuntimeAvailable } from '../dist/backend/onnx/runtime.js';
 import { firstEpochRecord, machineSummary, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -101,14 +101,7 @@ function plainFit() {
 }
 
 /** onnx rows only where onnxruntime-node loads (it is optional): the run would fall back to wasm. */
-const onnx = (() => {
-  try {
-    createRequire(import.meta.url)('onnxruntime-node');
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const onnx = onnxRuntimeAvailable();
 
 const pytorchScript = process.env.LENET_PYTORCH_BENCH ?? join(root, '../shared/reference/pytorch_lenet_bench.py');
 const pytorchLibs = '/usr/lib/x86_64-linux-gnu/openblas-openmp';

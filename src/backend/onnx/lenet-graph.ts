@@ -11,12 +11,10 @@
 import { firstDenseParam, type ModelSpec } from '../../model/architectures.js';
 import { LENET5_PAD, RESCALE_OFFSET, RESCALE_SCALE } from '../../model/forward.js';
 import { NUM_CLASSES } from '../../constants.js';
-import { Graph, type Dim } from './model-proto.js';
+import { FLOAT, Graph, type Dim } from './model-proto.js';
 
 /** tfjs conv kernel [kh,kw,in,out] to ONNX's [out,in,kh,kw]. */
 const KERNEL_TO_ONNX = [3, 2, 0, 1];
-/** TensorProto.DataType FLOAT, for Cast. */
-const FLOAT = 1;
 const NCHW_TO_NHWC = [0, 2, 3, 1];
 const NHWC_TO_NCHW = [0, 3, 1, 2];
 /** [n,c,h,w] to [c,n,h,w]; and the filter gradient's [in,out,kh,kw] to tfjs's [kh,kw,in,out]. */
@@ -80,7 +78,8 @@ function buildForward(g: Graph, spec: ModelSpec, x: string, y: string, p: string
     }
     h = pooled[layer];
   }
-  const pooledShape: [number, number, number] = spec.arch === 'lenet5' ? [16, 5, 5] : [16, 4, 4];
+  const [, ...rest] = carriedShapes(spec).dPooled;
+  const pooledShape = rest as [number, number, number];
   const flat = g.op('Reshape', [g.op('Transpose', [h], { perm: NCHW_TO_NHWC }), g.constInt64([-1, pooledShape[0] * pooledShape[1] * pooledShape[2]])]);
   h = flat;
   for (let layer = 2; layer < 5; layer++) {

@@ -10,11 +10,8 @@ const ONNX_SCHEMA = {
         AttributeProto: {
           fields: {
             name: { type: 'string', id: 1 },
-            f: { type: 'float', id: 2 },
             i: { type: 'int64', id: 3 },
             s: { type: 'bytes', id: 4 },
-            t: { type: 'TensorProto', id: 5 },
-            floats: { rule: 'repeated', type: 'float', id: 7 },
             ints: { rule: 'repeated', type: 'int64', id: 8 },
             type: { type: 'int32', id: 20 },
           },
@@ -70,26 +67,26 @@ const ONNX_SCHEMA = {
 
 const ModelProto = protobuf.Root.fromJSON(ONNX_SCHEMA).lookupType('onnx.ModelProto');
 
-/** TensorProto.DataType and AttributeProto.AttributeType values used here. */
-const FLOAT = 1;
+/** TensorProto.DataType values (FLOAT also for Cast's `to`) and AttributeProto.AttributeType values used here. */
+export const FLOAT = 1;
 const INT64 = 7;
-const ATTR = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;
+const ATTR = { INT: 2, STRING: 3, INTS: 7 } as const;
 
 /** ONNX IR version 8 and the default domain's opset 17: what ONNX Runtime 1.14 and later run. */
 const IR_VERSION = 8;
 const OPSET = 17;
 
+/** Attribute values: integers, integer lists and strings (the graphs here need no float attributes). */
 export type AttrValue = number | string | number[];
-/** Attribute values: numbers are ints unless listed in `floats` of Graph.op. */
 export type Attrs = Record<string, AttrValue>;
 
 /** A dimension: a size, or the name of one given at run time (the microbatch's). */
 export type Dim = number | string;
 
-function attribute(name: string, value: AttrValue, float: boolean): Record<string, unknown> {
+function attribute(name: string, value: AttrValue): Record<string, unknown> {
   if (typeof value === 'string') return { name, type: ATTR.STRING, s: Buffer.from(value) };
-  if (Array.isArray(value)) return float ? { name, type: ATTR.FLOATS, floats: value } : { name, type: ATTR.INTS, ints: value };
-  return float ? { name, type: ATTR.FLOAT, f: value } : { name, type: ATTR.INT, i: value };
+  if (Array.isArray(value)) return { name, type: ATTR.INTS, ints: value };
+  return { name, type: ATTR.INT, i: value };
 }
 
 function valueInfo(name: string, dims: Dim[]): Record<string, unknown> {
@@ -135,16 +132,16 @@ export class Graph {
     return name;
   }
 
-  /** One node with one output; returns the output's name. `floats`: attributes that are floats. */
-  op(opType: string, input: string[], attrs: Attrs = {}, floats: string[] = []): string {
-    return this.opOutputs(opType, input, 1, attrs, floats)[0];
+  /** One node with one output; returns the output's name. */
+  op(opType: string, input: string[], attrs: Attrs = {}): string {
+    return this.opOutputs(opType, input, 1, attrs)[0];
   }
 
   /** One node with `count` outputs; returns their names. */
-  opOutputs(opType: string, input: string[], count: number, attrs: Attrs = {}, floats: string[] = []): string[] {
+  opOutputs(opType: string, input: string[], count: number, attrs: Attrs = {}): string[] {
     const name = `${opType.toLowerCase()}${this.next++}`;
     const output = Array.from({ length: count }, (_, i) => (i === 0 ? name : `${name}_${i}`));
-    const attributes = Object.entries(attrs).map(([k, v]) => attribute(k, v, floats.includes(k)));
+    const attributes = Object.entries(attrs).map(([k, v]) => attribute(k, v));
     this.nodes.push({ opType, input, output, name, attribute: attributes });
     return output;
   }

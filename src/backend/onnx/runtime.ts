@@ -70,7 +70,8 @@ const SESSION_OPTIONS = {
 export class OrtSession {
   private readonly session: BindingSession;
   private readonly Tensor: Loaded['Tensor'];
-  readonly outputNames: string[];
+  /** Every output, by name: what each run asks for. */
+  private readonly fetches: Record<string, null> = {};
 
   /** `profilePrefix`: record ONNX Runtime's profile of every run (scripts/profile-onnx.mjs). */
   constructor(model: Uint8Array, profilePrefix?: string) {
@@ -80,16 +81,14 @@ export class OrtSession {
     this.session = new ort.binding.InferenceSession();
     const options = profilePrefix ? { ...SESSION_OPTIONS, enableProfiling: true, profileFilePrefix: profilePrefix } : SESSION_OPTIONS;
     this.session.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, options);
-    this.outputNames = this.session.outputMetadata.map((m) => m.name);
+    for (const m of this.session.outputMetadata) this.fetches[m.name] = null;
   }
 
   /** Runs the graph on float32 inputs; returns every output by name. */
   run(inputs: Record<string, { data: Float32Array; dims: readonly number[] }>): Record<string, OrtTensor> {
     const feeds: Record<string, unknown> = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = new this.Tensor('float32', t.data, t.dims);
-    const fetches: Record<string, null> = {};
-    for (const name of this.outputNames) fetches[name] = null;
-    return this.session.run(feeds, fetches, {});
+    return this.session.run(feeds, this.fetches, {});
   }
 
   /** Ends a profiled session's profile; returns the JSON file it wrote. */
