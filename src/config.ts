@@ -61,6 +61,8 @@ export interface TrainConfig {
   allreduce: AllReduce;
   /** Fraction of remote ranges recomputed and compared bit for bit (0 = none). */
   verifyFraction: number;
+  /** Seconds a remote range may take before any step time is known (StepDeadline). */
+  stepDeadlineS: number;
 }
 
 export const ALLREDUCE_MODES = ['sharded', 'star'] as const;

@@ -18,6 +18,8 @@ import {
   DEFAULT_SEED,
   DEFAULT_WARMUP_STEPS,
   DEFAULT_VERIFY_FRACTION,
+  STEP_DEADLINE_CAP_MS,
+  STEP_DEADLINE_INITIAL_MS,
   MAX_MICROBATCH,
   MAX_MICROBATCHES_PER_STEP,
   MAX_THREADS,
@@ -94,6 +96,9 @@ Remote workers:
   --verify-fraction F        recompute this fraction of the remote workers' results (of the
                              sharded steps, with their digests checked every step), chosen at
                              random, and eject a worker whose bits differ; 0 = never    [0.02]
+  --step-deadline S          a remote worker's time for its part of a step, until step times
+                             are known; then 4 x their median, at least min(2, S) and at most
+                             60 s. A late part is recomputed elsewhere in the step   [10]
   --host ADDR                listen address        [127.0.0.1 without a token, 0.0.0.0 with one]
   --port N                   WebSocket port; 0 = any free port   [${DEFAULT_PORT}, or a free one if taken]
   --wait-workers K           hold the first step until K remote workers have joined  [0]
@@ -144,6 +149,7 @@ export const START_OPTIONS = {
   'tls-key': { type: 'string' },
   allreduce: { type: 'string' },
   'verify-fraction': { type: 'string' },
+  'step-deadline': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -204,6 +210,7 @@ export function parseStartArgs(argv: string[]): TrainConfig | 'help' {
     tlsKey,
     allreduce: choiceFlag(flags, 'allreduce', ALLREDUCE_MODES, 'sharded'),
     verifyFraction: fractionFlag(flags, 'verify-fraction', DEFAULT_VERIFY_FRACTION),
+    stepDeadlineS: positiveNumberFlag(flags, 'step-deadline', STEP_DEADLINE_INITIAL_MS / 1000, STEP_DEADLINE_CAP_MS / 1000),
   };
 }
 

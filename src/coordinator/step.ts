@@ -27,10 +27,16 @@ import type { WeightsPart } from '../protocol/messages.js';
 /**
  * The step deadline for remote participants: STEP_DEADLINE_FACTOR times the median of the last
  * STEP_DEADLINE_HISTORY on-time range times (a straggler's wait is not history), kept within
- * [STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_CAP_MS]; STEP_DEADLINE_INITIAL_MS until there is history.
+ * [floor, STEP_DEADLINE_CAP_MS]; `initialMs` (--step-deadline) until there is history. The floor
+ * is STEP_DEADLINE_FLOOR_MS, or `initialMs` when that is shorter.
  */
 export class StepDeadline {
   private readonly recent: number[] = [];
+  private readonly floorMs: number;
+
+  constructor(private readonly initialMs = STEP_DEADLINE_INITIAL_MS) {
+    this.floorMs = Math.min(STEP_DEADLINE_FLOOR_MS, initialMs);
+  }
 
   record(ms: number): void {
     this.recent.push(ms);
@@ -38,10 +44,10 @@ export class StepDeadline {
   }
 
   currentMs(): number {
-    if (this.recent.length === 0) return STEP_DEADLINE_INITIAL_MS;
+    if (this.recent.length === 0) return this.initialMs;
     const sorted = [...this.recent].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)];
-    return Math.min(STEP_DEADLINE_CAP_MS, Math.max(STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_FACTOR * median));
+    return Math.min(STEP_DEADLINE_CAP_MS, Math.max(this.floorMs, STEP_DEADLINE_FACTOR * median));
   }
 
   /** `work`, or a LateError once the current deadline has passed. */

@@ -271,7 +271,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
     meanGrad: new Float32Array(spec.size),
     optimizer,
     schedule: { lr: config.lr, decayPerEpoch: config.lrDecay, warmupSteps: config.warmupSteps, stepsPerEpoch: steps },
-    deadline: new StepDeadline(),
+    deadline: new StepDeadline(config.stepDeadlineS * 1000),
     shards: config.allreduce === 'sharded' ? new ShardPlanner(spec.size, (line) => log(line)) : undefined,
     verifier,
     log: (line, fields) => {

@@ -8,7 +8,7 @@ import { epochRecords, readJsonLines, runCli, startCli, startCoordinator, type R
 const { dir, running } = processesOfThisFile('lenet-remote-');
 
 // The reference configuration of these tests.
-const RUN = ['--epochs', '1', '--train-limit', '4096', '--test-limit', '1000', '--seed', '7', '--quiet', '--port', '0'];
+const RUN = ['--epochs', '1', '--train-limit', '2048', '--test-limit', '1000', '--seed', '7', '--quiet', '--port', '0'];
 
 function start(program: 'lenet-coord' | 'lenet-worker', args: string[], env?: NodeJS.ProcessEnv): RunningCli {
   const p = startCli(program, args, env);
@@ -22,6 +22,7 @@ async function coordinator(name: string, args: string[]): Promise<{ proc: Runnin
 }
 
 let reference: string;
+let referenceAccuracy: number;
 /** The weights after each of three epochs, local threads only. */
 let threeEpochs: string[];
 
@@ -31,6 +32,8 @@ describe('remote workers', () => {
     const r = await runCli('lenet-coord', ['start', ...RUN, '--threads', '1', '--checkpoint-dir', join(dir.path, 'local'), '--metrics-out', metrics]);
     expect(r.code).toBe(0);
     reference = epochRecords(metrics)[0].weightsSha256 as string;
+    referenceAccuracy = epochRecords(metrics)[0].testAccuracy as number;
+    expect(referenceAccuracy).toBeGreaterThan(0.75);
     expect(reference).toMatch(/^[0-9a-f]{64}$/);
   });
 
@@ -48,7 +51,7 @@ describe('remote workers', () => {
     expect(run.remoteWorkers).toBe(2);
     const parts = e.participants as { kind: string; microbatches: number }[];
     expect(parts.filter((p) => p.kind === 'remote')).toHaveLength(2);
-    expect(parts.reduce((a, p) => a + p.microbatches, 0)).toBe(128); // 64 steps x 2 microbatches
+    expect(parts.reduce((a, p) => a + p.microbatches, 0)).toBe(64); // 32 steps x 2 microbatches
     expect(parts.every((p) => p.microbatches > 0)).toBe(true);
   });
 
@@ -59,7 +62,7 @@ describe('remote workers', () => {
     expect(result.code, result.stderr).toBe(0);
     const r = await w.done;
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/run complete; 64 range\(s\) computed, 64 of them whole steps whose update was applied here/);
+    expect(r.stdout).toMatch(/run complete; 32 range\(s\) computed, 32 of them whole steps whose update was applied here/);
     expect(epochRecords(c.metrics)[0].weightsSha256).toBe(reference);
   });
 
@@ -82,7 +85,8 @@ describe('remote workers', () => {
     const f16 = epochRecords(c.metrics)[0].weightsSha256;
     expect(f16).toBe(epochRecords(local)[0].weightsSha256);
     expect(f16).not.toBe(reference);
-    expect(epochRecords(c.metrics)[0].testAccuracy).toBeGreaterThan(0.85);
+    // Half precision trains as well as float32 (within a point of its test accuracy).
+    expect(epochRecords(c.metrics)[0].testAccuracy).toBeGreaterThan(referenceAccuracy - 0.01);
   });
 
   it('a worker without the dataset is sent pixels and still gives the same weights', async () => {

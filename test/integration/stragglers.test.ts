@@ -4,7 +4,7 @@
 // And a worker computing whole steps alone (it applies the updates itself) that is late once.
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_CONSECUTIVE_LATE, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_INITIAL_MS } from '../../src/constants.js';
+import { MAX_CONSECUTIVE_LATE, STEP_DEADLINE_FLOOR_MS } from '../../src/constants.js';
 import { RemoteWorkerProcess } from '../../src/worker/remote.js';
 import { stalledWorker } from '../fixtures/stalled-worker.js';
 import { interceptSends } from './intercept-sends.js';
@@ -24,9 +24,10 @@ describe('stragglers', () => {
     expect((await runCli('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', refMetrics])).code).toBe(0);
 
     const metrics = join(dir.path, 'slow.jsonl');
-    const { proc: c, url } = await startCoordinator([...RUN, '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'slow'), '--metrics-out', metrics], running);
+    // A deadline of 1 s (the floor follows it down), so that three late steps take seconds.
+    const { proc: c, url } = await startCoordinator([...RUN, '--wait-workers', '1', '--step-deadline', '1', '--checkpoint-dir', join(dir.path, 'slow'), '--metrics-out', metrics], running);
     // Answers only after the first deadline has passed, so the answer is stale by then.
-    const slow = stalledWorker(url, 60806, STEP_DEADLINE_INITIAL_MS + 500);
+    const slow = stalledWorker(url, 60806, 1_500);
     const result = await c.done;
     expect(result.code, result.stderr).toBe(0);
     const closed = await slow.closed;

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Membership, rangeTask, type ComputeOptions, type Participant, type StepWork } from '../../../src/coordinator/participants.js';
 import { LateError, StepDeadline, trainStep, type StepContext } from '../../../src/coordinator/step.js';
-import { MAX_CONSECUTIVE_LATE } from '../../../src/constants.js';
+import { MAX_CONSECUTIVE_LATE, STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_INITIAL_MS } from '../../../src/constants.js';
 import type { RangeResult } from '../../../src/compute/range.js';
 import type { RangeTask } from '../../../src/compute/types.js';
 import type { ParticipantView } from '../../../src/metrics/state.js';
@@ -251,5 +251,26 @@ describe('trainStep with fake participants', () => {
     expect(checked).toBe(2); // steps 0 and 1: the liar was gone for step 2
     expect(liar.dropped).toMatch(/not what recomputation gives/);
     expect(lines.some((l) => /liar \(liar\) sent sums for microbatches \[4,8\) of step 1 that recomputation does not give; ejected/.test(l))).toBe(true);
+  });
+});
+
+describe('StepDeadline', () => {
+  it('is --step-deadline until a step time is known, then 4 x the median within [min(floor, it), cap]', () => {
+    const d = new StepDeadline();
+    expect(d.currentMs()).toBe(STEP_DEADLINE_INITIAL_MS);
+    for (const ms of [10, 30, 20]) d.record(ms);
+    expect(d.currentMs()).toBe(STEP_DEADLINE_FLOOR_MS); // 4 x 20 ms is below the floor
+    for (const ms of [5_000, 6_000, 7_000]) d.record(ms);
+    expect(d.currentMs()).toBe(4 * 5_000);
+    for (let i = 0; i < 10; i++) d.record(60_000);
+    expect(d.currentMs()).toBe(STEP_DEADLINE_CAP_MS);
+
+    const short = new StepDeadline(500);
+    expect(short.currentMs()).toBe(500);
+    short.record(20);
+    expect(short.currentMs()).toBe(500); // the floor is the shorter of the two
+    short.record(300);
+    short.record(400);
+    expect(short.currentMs()).toBe(4 * 300);
   });
 });
