@@ -168,14 +168,26 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
     for (const p of [...planned.reports, ...planned.updates]) p.catch(() => undefined);
     planner.planAhead({ step: next.work.globalStep, assigned: next.assigned, ...planned });
   }
-  // The coordinator's threads: compute, then hand each owner its shard of their sums.
+  // The coordinator's threads: compute, then hand each owner its shard of their sums; those of
+  // shards that hold only dense-layer values as soon as they are final, where the threads hand
+  // them over early (LocalParticipant).
   const local = assigned.find((a) => !(a.p instanceof RemoteWorker));
   let localSums: Uint8Array[] = [];
+  const denseOnly = plan.shards.map(([from]) => from >= ctx.split);
+  let sentDense = false;
   const localRun: Promise<RangeResult | undefined> = local
-    ? local.p.compute(work, local.lo, local.hi).then((r) => {
-        localSums = sendLocalPartials(ctx, plan, work, r.nodes);
-        return r;
-      })
+    ? local.p
+        .compute(work, local.lo, local.hi, {
+          onDense: () => {
+            sentDense = true;
+            sendLocalPartials(ctx, plan, work, coverNodes(n, local.lo, local.hi), denseOnly);
+          },
+        })
+        .then((r) => {
+          sendLocalPartials(ctx, plan, work, r.nodes, sentDense ? denseOnly.map((d) => !d) : denseOnly.map(() => true));
+          localSums = ctx.verifier ? sumsSha256(ctx.slab, r.nodes, plan.shards) : [];
+          return r;
+        })
     : Promise.resolve(undefined);
   // Any failure: every worker drops the step (and the next, if planned), to be done again.
   const giveUp = async (reason: string): Promise<undefined> => {
@@ -258,17 +270,13 @@ function sameOwners(remotes: Assigned[], next: Assigned[]): boolean {
   return others.length === remotes.length && others.every((a, i) => a.p === remotes[i].p);
 }
 
-/**
- * The coordinator's threads' sums, shard by shard, to each shard's owner. Returns what was sent,
- * for the checks (verify.ts): SHA-256 per node and shard, node-major; none when nothing checks.
- */
-function sendLocalPartials(ctx: StepContext, plan: ShardPlan, work: StepWork, nodes: TreeNode[]): Uint8Array[] {
+/** The coordinator's threads' sums of the shards `which` picks, to each such shard's owner. */
+function sendLocalPartials(ctx: StepContext, plan: ShardPlan, work: StepWork, nodes: TreeNode[], which: boolean[]): void {
   plan.owners.forEach((owner, k) => {
+    if (!which[k]) return;
     const [from, to] = plan.shards[k];
     for (const [lo, hi] of nodes) {
       owner.sendPartial({ type: 'result', step: work.globalStep, lo, hi, examples: ctx.slab.count[lo], lossSum: ctx.slab.loss[lo], offset: from, gradient: slot(ctx.slab, lo).subarray(from, to), computeMs: 0 });
     }
   });
-  if (!ctx.verifier) return [];
-  return sumsSha256(ctx.slab, nodes, plan.shards);
 }

@@ -614,7 +614,7 @@ export class RemoteWorkerProcess {
       // Its weights may still be coming from the other owners: the step waits for them.
       if (s.config.gradDType !== 'float32') throw new Error('sharded assignment in a run with float16 gradients');
       this.takeSamples(s, a);
-      await s.sharded.run(a, (task) => s.compute.computeRange({ ...task, weightsGeneration: s.replaced }));
+      await s.sharded.run(a, (task, early) => s.compute.computeRange({ ...task, weightsGeneration: s.replaced }, early));
       this.stats.ranges++;
       this.stats.sharded++;
       return;

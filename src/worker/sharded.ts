@@ -13,7 +13,7 @@ import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage
 import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { nodeKey, readyNodes, stepNodes, sumsSha256 } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
-import type { RangeResult } from '../compute/range.js';
+import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
 import { valuesSha256 } from '../model/weights.js';
 
@@ -39,6 +39,8 @@ export interface ShardedSession {
   denseVersion: Int32Array;
   optimizer: Optimizer | undefined;
   optimizerVersion: number;
+  /** Where the dense layers' parameters start (denseOffset): their sums are final first. */
+  denseFrom: number;
 }
 
 export interface ShardedIo {
@@ -97,8 +99,13 @@ export class ShardedSteps {
     this.wake();
   }
 
-  /** Runs one sharded assignment: waits for its weights, computes, sends, reduces the own shard. */
-  async run(a: AssignmentMessage, compute: (task: RangeTask) => Promise<RangeResult>): Promise<void> {
+  /**
+   * Runs one sharded assignment: waits for its weights, computes, sends, reduces the own shard.
+   * The partial sums of shards that hold only dense-layer values go to their owners as soon as
+   * those values are final, while the convolutions' backward pass still runs (`compute`'s early
+   * hand-over); the others' once the range is done.
+   */
+  async run(a: AssignmentMessage, compute: (task: RangeTask, early?: EarlyDense) => Promise<RangeResult>): Promise<void> {
     const plan = this.plan;
     if (!plan || plan.plan !== a.plan) throw new Error(`sharded step ${a.step} follows plan ${a.plan}, but this worker has ${plan ? `plan ${plan.plan}` : 'none'}`);
     const own = plan.peers.find((p) => p.workerId === this.workerId);
@@ -118,17 +125,23 @@ export class ShardedSteps {
     this.early.delete(a.step);
     // What it computes with, shard by shard, for the coordinator to compare with its replica.
     const weightsSha256 = plan.peers.map((p) => valuesSha256(s.weights.subarray(p.from, p.to)));
-    const started = performance.now();
-    const result = await compute({ ...a, leavesOnly: false });
-    if (this.current !== current) return; // aborted meanwhile
     const mine = coverNodes(a.microbatches, a.lo, a.hi);
-    if (corrupt === 'sums') slot(s.slab, mine[0][0])[0] += 1e-3;
-    for (const p of current.others) {
-      for (const [lo, hi] of mine) {
-        const msg: ResultMessage = { type: 'result', step: a.step, lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo], offset: p.from, gradient: slot(s.slab, lo).subarray(p.from, p.to), computeMs: 0 };
-        this.io.toPeer(p.url, encodeTensorFrame(msg, 'float32'));
+    const sendTo = (peers: PeerEntry[]): void => {
+      for (const p of peers) {
+        for (const [lo, hi] of mine) {
+          const msg: ResultMessage = { type: 'result', step: a.step, lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo], offset: p.from, gradient: slot(s.slab, lo).subarray(p.from, p.to), computeMs: 0 };
+          this.io.toPeer(p.url, encodeTensorFrame(msg, 'float32'));
+        }
       }
-    }
+    };
+    const dense = current.others.filter((p) => p.from >= s.denseFrom);
+    const rest = current.others.filter((p) => p.from < s.denseFrom);
+    const early: EarlyDense | undefined = dense.length > 0 ? { split: s.denseFrom, onDense: () => this.current === current && sendTo(dense) } : undefined;
+    const started = performance.now();
+    const result = await compute({ ...a, leavesOnly: false }, early);
+    if (this.current !== current) return; // aborted meanwhile
+    if (corrupt === 'sums') slot(s.slab, mine[0][0])[0] += 1e-3; // value 0: a convolution's, sent below
+    sendTo(rest);
     const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
     // What it sent each owner (and keeps of its own shard), node by node, shard by shard.
     const sums = sumsSha256(s.slab, mine, plan.peers.map((p) => [p.from, p.to] as const));
