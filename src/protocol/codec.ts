@@ -3,15 +3,14 @@
 // byte lengths, array lengths); checks that need run state (step, ranges, values) live with the
 // code that owns that state.
 import { endianness } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { MAX_FRAME_BYTES } from '../constants.js';
 import { float16BytesToFloat32, float32ToFloat16Bytes, type GradDType } from '../reduce/float16.js';
 import { CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_VERSION_MISMATCH, ProtocolError } from './errors.js';
+import { PROTO_SOURCE } from './schema.js';
 import { PROTOCOL_VERSION, type Message, type ResultMessage, type RunConfigMessage, type WeightsMessage } from './messages.js';
 
-const PROTO_FILE = fileURLToPath(new URL('../../proto/lenet.proto', import.meta.url));
-const root = protobuf.loadSync(PROTO_FILE);
+const root = protobuf.parse(PROTO_SOURCE).root;
 const Envelope = root.lookupType('lenet.v1.Envelope');
 
 const DTYPE_FLOAT32 = 1;
