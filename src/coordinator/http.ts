@@ -1,6 +1,7 @@
-// Plain HTTP on the coordinator's port: the live dashboard, its JSON feed, /metrics, and the
-// probes: /healthz (the process serves: 200 while it runs) and /readyz (200 once it listens and
-// until it stops or fails: waiting for workers, training or evaluating; 503 otherwise).
+// Plain HTTP on the coordinator's port: the live dashboard, its JSON feed, /metrics, the browser
+// worker's page (/join, built into dist/browser/ by scripts/build-browser.mjs), and the probes:
+// /healthz (the process serves: 200 while it runs) and /readyz (200 once it listens and until it
+// stops or fails: waiting for workers, training or evaluating; 503 otherwise).
 // Read-only; everything served comes from this package or its installed dependencies (no CDN).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -11,6 +12,7 @@ import type { Registry } from 'prom-client';
 import type { RunState } from '../metrics/state.js';
 
 const DASHBOARD_DIR = fileURLToPath(new URL('../../dashboard/', import.meta.url));
+const BROWSER_DIR = fileURLToPath(new URL('../browser/', import.meta.url));
 const UPLOT_DIR = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
 
 const STATIC: Record<string, { file: string; type: string }> = {
@@ -19,6 +21,10 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/dashboard.css': { file: join(DASHBOARD_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
   '/vendor/uPlot.iife.min.js': { file: join(UPLOT_DIR, 'uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
   '/vendor/uPlot.min.css': { file: join(UPLOT_DIR, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
+  '/join': { file: join(BROWSER_DIR, 'join.html'), type: 'text/html; charset=utf-8' },
+  '/join/page.js': { file: join(BROWSER_DIR, 'page.js'), type: 'text/javascript; charset=utf-8' },
+  '/join/worker.js': { file: join(BROWSER_DIR, 'worker.js'), type: 'text/javascript; charset=utf-8' },
+  '/join/wasm/tfjs-backend-wasm-simd.wasm': { file: join(BROWSER_DIR, 'tfjs-backend-wasm-simd.wasm'), type: 'application/wasm' },
 };
 
 const READY_PHASES = new Set<RunState['phase']>(['waiting', 'training', 'evaluating']);
@@ -54,7 +60,12 @@ export function httpHandler(state: RunState, registry: Registry): (req: Incoming
     }
     let body = cache.get(entry.file);
     if (!body) {
-      body = readFileSync(entry.file);
+      try {
+        body = readFileSync(entry.file);
+      } catch {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end(`${path} is not built in this installation (npm run build makes it)\n`);
+        return;
+      }
       cache.set(entry.file, body);
     }
     res.writeHead(200, { 'content-type': entry.type }).end(req.method === 'HEAD' ? undefined : body);

@@ -114,6 +114,8 @@ export interface RemoteWorkerOptions {
   workerId: number;
   name: string;
   address: string;
+  /** A browser tab (the /join page), shown as its own kind. */
+  browser: boolean;
   threads: number;
   /** Where it accepts peer links for sharded steps; empty: it takes no part in them. */
   peerUrl: string;
@@ -217,7 +219,7 @@ export class RemoteWorker implements Participant {
   view(): ParticipantView {
     return {
       id: this.id,
-      kind: 'remote',
+      kind: this.opts.browser ? 'browser' : 'remote',
       name: this.name,
       threads: this.threads,
       microbatches: this.microbatchesDone,

@@ -46,7 +46,7 @@ export interface ServerOptions {
   /** Plain HTTP requests on the same port (dashboard, /metrics). */
   onHttp?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Called for every worker that passed the handshake. */
-  onWorker: (ws: WebSocket, hello: HelloMessage, info: { workerId: number; address: string; sendPixels: boolean }) => void;
+  onWorker: (ws: WebSocket, hello: HelloMessage, info: { workerId: number; address: string; sendPixels: boolean; browser: boolean }) => void;
 }
 
 export class CoordinatorServer {
@@ -126,16 +126,25 @@ export class CoordinatorServer {
     ws.once('close', () => clearTimeout(timer));
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer);
-      this.onHello(ws, address, nonce, data as Buffer, isBinary);
+      // Browsers always say which page opened the socket; lenet-worker does not.
+      this.onHello(ws, address, nonce, data as Buffer, isBinary, req.headers.origin !== undefined);
     });
     // ws ends the connection itself on an error: a socket error destroys it, a bad frame starts
     // the closing handshake with the frame's close code (1009 for one over MAX_FRAME_BYTES). A
     // terminate() here would cut that close frame off; the listener only keeps the error handled.
     ws.on('error', () => undefined);
+    // A browser says which page opened the socket. Only this coordinator's own /join page may
+    // join: any other site open in a browser that reaches this port (a run without a token
+    // listens on loopback, where every local browser does) would otherwise be a worker.
+    const origin = req.headers.origin;
+    if (origin !== undefined && !sameHost(origin, req.headers.host)) {
+      this.reject(ws, address, RejectReason.AUTH, `a page from ${origin.slice(0, 80)} may not join this run; open the coordinator's own /join page`, CLOSE_AUTH_FAILED);
+      return;
+    }
     ws.send(encode({ type: 'challenge', nonce, coordinatorVersion: PACKAGE_VERSION }));
   }
 
-  private onHello(ws: WebSocket, address: string, nonce: Uint8Array, data: Buffer, isBinary: boolean): void {
+  private onHello(ws: WebSocket, address: string, nonce: Uint8Array, data: Buffer, isBinary: boolean, browser: boolean): void {
     let hello: HelloMessage;
     try {
       if (!isBinary) throw new ProtocolError('LENET_ERR_BAD_FRAME', 'text frame; the protocol is binary');
@@ -167,6 +176,15 @@ export class CoordinatorServer {
     const workerId = this.nextWorkerId++;
     const sendPixels = hello.datasetSha256 !== this.opts.config.datasetSha256;
     ws.send(encode({ type: 'welcome', workerId, config: { ...this.opts.config, sendPixels } }));
-    this.opts.onWorker(ws, hello, { workerId, address, sendPixels });
+    this.opts.onWorker(ws, hello, { workerId, address, sendPixels, browser });
+  }
+}
+
+/** Whether a page's origin (`http://host:port`) is the host (and port) a request was sent to. */
+function sameHost(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
   }
 }

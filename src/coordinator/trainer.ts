@@ -193,6 +193,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
         workerId: info.workerId,
         name: hello.name,
         address: info.address,
+        browser: info.browser,
         threads: hello.threads,
         peerUrl: hello.peerUrl,
         traffic,
@@ -235,6 +236,7 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   }
   log(`listening for workers on ${url}${config.token === undefined ? ' (no token: loopback only unless --allow-no-token)' : ' (token required)'}`);
   log(`dashboard: ${server.httpUrl}/   metrics: ${server.httpUrl}/metrics`);
+  log(`browser tabs join at ${server.httpUrl}/join${config.token === undefined ? '#open' : '#token=<the token>'}`);
   state.info = {
     arch: spec.arch,
     params: spec.size,

@@ -48,6 +48,7 @@ export function prometheusRegistry(state: RunState): Registry {
       const now = live();
       this.set({ kind: 'local' }, now.filter((p) => p.kind === 'local').length);
       this.set({ kind: 'remote' }, now.filter((p) => p.kind === 'remote').length);
+      this.set({ kind: 'browser' }, now.filter((p) => p.kind === 'browser').length);
     },
   });
   new Gauge({

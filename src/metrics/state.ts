@@ -19,7 +19,7 @@ export interface StepSample {
 
 export interface ParticipantView {
   id: string;
-  kind: 'local' | 'remote';
+  kind: 'local' | 'remote' | 'browser';
   name: string;
   threads: number;
   microbatches: number;

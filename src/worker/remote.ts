@@ -1,6 +1,8 @@
 // `lenet-worker join`: a remote gradient worker. It connects to the coordinator, proves it holds
 // the token, receives the run configuration, and then, step after step, computes the microbatch
-// range it is given with its own threads, pre-summed along the coordinator's fixed tree.
+// range it is given with its own threads, pre-summed along the coordinator's fixed tree. A
+// browser tab runs this same code (src/browser/worker.ts), bundled with stand-ins for the Node
+// modules it imports.
 //
 // Connection lifecycle:
 //
@@ -43,6 +45,8 @@ export interface WorkerOptions {
   threads: number;
   backend: BackendChoice;
   dataDir?: string;
+  /** Looks for no MNIST files (a browser tab has none): the coordinator sends the pixels. */
+  pixelsOnly?: boolean;
   token?: string;
   /** Give up when no coordinator answers for this long (seconds). */
   connectTimeoutS: number;
@@ -135,6 +139,8 @@ interface Session {
  * value of every Nth result it sends. Never set otherwise.
  */
 const CORRUPT_EVERY = Number(process.env.LENET_TEST_CORRUPT_EVERY ?? 0);
+/** The same, for the test that proves the join probe refuses such a worker: its probe gradient is perturbed. */
+const CORRUPT_PROBE = process.env.LENET_TEST_CORRUPT_PROBE === '1';
 
 function corrupted(msg: ResultMessage): ResultMessage {
   const gradient = Float32Array.from(msg.gradient);
@@ -152,8 +158,10 @@ export class RemoteWorkerProcess {
   private queue: Promise<void> = Promise.resolve();
   /** Buffers for outgoing results. */
   private readonly frames = new FramePool();
-  /** Ranges computed and sent, and of those, steps computed alone whose update was applied here, and sharded steps. */
-  readonly stats = { ranges: 0, applied: 0, sharded: 0 };
+  /** Ranges computed and sent, and of those, steps computed alone whose update was applied here, and sharded steps; samples in them. */
+  readonly stats = { ranges: 0, applied: 0, sharded: 0, samples: 0 };
+  /** What it is doing, for a live view (the browser worker's page). */
+  phase: 'connecting' | 'proving' | 'computing' | 'waiting' | 'stopped' = 'connecting';
   private peers: PeerLinks | undefined;
   /** Why the worker is stopping (stop()), or undefined. */
   private stopping: string | undefined;
@@ -180,11 +188,15 @@ export class RemoteWorkerProcess {
   async run(): Promise<number> {
     this.backend = await resolveBackend(this.opts.backend, this.opts.log); // started by its compute (startCompute)
     this.threads = threadsFor(this.backend, this.opts.threads, this.opts.log);
-    try {
-      this.data = loadMnist({ dataDir: this.opts.dataDir });
-      this.log(`worker: backend ${this.backend}, ${this.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
-    } catch (err) {
-      this.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
+    if (this.opts.pixelsOnly) {
+      this.log(`worker: backend ${this.backend}, ${this.threads} thread(s); the coordinator will send pixels`);
+    } else {
+      try {
+        this.data = loadMnist({ dataDir: this.opts.dataDir });
+        this.log(`worker: backend ${this.backend}, ${this.threads} thread(s), MNIST sha256 ${this.data.sha256.slice(0, 16)}...`);
+      } catch (err) {
+        this.log(`worker: no usable MNIST here (${(err as Error).message}); the coordinator will send pixels`);
+      }
     }
     await this.startPeers();
     let delay = RECONNECT_INITIAL_MS;
@@ -214,6 +226,7 @@ export class RemoteWorkerProcess {
         delay = Math.min(delay * RECONNECT_FACTOR, RECONNECT_MAX_MS);
       }
     } finally {
+      this.phase = 'stopped';
       await this.session?.compute.close();
       await this.peers?.close();
     }
@@ -269,6 +282,7 @@ export class RemoteWorkerProcess {
   /** One connection attempt, from connect to close. */
   private connectOnce(): Promise<{ kind: 'done' } | { kind: 'served' | 'failed'; reason: string }> {
     return new Promise((resolve, reject) => {
+      this.phase = 'connecting';
       const ws = new WebSocket(this.opts.url, {
         maxPayload: MAX_FRAME_BYTES,
         perMessageDeflate: false,
@@ -331,6 +345,7 @@ export class RemoteWorkerProcess {
         }
         switch (msg.type) {
           case 'challenge':
+            this.phase = 'proving';
             send({
               type: 'hello',
               packageVersion: PACKAGE_VERSION,
@@ -347,6 +362,7 @@ export class RemoteWorkerProcess {
             this.queue = this.queue
               .then(() => this.onWelcome(msg.workerId, msg.config, send, () => flushed(ws)))
               .then(() => send({ type: 'ready', threads: this.threads }))
+              .then(() => void (this.phase = 'waiting'))
               .catch((err: Error) => {
                 end(new WorkerSetupError(err.message));
                 ws.close(CLOSE_NORMAL, 'cannot set up');
@@ -379,8 +395,12 @@ export class RemoteWorkerProcess {
             // What had arrived when it came: a later Weights or OptimizerState voids an apply assignment.
             const replaced = this.session?.replaced ?? 0;
             this.queue = this.queue
+              .then(() => void (this.phase = 'computing'))
               .then(() => this.onAssignment(msg, send, replaced))
-              .then(() => (this.failure = undefined))
+              .then(() => {
+                this.failure = undefined;
+                this.phase = 'waiting';
+              })
               .catch((err: Error) => {
                 // Once can be a passing fault (a reconnect starts the compute afresh); the same
                 // error again is this worker's for good, and retrying would loop forever.
@@ -577,6 +597,7 @@ export class RemoteWorkerProcess {
     const task = probeTask(msg.samples, msg.positions, msg.epoch, PROBE_VERSION);
     this.takeSamples(s, { ...task, pixels: msg.pixels, labels: msg.labels });
     await s.compute.computeRange(task);
+    if (CORRUPT_PROBE) slot(s.slab, 0)[0] += 1e-3;
     send({ type: 'probe_result', digest: probeDigest(slot(s.slab, 0), s.slab.loss[0]) });
     s.convVersion = -1;
     Atomics.store(s.denseVersion, 0, -1);
@@ -617,6 +638,7 @@ export class RemoteWorkerProcess {
       await s.sharded.run(a, (task, early) => s.compute.computeRange({ ...task, weightsGeneration: s.replaced }, early));
       this.stats.ranges++;
       this.stats.sharded++;
+      this.stats.samples += a.samples.length;
       return;
     }
     // Newer weights already here: the coordinator has moved past this step and does not want it.
@@ -647,6 +669,7 @@ export class RemoteWorkerProcess {
     const result = await s.compute.computeRange({ ...a, leavesOnly, weightsGeneration: s.replaced }, early);
     for (const [lo, hi] of result.nodes) sendPart(lo, hi, 0, early ? s.denseFrom : s.slab.width, result.computeMs);
     this.stats.ranges++;
+    this.stats.samples += a.samples.length;
     if (!a.apply) return;
     // Weights that came during the step: the coordinator took it back; they are not ours to update.
     if (s.replaced === replacedBefore) this.applyAlone(s, a, result.nodes);

@@ -4,11 +4,11 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { HAVE_CHROMIUM, launchChromium } from './chromium.js';
 import { startCli, type RunningCli, processesOfThisFile } from './run-cli.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url));
 const { dir, running } = processesOfThisFile('lenet-dash-');
 let browser: Browser | undefined;
@@ -53,13 +53,10 @@ describe('operator endpoints', () => {
     expect(await ready.text()).toMatch(/^ok: (training|evaluating)/);
   });
 
-  it.skipIf(!existsSync(CHROMIUM))('the dashboard shows live charts and the worker table in a real browser', async () => {
+  it.skipIf(!HAVE_CHROMIUM)('the dashboard shows live charts and the worker table in a real browser', async () => {
     const { coord, http } = await startRun('browser');
     await coord.waitFor(/epoch 1\/3/);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${http}/`);
     await page.waitForFunction(() => document.querySelectorAll('#participants tbody tr').length >= 2, undefined, { timeout: 30_000 });

@@ -64,6 +64,7 @@ function welcomed(gradDType: 'float32' | 'float16' = 'float32'): { ws: FakeSocke
     workerId: 1,
     name: 'w',
     address: '127.0.0.1',
+    browser: false,
     threads: 1,
     peerUrl: '',
     traffic: { sent: 0, received: 0 },

@@ -117,6 +117,22 @@ describe('coordinator handshake', () => {
     expect(most.type).toBe('welcome');
   });
 
+  it("rejects a browser page of another site before any challenge; welcomes the coordinator's own page", async () => {
+    const first = (origin: string): Promise<Message> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url, { origin });
+        ws.on('message', (data) => {
+          ws.close();
+          resolve(decode(data as Buffer));
+        });
+        ws.on('error', reject);
+      });
+    const refused = await first('http://evil.example');
+    expect(refused).toMatchObject({ type: 'reject', reason: RejectReason.AUTH });
+    expect((refused as { message: string }).message).toMatch(/a page from http:\/\/evil\.example may not join this run/);
+    expect(await first(`http://${new URL(url).host}`)).toMatchObject({ type: 'challenge' });
+  });
+
   it('rejects garbage instead of a hello', async () => {
     const { answer } = await handshake(() => Uint8Array.from([1, 2, 3, 250, 251]));
     expect(answer).toMatchObject({ type: 'reject', reason: RejectReason.BAD_MESSAGE });
