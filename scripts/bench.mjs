@@ -12,7 +12,9 @@
 // cost per step is fixed, so there it weighs a quarter as much. Then the onnx backend (ONNX
 // Runtime, native) at both batches and its own 2-process ceiling, and, where Debian's
 // python3-torch is installed, PyTorch training the same model at both batches
-// (../shared/reference/pytorch_lenet_bench.py, or $LENET_PYTORCH_BENCH), 1 and 2 threads.
+// (../shared/reference/pytorch_lenet_bench.py, or $LENET_PYTORCH_BENCH), 1 and 2 threads. Where
+// Debian's chromium is installed, a browser tab as the one worker (the /join page) beside a Node
+// worker that, like the tab, has no dataset and is sent the pixels.
 //
 //   npm run bench -- [--samples N] [--repeats R] [--batch-size B] [--microbatch M] [--markdown]
 //
@@ -85,6 +87,23 @@ async function remote(threads, i, batchSize = batch) {
   return samplesPerSecond(name);
 }
 
+/**
+ * One worker without the dataset (the coordinator sends pixels with each range): a Node worker
+ * pointed at an empty folder, or a browser tab (scripts/bench-tab.mjs).
+ */
+async function withoutData(kind, i) {
+  const name = runName(kind, 1, i);
+  const worker = (url) =>
+    kind === 'tab'
+      ? spawn(process.execPath, [join(root, 'scripts/bench-tab.mjs'), url.replace(/^ws/, 'http')], { stdio: 'ignore' })
+      : spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', '1', '--backend', 'wasm', '--data-dir', join(work, 'no-data')], { stdio: 'ignore' });
+  await runWithWorkers([...coordArgs(name, 0), '--wait-workers', '1'], (url) => [worker(url)]);
+  return samplesPerSecond(name);
+}
+
+/** Browser rows only where Debian's chromium is installed. */
+const chromiumThere = existsSync(process.env.CHROMIUM_PATH ?? '/usr/bin/chromium');
+
 /** Two independent 1-thread runs at the same time: their summed throughput. */
 async function sideBySide(i, backend = 'wasm') {
   const names = [`pair-a-${backend}-${i}`, `pair-b-${backend}-${i}`];
@@ -132,6 +151,12 @@ const rows = [
   // The remote worker's cost per step is fixed, so a larger global batch amortises it.
   { name: `lenet-dist, 1 thread, batch ${4 * batch}`, run: (i) => lenetDist(1, i, 4 * batch) },
   { name: `1 remote worker x 1 thread, batch ${4 * batch}`, run: (i) => remote(1, i, 4 * batch) },
+  ...(chromiumThere
+    ? [
+        { name: '1 remote worker x 1 thread, pixels sent', run: (i) => withoutData('nodata', i) },
+        { name: '1 browser tab (chromium), pixels sent', run: (i) => withoutData('tab', i) },
+      ]
+    : []),
   ...(onnx
     ? [
         { name: 'lenet-dist onnx, 1 thread', run: (i) => lenetDist(1, i, batch, 'onnx') },
@@ -200,6 +225,13 @@ if (onnx) {
       `onnx 2 threads / PyTorch 2 threads: ${ratio(o2, row('PyTorch, 2 threads')).toFixed(2)}x`);
   }
 }
+if (chromiumThere) {
+  report(`  browser tab / Node worker, both 1 thread and sent the pixels: ${ratio(row('1 browser tab (chromium), pixels sent'), row('1 remote worker x 1 thread, pixels sent')).toFixed(2)}x; ` +
+    `pixels sent / dataset at the worker (Node, 1 thread): ${ratio(row('1 remote worker x 1 thread, pixels sent'), 3).toFixed(2)}x`);
+  // Where a tab's step goes: its own compute clock against the rest of the step (messaging).
+  const split = (kind) => `compute ${phase(kind, 1, 'compute').toFixed(1)} ms, messaging ${phase(kind, 1, 'transfer').toFixed(1)} ms`;
+  report(`  step of the tab: ${split('tab')}; of the Node worker sent the pixels: ${split('nodata')}`);
+} else report('  (no browser rows: needs Debian\'s chromium at /usr/bin/chromium or $CHROMIUM_PATH)');
 if (!onnx) report('  (no onnx rows: onnxruntime-node does not load here)');
 if (!pytorch) report(`  (no PyTorch rows: needs /usr/bin/python3 with torch, and ${pytorchScript})`);
 // Two reference round trips between two processes after a step-long idle gap: a weights-sized

@@ -57,3 +57,15 @@ function readCpuFlags() {
     return undefined; // not Linux: the model name alone
   }
 }
+
+/**
+ * Debian's chromium, headless, through playwright-core (a dev dependency), with the flags that
+ * keep it from reaching for the network, which these machines refuse.
+ */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}

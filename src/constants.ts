@@ -78,6 +78,8 @@ export const RECONNECT_INITIAL_MS = 250;
 export const RECONNECT_FACTOR = 2;
 export const RECONNECT_MAX_MS = 5_000;
 export const DEFAULT_CONNECT_TIMEOUT_S = 60;
+/** How often a browser tab's worker reports its state and counts to its page. */
+export const TAB_STATUS_INTERVAL_MS = 250;
 /** A worker whose compute fails this many times in a row with the same error gives up (exit 9). */
 export const MAX_SAME_COMPUTE_FAILURES = 2;
 /** Coordinator: how long to wait for workers when no participant is left or --wait-workers is unmet. */

@@ -5,6 +5,7 @@
 // reports.
 import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { DEFAULT_CONNECT_TIMEOUT_S, TAB_STATUS_INTERVAL_MS } from '../constants.js';
 import { RemoteWorkerProcess } from '../worker/remote.js';
 
 /** What the page sends to start the worker. */
@@ -28,9 +29,9 @@ self.onmessage = async (e: MessageEvent<StartMessage>) => {
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   setWasmPaths(new URL('./wasm/', self.location.href).href);
   const { url, token, name } = e.data;
-  const worker = new RemoteWorkerProcess({ url, threads: 1, backend: 'wasm', pixelsOnly: true, token: token || undefined, connectTimeoutS: 30, name, log: (msg) => post({ kind: 'log', msg }) });
+  const worker = new RemoteWorkerProcess({ url, threads: 1, backend: 'wasm', pixelsOnly: true, token: token || undefined, connectTimeoutS: DEFAULT_CONNECT_TIMEOUT_S, name, log: (msg) => post({ kind: 'log', msg }) });
   const status = (): void => post({ kind: 'status', phase: worker.phase, ranges: worker.stats.ranges, samples: worker.stats.samples });
-  const timer = setInterval(status, 250);
+  const timer = setInterval(status, TAB_STATUS_INTERVAL_MS);
   try {
     await worker.run();
     status();
