@@ -1,7 +1,8 @@
 // Browser tabs as workers: the /join page in headless chromium computes with lenet-worker's own
 // code (bundled by scripts/build-browser.mjs) and gives the same weights as a local thread, alone,
-// beside a local thread and a lenet-worker, and when closed mid-epoch; a tab that computes other
-// bits is refused at join, and one that alters results later is caught by verification.
+// beside a local thread and a lenet-worker, and when closed mid-epoch; a tab with a wrong token
+// or one that computes other bits is refused at join, and one that alters results later is
+// caught by verification.
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -83,6 +84,15 @@ describe.skipIf(!HAVE_CHROMIUM)('browser tabs as workers', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/worker-1 \(browser: .*\) left/);
     expect(epochDigests(c.metrics)).toEqual(reference);
+  });
+
+  it('with a token, /join is served to anyone but joins only with that token', async () => {
+    const c = await coordinator('wrong-token', ['--threads', '1', '--wait-workers', '1', '--token', 'tab-secret-0123456789']);
+    const page = await openTab(c.http, 'token=a-guess-of-sixteen-chars');
+    await ended(page);
+    expect(await page.evaluate(() => document.body.dataset.ended)).toBe('failed');
+    expect(await text(page, 'why')).toMatch(/the coordinator rejected this worker: authentication failed: wrong token/);
+    expect(await text(page, 'ranges')).toBe('0');
   });
 
   it('a tab whose gradient differs is refused by the join probe, and says why', async () => {
