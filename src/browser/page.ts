@@ -11,8 +11,8 @@ function start(token: string): void {
   $<HTMLFormElement>('join').hidden = true;
   // Test hooks (LENET_TEST_*) go to the worker in its script's query string, as a process's
   // environment would.
-  const hooks = new URLSearchParams([...fragment].filter(([k]) => k.startsWith('LENET_TEST_')));
-  const worker = new Worker(`/join/worker.js${hooks.size ? `?${hooks}` : ''}`);
+  const hooks = new URLSearchParams([...fragment].filter(([k]) => k.startsWith('LENET_TEST_'))).toString();
+  const worker = new Worker(`/join/worker.js${hooks ? `?${hooks}` : ''}`);
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
   const began = performance.now();
   let firstAt: { t: number; samples: number } | undefined;
