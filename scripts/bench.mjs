@@ -10,8 +10,8 @@
 // messaging from the runs' metrics. The
 // last two wasm rows repeat the 1-thread local/remote pair at 4x the global batch: a remote worker's
 // cost per step is fixed, so there it weighs a quarter as much. Then the onnx backend (ONNX
-// Runtime, native) at both batches and its own 2-process ceiling, and, where Debian's
-// python3-torch is installed, PyTorch training the same model at both batches
+// Runtime, native) at both batches, 1 and 2 threads, with its own 2-process ceiling at each,
+// and, where Debian's python3-torch is installed, PyTorch training the same model at both batches
 // (../shared/reference/pytorch_lenet_bench.py, or $LENET_PYTORCH_BENCH), 1 and 2 threads. Where
 // Debian's chromium is installed, a browser tab as the one worker (the /join page) beside a Node
 // worker that, like the tab, has no dataset and is sent the pixels.
@@ -105,10 +105,10 @@ async function withoutData(kind, i) {
 const chromiumThere = existsSync(process.env.CHROMIUM_PATH ?? '/usr/bin/chromium');
 
 /** Two independent 1-thread runs at the same time: their summed throughput. */
-async function sideBySide(i, backend = 'wasm') {
-  const names = [`pair-a-${backend}-${i}`, `pair-b-${backend}-${i}`];
+async function sideBySide(i, backend = 'wasm', batchSize = batch) {
+  const names = [`pair-a-${backend}-b${batchSize}-${i}`, `pair-b-${backend}-b${batchSize}-${i}`];
   await Promise.all(names.map((name) => new Promise((resolve, reject) => {
-    spawn(process.execPath, coordArgs(name, 1, batch, backend), { stdio: ['ignore', 'ignore', 'inherit'] })
+    spawn(process.execPath, coordArgs(name, 1, batchSize, backend), { stdio: ['ignore', 'ignore', 'inherit'] })
       .on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${name} exited with ${code}`))));
   })));
   return names.reduce((sum, name) => sum + samplesPerSecond(name), 0);
@@ -163,6 +163,9 @@ const rows = [
         { name: 'lenet-dist onnx, 2 threads', run: (i) => lenetDist(2, i, batch, 'onnx') },
         { name: 'two 1-thread onnx runs side by side (sum)', run: (i) => sideBySide(i, 'onnx') },
         { name: `lenet-dist onnx, 1 thread, batch ${4 * batch}`, run: (i) => lenetDist(1, i, 4 * batch, 'onnx') },
+        // A step's serial part (hand-offs, reduce, optimizer) weighs less against more microbatches.
+        { name: `lenet-dist onnx, 2 threads, batch ${4 * batch}`, run: (i) => lenetDist(2, i, 4 * batch, 'onnx') },
+        { name: `two 1-thread onnx runs, batch ${4 * batch} (sum)`, run: (i) => sideBySide(i, 'onnx', 4 * batch) },
       ]
     : []),
   ...(pytorch
@@ -218,7 +221,8 @@ if (onnx) {
   const o2 = row('lenet-dist onnx, 2 threads');
   const o256 = row(`lenet-dist onnx, 1 thread, batch ${4 * batch}`);
   report(`  onnx / wasm, 1 thread: ${ratio(o1, 1).toFixed(2)}x at batch ${batch}, ${ratio(o256, 6).toFixed(2)}x at batch ${4 * batch}; ` +
-    `onnx 2 threads reach ${(ratio(o2, row('two 1-thread onnx runs side by side (sum)')) * 100).toFixed(0)}% of two independent onnx runs`);
+    `onnx 2 threads reach ${(ratio(o2, row('two 1-thread onnx runs side by side (sum)')) * 100).toFixed(0)}% of two independent onnx runs ` +
+    `(${(ratio(row(`lenet-dist onnx, 2 threads, batch ${4 * batch}`), row(`two 1-thread onnx runs, batch ${4 * batch} (sum)`)) * 100).toFixed(0)}% at batch ${4 * batch})`);
   if (pytorch) {
     report(`  onnx 1 thread / PyTorch 1 thread: ${ratio(o1, row('PyTorch, 1 thread')).toFixed(2)}x at batch ${batch}, ` +
       `${ratio(o256, row(`PyTorch, 1 thread, batch ${4 * batch}`)).toFixed(2)}x at batch ${4 * batch}; ` +

@@ -16,7 +16,7 @@ function start(token: string): void {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
   const began = performance.now();
   let firstAt: { t: number; samples: number } | undefined;
-  worker.onmessage = (e: MessageEvent<Report>) => {
+  worker.onmessage = function onReport(e: MessageEvent<Report>): void {
     const r = e.data;
     if (r.kind === 'log') {
       const log = $('log');

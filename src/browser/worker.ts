@@ -23,7 +23,7 @@ export type Report =
 
 const post = (r: Report): void => (self as unknown as Worker).postMessage(r);
 
-self.onmessage = async (e: MessageEvent<StartMessage>) => {
+async function onStart(e: MessageEvent<StartMessage>): Promise<void> {
   // Node runs the SIMD build without threads; a different build may compute different bits (the
   // coordinator's join probe checks them).
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
@@ -42,4 +42,6 @@ self.onmessage = async (e: MessageEvent<StartMessage>) => {
   } finally {
     clearInterval(timer);
   }
-};
+}
+
+self.onmessage = onStart;
