@@ -118,6 +118,7 @@ export class CoordinatorServer {
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
     const address = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const origin = req.headers.origin;
     const nonce = newNonce();
     const timer = setTimeout(
       () => this.reject(ws, address, RejectReason.BAD_MESSAGE, `no hello within ${HANDSHAKE_TIMEOUT_MS} ms`, CLOSE_BAD_MESSAGE),
@@ -126,17 +127,16 @@ export class CoordinatorServer {
     ws.once('close', () => clearTimeout(timer));
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer);
-      // Browsers always say which page opened the socket; lenet-worker does not.
-      this.onHello(ws, address, nonce, data as Buffer, isBinary, req.headers.origin !== undefined);
+      this.onHello(ws, address, nonce, data as Buffer, isBinary, origin !== undefined);
     });
     // ws ends the connection itself on an error: a socket error destroys it, a bad frame starts
     // the closing handshake with the frame's close code (1009 for one over MAX_FRAME_BYTES). A
     // terminate() here would cut that close frame off; the listener only keeps the error handled.
     ws.on('error', () => undefined);
-    // A browser says which page opened the socket. Only this coordinator's own /join page may
-    // join: any other site open in a browser that reaches this port (a run without a token
-    // listens on loopback, where every local browser does) would otherwise be a worker.
-    const origin = req.headers.origin;
+    // A browser says which page opened the socket (lenet-worker sends no Origin). Only this
+    // coordinator's own /join page may join: any other site open in a browser that reaches this
+    // port (a run without a token listens on loopback, where every local browser does) would
+    // otherwise be a worker.
     if (origin !== undefined && !sameHost(origin, req.headers.host)) {
       this.reject(ws, address, RejectReason.AUTH, `a page from ${origin.slice(0, 80)} may not join this run; open the coordinator's own /join page`, CLOSE_AUTH_FAILED);
       return;
