@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { onnxRuntimeAvailable } from '../dist/backend/onnx/runtime.js';
-import { firstEpochRecord, machineSummary, runWithWorkers } from './lib.mjs';
+import { CHROMIUM_PATH, firstEpochRecord, machineSummary, runWithWorkers } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -78,31 +78,33 @@ function lenetDist(threads, i, batchSize = batch, backend = 'wasm') {
   return samplesPerSecond(name);
 }
 
-/** Coordinator with --threads 0 and one remote worker with `threads` threads, over loopback. */
-async function remote(threads, i, batchSize = batch) {
-  const name = runName('r', threads, i, batchSize);
-  await runWithWorkers([...coordArgs(name, 0, batchSize), '--wait-workers', '1'], (url) => [
-    spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm'], { stdio: 'ignore' }),
-  ]);
+/** A coordinator with --threads 0 and the one worker `startWorker(url)` starts, over loopback. */
+async function oneWorker(name, batchSize, startWorker) {
+  await runWithWorkers([...coordArgs(name, 0, batchSize), '--wait-workers', '1'], (url) => [startWorker(url)]);
   return samplesPerSecond(name);
 }
+
+const nodeWorker = (threads, extra = []) => (url) =>
+  spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', String(threads), '--backend', 'wasm', ...extra], { stdio: 'ignore' });
+
+/** One remote worker with `threads` threads. */
+const remote = (threads, i, batchSize = batch) => oneWorker(runName('r', threads, i, batchSize), batchSize, nodeWorker(threads));
 
 /**
- * One worker without the dataset (the coordinator sends pixels with each range): a Node worker
- * pointed at an empty folder, or a browser tab (scripts/bench-tab.mjs).
+ * One 1-thread worker without the dataset (the coordinator sends pixels with each range): a
+ * Node worker pointed at an empty folder, or a browser tab (scripts/bench-tab.mjs).
  */
-async function withoutData(kind, i) {
-  const name = runName(kind, 1, i);
-  const worker = (url) =>
+const withoutData = (kind, i) =>
+  oneWorker(
+    runName(kind, 1, i),
+    batch,
     kind === 'tab'
-      ? spawn(process.execPath, [join(root, 'scripts/bench-tab.mjs'), url.replace(/^ws/, 'http')], { stdio: 'ignore' })
-      : spawn(process.execPath, [join(root, 'bin/lenet-worker.js'), 'join', url, '--threads', '1', '--backend', 'wasm', '--data-dir', join(work, 'no-data')], { stdio: 'ignore' });
-  await runWithWorkers([...coordArgs(name, 0), '--wait-workers', '1'], (url) => [worker(url)]);
-  return samplesPerSecond(name);
-}
+      ? (url) => spawn(process.execPath, [join(root, 'scripts/bench-tab.mjs'), url.replace(/^ws/, 'http')], { stdio: 'ignore' })
+      : nodeWorker(1, ['--data-dir', join(work, 'no-data')]),
+  );
 
 /** Browser rows only where Debian's chromium is installed. */
-const chromiumThere = existsSync(process.env.CHROMIUM_PATH ?? '/usr/bin/chromium');
+const chromiumThere = existsSync(CHROMIUM_PATH);
 
 /** Two independent 1-thread runs at the same time: their summed throughput. */
 async function sideBySide(i, backend = 'wasm', batchSize = batch) {

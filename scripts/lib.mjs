@@ -58,6 +58,9 @@ function readCpuFlags() {
   }
 }
 
+/** Debian's chromium, or where $CHROMIUM_PATH says. */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
 /**
  * Debian's chromium, headless, through playwright-core (a dev dependency), with the flags that
  * keep it from reaching for the network, which these machines refuse.
@@ -65,7 +68,7 @@ function readCpuFlags() {
 export async function launchChromium() {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 }
