@@ -63,6 +63,11 @@ export const DEFAULT_HOST_NO_TOKEN = '127.0.0.1';
 export const DEFAULT_HOST_WITH_TOKEN = '0.0.0.0';
 /** Largest WebSocket frame accepted (ws maxPayload): one weights or gradient tensor plus pixels, with room. */
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes of the digests sharded steps report of sums and weights: SHA-256 cut to its first 128
+ * bits, which still takes about 2^64 hashes to find two sets of values with one digest.
+ */
+export const VALUES_DIGEST_BYTES = 16;
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 /** A peer silent for this long is considered gone. */
 export const HEARTBEAT_TIMEOUT_MS = 20_000;

@@ -74,6 +74,11 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+/** A range task as an Assignment names it: its samples are the epoch's permutation from `start` on. */
+function onWire({ samples: _samples, positions, leavesOnly: _leavesOnly, ...task }: RangeTask): Omit<RangeTask, 'samples' | 'positions' | 'leavesOnly'> & { start: number } {
+  return { ...task, start: positions[0] };
+}
+
 /** The results a range task must bring: its `nodes`, by `lo:hi`, with the samples each sums. */
 function expectedNodes(task: RangeTask, nodes: TreeNode[]): Map<string, { node: TreeNode; examples: number }> {
   const expected = new Map<string, { node: TreeNode; examples: number }>();
@@ -259,7 +264,7 @@ export class RemoteWorker implements Participant {
     this.state = RemoteState.BUSY;
     const assign = (): void => {
       const { pixels, labels } = this.pixelsOf(task);
-      this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply: false, lr: w.lr, sharded: true, plan: w.plan, bounds: w.bounds, examples: work.count }));
+      this.send(encode({ type: 'assignment', step: v, ...onWire(task), pixels, labels, apply: false, lr: w.lr, sharded: true, plan: w.plan, bounds: w.bounds, examples: work.count }));
     };
     if (ahead) {
       assign();
@@ -433,7 +438,7 @@ export class RemoteWorker implements Participant {
     if (apply && this.optimizerAt !== v) this.send(this.opts.optimizerFrame(v));
     if (denseFirst) this.sendWeights(v, 'dense');
     if (conv) this.sendWeights(v, 'conv');
-    this.send(encode({ type: 'assignment', step: v, ...task, pixels, labels, apply, lr: applyLr ?? 0, sharded: false, plan: 0, bounds: [], examples: 0 }));
+    this.send(encode({ type: 'assignment', step: v, ...onWire(task), pixels, labels, apply, lr: applyLr ?? 0, sharded: false, plan: 0, bounds: [], examples: 0 }));
     this.unsure = false;
     // What the worker holds once this assignment is done: with apply, the next version, made there.
     const holds = apply ? v + 1 : v;
@@ -656,9 +661,9 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `range done for step ${msg.step} does not list the subtrees of [${p.lo},${p.hi}) with their examples and finite losses`);
       return;
     }
-    if (msg.sumsSha256.length !== msg.nodes.length * p.shards || msg.weightsSha256.length !== p.shards) {
+    if (msg.sumsDigests.length !== msg.nodes.length * p.shards || msg.weightsDigests.length !== p.shards) {
       this.opts.onViolation('bad_range_done');
-      this.close(CLOSE_BAD_MESSAGE, `range done for step ${msg.step} has ${msg.sumsSha256.length} sums digests and ${msg.weightsSha256.length} weights digests; its ${msg.nodes.length} subtrees and the plan's ${p.shards} shards need ${msg.nodes.length * p.shards} and ${p.shards}`);
+      this.close(CLOSE_BAD_MESSAGE, `range done for step ${msg.step} has ${msg.sumsDigests.length} sums digests and ${msg.weightsDigests.length} weights digests; its ${msg.nodes.length} subtrees and the plan's ${p.shards} shards need ${msg.nodes.length * p.shards} and ${p.shards}`);
       return;
     }
     p.done.resolve(msg);
@@ -677,9 +682,9 @@ export class RemoteWorker implements Participant {
       this.close(CLOSE_BAD_MESSAGE, `shard update of values [${msg.offset},${msg.offset + msg.mean.length}), its shard is [${from},${to})`);
       return;
     }
-    if (msg.receivedSha256.length !== p.stepNodes) {
+    if (msg.receivedDigests.length !== p.stepNodes) {
       this.opts.onViolation('bad_shard_update');
-      this.close(CLOSE_BAD_MESSAGE, `shard update for step ${msg.step} has ${msg.receivedSha256.length} digests of received sums; the step has ${p.stepNodes} subtrees`);
+      this.close(CLOSE_BAD_MESSAGE, `shard update for step ${msg.step} has ${msg.receivedDigests.length} digests of received sums; the step has ${p.stepNodes} subtrees`);
       return;
     }
     p.update.resolve(msg);

@@ -15,8 +15,8 @@
 import { encode } from '../protocol/codec.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
 import { coverNodes, reduceInPlace, slot, type TreeNode } from '../reduce/ordered-sum.js';
-import { readyNodes, shardLayout, stepNodes, sumsSha256, type Shard } from '../reduce/shards.js';
-import { valuesSha256 } from '../model/weights.js';
+import { readyNodes, shardLayout, stepNodes, sumsDigests, type Shard } from '../reduce/shards.js';
+import { valuesDigest } from '../model/weights.js';
 import type { RangeResult } from '../compute/range.js';
 import { MAX_ABORTED_SHARDED_STEPS } from '../constants.js';
 import { RemoteWorker } from './remote-worker.js';
@@ -185,7 +185,7 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
         })
         .then((r) => {
           sendLocalPartials(ctx, plan, work, r.nodes, sentDense ? denseOnly.map((d) => !d) : denseOnly.map(() => true));
-          localSums = ctx.verifier ? sumsSha256(ctx.slab, r.nodes, plan.shards) : [];
+          localSums = ctx.verifier ? sumsDigests(ctx.slab, r.nodes, plan.shards) : [];
           return r;
         })
     : Promise.resolve(undefined);
@@ -218,8 +218,8 @@ export async function trainShardedStep(ctx: StepContext, work: StepWork, assigne
       examples: work.count,
       shards: plan.shards,
       owners,
-      local: { nodes: local ? coverNodes(n, local.lo, local.hi) : [], sumsSha256: localSums },
-      weightsSha256: plan.shards.map(([from, to]) => valuesSha256(ctx.weights.subarray(from, to))),
+      local: { nodes: local ? coverNodes(n, local.lo, local.hi) : [], sumsDigests: localSums },
+      weightsDigests: plan.shards.map(([from, to]) => valuesDigest(ctx.weights.subarray(from, to))),
       nodes: stepNodes(n, [0, ...assigned.map((a) => a.hi)]),
     });
     if (faults.length > 0) {

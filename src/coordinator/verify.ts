@@ -28,7 +28,7 @@ import { float32Bytes } from '../model/weights.js';
 import { shardMean } from '../optim/optimizer.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
 import { slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { nodeKey, readyNodes, sumsSha256, type Shard } from '../reduce/shards.js';
+import { nodeKey, readyNodes, sumsDigests, type Shard } from '../reduce/shards.js';
 
 /** Resolution of the choice: a range is verified when randomInt(VERIFY_SCALE) < fraction·VERIFY_SCALE. */
 const VERIFY_SCALE = 1_000_000;
@@ -91,8 +91,8 @@ export class Verifier {
     this.checked += a.owners.length;
     const faults = new Faults();
     a.owners.forEach((o, j) => {
-      const truth = sumsSha256(this.slab, o.done.nodes.map((n) => [n.lo, n.hi]), a.shards);
-      const same = o.done.nodes.every((n) => n.lossSum === this.slab.loss[n.lo] && n.examples === this.slab.count[n.lo]) && truth.every((d, i) => equal(o.done.sumsSha256[i], d));
+      const truth = sumsDigests(this.slab, o.done.nodes.map((n) => [n.lo, n.hi]), a.shards);
+      const same = o.done.nodes.every((n) => n.lossSum === this.slab.loss[n.lo] && n.examples === this.slab.count[n.lo]) && truth.every((d, i) => equal(o.done.sumsDigests[i], d));
       if (!same) faults.add(j, `sent sums for microbatches [${o.task.lo},${o.task.hi}) of step ${a.step} that recomputation does not give`);
     });
     if (faults.list.length > 0) return faults.list;
@@ -126,9 +126,9 @@ export interface ShardedAccount {
     fromPeers: boolean;
   }[];
   /** The coordinator's threads' subtrees, and their sums' digests: node-major, then shard. */
-  local: { nodes: TreeNode[]; sumsSha256: Uint8Array[] };
+  local: { nodes: TreeNode[]; sumsDigests: Uint8Array[] };
   /** The coordinator's replica of the step's weights, digest per shard. */
-  weightsSha256: Uint8Array[];
+  weightsDigests: Uint8Array[];
   /** Every subtree of the step, in leaf order: what each owner's received digests list. */
   nodes: TreeNode[];
 }
@@ -167,11 +167,11 @@ export function shardedFaults(a: ShardedAccount): ShardFault[] {
   // The weights each owner computed with: the replica's, or the values their shard's owner made.
   a.owners.forEach((o, j) => {
     a.shards.forEach(([from, to], k) => {
-      if (equal(o.done.weightsSha256[k], a.weightsSha256[k])) return;
+      if (equal(o.done.weightsDigests[k], a.weightsDigests[k])) return;
       const values = `weights [${from},${to}) of version ${a.step}`;
       if (!o.fromPeers) faults.add(j, `computed step ${a.step} with ${values} other than the coordinator sent it`);
       else if (k === j) faults.add(j, `made ${values} other than its update gives`);
-      else if (equal(a.owners[k].done.weightsSha256[k], a.weightsSha256[k])) contradict(k, j, `the ${values} that it made`);
+      else if (equal(a.owners[k].done.weightsDigests[k], a.weightsDigests[k])) contradict(k, j, `the ${values} that it made`);
       // else the owner made other values itself: its own check names it
     });
   });
@@ -197,11 +197,11 @@ export function shardedFaults(a: ShardedAccount): ShardFault[] {
     a.nodes.forEach(([lo, hi], n) => {
       const from = sender.get(nodeKey(lo, hi));
       if (!from) throw new Error(`sharded step ${a.step}: nobody computed subtree [${lo},${hi})`);
-      const received = o.update.receivedSha256[n];
+      const received = o.update.receivedDigests[n];
       const sums = `the sums of [${lo},${hi}) of step ${a.step}`;
       if (from.j === -1) {
-        if (!equal(received, a.local.sumsSha256[from.i * S + k])) faults.add(k, `reduced ${sums} other than the coordinator's threads sent it`);
-      } else if (!equal(received, a.owners[from.j].done.sumsSha256[from.i * S + k])) {
+        if (!equal(received, a.local.sumsDigests[from.i * S + k])) faults.add(k, `reduced ${sums} other than the coordinator's threads sent it`);
+      } else if (!equal(received, a.owners[from.j].done.sumsDigests[from.i * S + k])) {
         if (from.j === k) faults.add(k, `reduced ${sums} other than it reported`);
         else contradict(from.j, k, `${sums} that it sent`);
       }

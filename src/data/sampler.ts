@@ -33,6 +33,30 @@ export function epochPermutation(seed: number, epoch: number, samples: number): 
   return perm;
 }
 
+/**
+ * The permutations of one run's epochs, kept for the epoch last asked for: a worker's view of the
+ * data order, which the coordinator's assignments name by epoch and position only.
+ */
+export class EpochOrder {
+  private epoch = -1;
+  private perm: Uint32Array = new Uint32Array(0);
+
+  constructor(
+    private readonly seed: number,
+    private readonly samples: number,
+  ) {}
+
+  /** The training-set indices at positions [start, start + count) of epoch `epoch`. */
+  at(epoch: number, start: number, count: number): Uint32Array {
+    if (start + count > this.samples) throw new Error(`positions [${start},${start + count}) are outside an epoch of ${this.samples} samples`);
+    if (epoch !== this.epoch) {
+      this.perm = epochPermutation(this.seed, epoch, this.samples);
+      this.epoch = epoch;
+    }
+    return this.perm.subarray(start, start + count);
+  }
+}
+
 /** Position in the epoch's permutation where `step` (counted from 0) begins, and its sample count. */
 export function batchRange(plan: BatchPlan, step: number): { start: number; count: number } {
   const start = step * plan.batchSize;

@@ -1,6 +1,7 @@
 // The flat trainable weight vector: seeded initialisation, expansion to the tensors the forward
 // pass uses (masked C3 entries become zeros), compaction of gradients back, and the digest.
 import { createHash } from 'node:crypto';
+import { VALUES_DIGEST_BYTES } from '../constants.js';
 import { endianness } from 'node:os';
 import { Rng, mixSeed } from '../data/rng.js';
 import { paramOffset, type ModelSpec, type ParamSpec } from './architectures.js';
@@ -78,7 +79,7 @@ export function weightsSha256(flat: Float32Array): string {
   return createHash('sha256').update(float32Bytes(flat)).digest('hex');
 }
 
-/** SHA-256 (32 bytes) of float32 values as little-endian bytes: a sum or weights as sent. */
-export function valuesSha256(values: Float32Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(float32Bytes(values)).digest());
+/** The digest of float32 values as little-endian bytes (a sum or weights as sent): the first 16 bytes of their SHA-256. */
+export function valuesDigest(values: Float32Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(float32Bytes(values)).digest().subarray(0, VALUES_DIGEST_BYTES));
 }

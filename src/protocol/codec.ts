@@ -4,7 +4,7 @@
 // code that owns that state.
 import { endianness } from 'node:os';
 import protobuf from 'protobufjs';
-import { MAX_FRAME_BYTES } from '../constants.js';
+import { MAX_FRAME_BYTES, VALUES_DIGEST_BYTES } from '../constants.js';
 import { float16BytesToFloat32, float32ToFloat16Bytes, type GradDType } from '../reduce/float16.js';
 import { CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_VERSION_MISMATCH, ProtocolError } from './errors.js';
 import { PROTO_SOURCE } from './schema.js';
@@ -76,7 +76,7 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
       return { reject: { reason: msg.reason, message: msg.message } };
     case 'assignment': {
       const { type: _t, ...a } = msg;
-      return { assignment: { ...a, samples: Array.from(a.samples), positions: Array.from(a.positions) } };
+      return { assignment: a };
     }
     case 'optimizer_state': {
       const slots = Object.fromEntries(Object.entries(msg.slots).map(([k, v]) => [k, { shape: [v.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(v) }]));
@@ -93,7 +93,7 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
     case 'peer_hello':
       return { peerHello: { runId: msg.runId, workerId: msg.workerId, authProof: msg.authProof } };
     case 'shard_update':
-      return { shardUpdate: { step: msg.step, offset: msg.offset, mean: { shape: [msg.mean.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(msg.mean) }, receivedSha256: msg.receivedSha256 } };
+      return { shardUpdate: { step: msg.step, offset: msg.offset, mean: { shape: [msg.mean.length], dtype: DTYPE_FLOAT32, data: float32ToBytes(msg.mean) }, receivedDigests: msg.receivedDigests } };
     case 'range_done':
       return {
         rangeDone: {
@@ -103,8 +103,8 @@ function toWire(msg: Exclude<Message, WeightsMessage | ResultMessage>): Wire {
           examples: msg.nodes.map((n) => n.examples),
           lossSum: msg.nodes.map((n) => n.lossSum),
           computeMs: msg.computeMs,
-          sumsSha256: msg.sumsSha256,
-          weightsSha256: msg.weightsSha256,
+          sumsDigests: msg.sumsDigests,
+          weightsDigests: msg.weightsDigests,
         },
       };
     case 'abort':
@@ -230,10 +230,10 @@ export function encodeTensorFrame(
 const u32 = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 // protobufjs hands over Buffers; expose plain Uint8Array views of the same memory.
-/** A repeated bytes field of SHA-256 digests: 32 bytes each. */
+/** A repeated bytes field of values digests (valuesDigest): 16 bytes each. */
 function digests(v: unknown, what: string): Uint8Array[] {
   const list = ((v as unknown[] | undefined) ?? []).map(bytes);
-  if (list.some((d) => d.length !== 32)) throw bad(`${what}: every digest is 32 bytes`);
+  if (list.some((d) => d.length !== VALUES_DIGEST_BYTES)) throw bad(`${what}: every digest is ${VALUES_DIGEST_BYTES} bytes`);
   return list;
 }
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0));
@@ -297,15 +297,12 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
       return { type: 'weights', version: u32(b.version), offset, values };
     }
     case 'assignment': {
-      const samples = Uint32Array.from((b.samples as number[] | undefined) ?? []);
-      const positions = Uint32Array.from((b.positions as number[] | undefined) ?? []);
       const sizes = ((b.sizes as number[] | undefined) ?? []).slice();
       const lo = u32(b.lo);
       const hi = u32(b.hi);
       if (hi <= lo || hi > u32(b.microbatches)) throw bad(`assignment: range [${lo},${hi}) is not inside ${u32(b.microbatches)} microbatches`);
       if (sizes.length !== hi - lo) throw bad(`assignment: ${sizes.length} sizes for ${hi - lo} microbatches`);
       const total = sizes.reduce((a, x) => a + x, 0);
-      if (samples.length !== total || positions.length !== total) throw bad(`assignment: ${samples.length} samples and ${positions.length} positions for ${total}`);
       const pixels = bytes(b.pixels);
       const labels = bytes(b.labels);
       if (pixels.length !== 0 && (pixels.length !== total * 784 || labels.length !== total)) throw bad('assignment: pixels or labels do not match the samples');
@@ -333,8 +330,7 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
         microbatches: u32(b.microbatches),
         lo,
         hi,
-        samples,
-        positions,
+        start: u32(b.start),
         sizes,
         pixels,
         labels,
@@ -382,16 +378,16 @@ function fromWire(w: Wire, into?: TensorTarget): Message {
     case 'shardUpdate': {
       const mean = b.mean as WireTensor | undefined;
       if (mean?.dtype !== DTYPE_FLOAT32) throw bad('shard update: the mean must be float32');
-      return { type: 'shard_update', step: u32(b.step), offset: u32(b.offset), mean: decodeTensor(mean, 'shard update'), receivedSha256: digests(b.receivedSha256, 'shard update: received_sha256') };
+      return { type: 'shard_update', step: u32(b.step), offset: u32(b.offset), mean: decodeTensor(mean, 'shard update'), receivedDigests: digests(b.receivedDigests, 'shard update: received_digests') };
     }
     case 'rangeDone': {
       const list = (k: string): number[] => ((b[k] as number[] | undefined) ?? []).slice();
       const [lo, hi, examples, lossSum] = [list('lo'), list('hi'), list('examples'), list('lossSum')];
       if (hi.length !== lo.length || examples.length !== lo.length || lossSum.length !== lo.length) throw bad('range done: lo, hi, examples and loss_sum differ in length');
       const nodes = lo.map((l, i) => ({ lo: l, hi: hi[i], examples: examples[i], lossSum: lossSum[i] }));
-      const sumsSha256 = digests(b.sumsSha256, 'range done: sums_sha256');
-      if (sumsSha256.length % Math.max(1, nodes.length) !== 0) throw bad(`range done: ${sumsSha256.length} sums_sha256 for ${nodes.length} subtrees`);
-      return { type: 'range_done', step: u32(b.step), nodes, computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0, sumsSha256, weightsSha256: digests(b.weightsSha256, 'range done: weights_sha256') };
+      const sumsDigests = digests(b.sumsDigests, 'range done: sums_digests');
+      if (sumsDigests.length % Math.max(1, nodes.length) !== 0) throw bad(`range done: ${sumsDigests.length} sums_digests for ${nodes.length} subtrees`);
+      return { type: 'range_done', step: u32(b.step), nodes, computeMs: typeof b.computeMs === 'number' ? b.computeMs : 0, sumsDigests, weightsDigests: digests(b.weightsDigests, 'range done: weights_digests') };
     }
     case 'abort':
       return { type: 'abort', step: u32(b.step) };

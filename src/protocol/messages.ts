@@ -8,10 +8,10 @@ import type { GradDType } from '../reduce/float16.js';
  * 3: a worker given a whole step alone applies the optimizer itself (Assignment.apply, OptimizerState).
  * 4: sharded steps: workers reduce and update parameter shards among themselves (Peers,
  *    PeerHello, ShardUpdate, RangeDone, Abort; Hello.peer_url, RunConfig.run_id).
- * 5: sharded steps can be checked: RangeDone.sums_sha256 and weights_sha256,
- *    ShardUpdate.received_sha256.
+ * 5: sharded steps can be checked: RangeDone.sums_digests and weights_digests,
+ *    ShardUpdate.received_digests.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 export enum RejectReason {
   UNSPECIFIED = 0,
@@ -102,10 +102,15 @@ export interface WeightsMessage {
   values: Float32Array;
 }
 
-/** A range of a step's microbatches for a worker: the range task its threads compute, on the wire. */
-export interface AssignmentMessage extends Omit<RangeTask, 'leavesOnly'> {
+/**
+ * A range of a step's microbatches for a worker: the range task its threads compute, on the wire.
+ * Its samples are the epoch's permutation from position `start` on (both sides derive it).
+ */
+export interface AssignmentMessage extends Omit<RangeTask, 'leavesOnly' | 'samples' | 'positions'> {
   type: 'assignment';
   step: number;
+  /** The epoch position of leaf lo's first sample; leaves lo..hi-1 hold the positions from there on. */
+  start: number;
   /** With sendPixels: 784 bytes per sample, in `samples` order; else empty. */
   pixels: Uint8Array;
   labels: Uint8Array;
@@ -154,7 +159,7 @@ export interface ShardUpdateMessage {
   offset: number;
   mean: Float32Array;
   /** SHA-256 of each of the step's subtree sums over this shard, as reduced here, in leaf order. */
-  receivedSha256: Uint8Array[];
+  receivedDigests: Uint8Array[];
 }
 
 /** A worker's subtrees of a sharded step, with their example counts and loss sums. */
@@ -164,9 +169,9 @@ export interface RangeDoneMessage {
   nodes: { lo: number; hi: number; examples: number; lossSum: number }[];
   computeMs: number;
   /** Node-major: for nodes[i] and the plan's shard k, SHA-256 of its sum over the shard at i·shards + k. */
-  sumsSha256: Uint8Array[];
+  sumsDigests: Uint8Array[];
   /** Per shard of the plan: SHA-256 of the step's weights over it, as computed with. */
-  weightsSha256: Uint8Array[];
+  weightsDigests: Uint8Array[];
 }
 
 /** One microbatch a joining worker must compute to the coordinator's bits. */

@@ -2,7 +2,7 @@
 // vector [0, P) is cut into contiguous shards; each shard's owner completes the fixed tree for
 // its values only. Every value is still added along the same tree as in an unsharded sum, and
 // the optimizer is elementwise, so any shard layout gives the bits of one update of the whole.
-import { valuesSha256 } from '../model/weights.js';
+import { valuesDigest } from '../model/weights.js';
 import { coverNodes, slot, type Slab, type TreeNode } from './ordered-sum.js';
 
 export type Shard = readonly [from: number, to: number];
@@ -34,10 +34,10 @@ export function stepNodes(microbatches: number, bounds: readonly number[]): Tree
 
 /**
  * SHA-256 of the sum at each of `nodes` over each of `shards`, node-major: the layout of
- * RangeDone.sums_sha256 (what a participant sent each shard's owner).
+ * RangeDone.sums_digests (what a participant sent each shard's owner).
  */
-export function sumsSha256(slab: Slab, nodes: readonly TreeNode[], shards: readonly Shard[]): Uint8Array[] {
-  return nodes.flatMap(([lo]) => shards.map(([from, to]) => valuesSha256(slot(slab, lo).subarray(from, to))));
+export function sumsDigests(slab: Slab, nodes: readonly TreeNode[], shards: readonly Shard[]): Uint8Array[] {
+  return nodes.flatMap(([lo]) => shards.map(([from, to]) => valuesDigest(slot(slab, lo).subarray(from, to))));
 }
 
 export const nodeKey = (lo: number, hi: number): string => `${lo}:${hi}`;

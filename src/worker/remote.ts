@@ -17,6 +17,7 @@ import { IMAGE_PIXELS, MAX_FRAME_BYTES, MAX_SAME_COMPUTE_FAILURES, RECONNECT_FAC
 import { LenetError } from '../errors.js';
 import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
+import { EpochOrder } from '../data/sampler.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
@@ -33,7 +34,7 @@ import type { Log } from '../metrics/log.js';
 import { PeerLinks, flushed } from './peers.js';
 import { PROBE_VERSION, probeDigest, probeTask } from '../compute/probe.js';
 import { SIMULATE_COMPUTE_MS, simulatedCompute } from './simulated.js';
-import { ShardedSteps } from './sharded.js';
+import { ShardedSteps, type AssignedRange } from './sharded.js';
 
 export const EXIT_REJECTED = 5;
 export const EXIT_UNREACHABLE = 6;
@@ -131,6 +132,8 @@ interface Session {
   replaced: number;
   /** Its part in sharded steps. */
   sharded: ShardedSteps;
+  /** The run's data order: which samples an assignment's positions name. */
+  order: EpochOrder;
 }
 
 /**
@@ -515,6 +518,7 @@ export class RemoteWorkerProcess {
       optimizerVersion: -1,
       mean: new Float32Array(spec.size),
       replaced: 0,
+      order: new EpochOrder(config.seed, config.trainSamples),
     } as Session;
     // The same object: the sharded steps read and write the session's versions.
     session.sharded = new ShardedSteps(session, workerId, {
@@ -569,7 +573,7 @@ export class RemoteWorkerProcess {
    * from the same sums in the same order, so the weights of the next version are made here, the
    * same bits, and the next step (preassigned with this one) starts without waiting for them.
    */
-  private applyAlone(s: Session, a: AssignmentMessage, nodes: TreeNode[]): void {
+  private applyAlone(s: Session, a: AssignedRange, nodes: TreeNode[]): void {
     const ready = new Set(nodes.map(([lo, hi]) => `${lo}:${hi}`));
     // Not finite: the coordinator ends the run as diverged; nothing to make.
     if (!batchMean(s.slab, a.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), s.mean)) return;
@@ -604,7 +608,7 @@ export class RemoteWorkerProcess {
   }
 
   /** Checks an assignment's range and samples against the run, and keeps the pixels it carries. */
-  private takeSamples(s: Session, a: Pick<AssignmentMessage, 'lo' | 'hi' | 'samples' | 'pixels' | 'labels'>): void {
+  private takeSamples(s: Session, a: Pick<AssignedRange, 'lo' | 'hi' | 'samples' | 'pixels' | 'labels'>): void {
     if (a.hi > s.slab.slots) throw new Error(`assignment range [${a.lo},${a.hi}) exceeds ${s.slab.slots} microbatches`);
     for (const index of a.samples) if (index >= s.labels.length) throw new Error(`sample ${index} is outside the training set`);
     if (a.pixels.length > 0) {
@@ -615,9 +619,12 @@ export class RemoteWorkerProcess {
     }
   }
 
-  private async onAssignment(a: AssignmentMessage, send: (m: Message) => void, replacedBefore: number): Promise<void> {
+  private async onAssignment(msg: AssignmentMessage, send: (m: Message) => void, replacedBefore: number): Promise<void> {
     const s = this.session;
     if (!s) throw new Error('assignment before welcome');
+    const count = msg.sizes.reduce((n, x) => n + x, 0);
+    const positions = Uint32Array.from({ length: count }, (_, i) => msg.start + i);
+    const a: AssignedRange = { ...msg, samples: s.order.at(msg.epoch, msg.start, count), positions };
     if (a.apply) {
       if (s.config.gradDType !== 'float32') throw new Error('apply assignment in a run with float16 gradients');
       // Its weights or optimizer state came again after it: the coordinator took this step (or the

@@ -11,11 +11,11 @@
 import { encodeTensorFrame } from '../protocol/codec.js';
 import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage, WeightsMessage } from '../protocol/messages.js';
 import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { nodeKey, readyNodes, stepNodes, sumsSha256 } from '../reduce/shards.js';
+import { nodeKey, readyNodes, stepNodes, sumsDigests } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
 import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
-import { valuesSha256 } from '../model/weights.js';
+import { valuesDigest } from '../model/weights.js';
 
 /**
  * A test hook, for the tests that prove sharded steps are checked (test/integration/sharded.test.ts):
@@ -27,6 +27,9 @@ const [CORRUPT_WHAT, CORRUPT_EVERY] = ((): [string, number] => {
   const [what = '', every = '0'] = (process.env.LENET_TEST_CORRUPT_SHARDED ?? '').split(':');
   return [what, Number(every)];
 })();
+
+/** An assignment with its samples and their epoch positions, as the worker derived them. */
+export type AssignedRange = AssignmentMessage & Pick<RangeTask, 'samples' | 'positions'>;
 
 /** What of the worker's session a sharded step reads and writes. */
 export interface ShardedSession {
@@ -52,7 +55,7 @@ export interface ShardedIo {
 }
 
 interface Current {
-  a: AssignmentMessage;
+  a: AssignedRange;
   own: PeerEntry;
   others: PeerEntry[];
   /** Every partial sum of the step; `arrived`: those of them in the slab for the own shard. */
@@ -105,7 +108,7 @@ export class ShardedSteps {
    * those values are final, while the convolutions' backward pass still runs (`compute`'s early
    * hand-over); the others' once the range is done.
    */
-  async run(a: AssignmentMessage, compute: (task: RangeTask, early?: EarlyDense) => Promise<RangeResult>): Promise<void> {
+  async run(a: AssignedRange, compute: (task: RangeTask, early?: EarlyDense) => Promise<RangeResult>): Promise<void> {
     const plan = this.plan;
     if (!plan || plan.plan !== a.plan) throw new Error(`sharded step ${a.step} follows plan ${a.plan}, but this worker has ${plan ? `plan ${plan.plan}` : 'none'}`);
     const own = plan.peers.find((p) => p.workerId === this.workerId);
@@ -124,7 +127,7 @@ export class ShardedSteps {
     for (const msg of this.early.get(a.step) ?? []) this.onPartial(msg);
     this.early.delete(a.step);
     // What it computes with, shard by shard, for the coordinator to compare with its replica.
-    const weightsSha256 = plan.peers.map((p) => valuesSha256(s.weights.subarray(p.from, p.to)));
+    const weightsDigests = plan.peers.map((p) => valuesDigest(s.weights.subarray(p.from, p.to)));
     const mine = coverNodes(a.microbatches, a.lo, a.hi);
     const sendTo = (peers: PeerEntry[]): void => {
       for (const p of peers) {
@@ -144,8 +147,8 @@ export class ShardedSteps {
     sendTo(rest);
     const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
     // What it sent each owner (and keeps of its own shard), node by node, shard by shard.
-    const sums = sumsSha256(s.slab, mine, plan.peers.map((p) => [p.from, p.to] as const));
-    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsSha256: sums, weightsSha256 });
+    const sums = sumsDigests(s.slab, mine, plan.peers.map((p) => [p.from, p.to] as const));
+    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsDigests: sums, weightsDigests });
     for (const [lo, hi] of mine) current.arrived.add(nodeKey(lo, hi));
     this.maybeReduce(current);
   }
@@ -188,7 +191,7 @@ export class ShardedSteps {
     const { a, own } = c;
     const s = this.s;
     // The sums it reduces, as they came: the coordinator compares them with what was sent.
-    const receivedSha256 = [...c.expected.values()].map(([lo]) => valuesSha256(slot(s.slab, lo).subarray(own.from, own.to)));
+    const receivedDigests = [...c.expected.values()].map(([lo]) => valuesDigest(slot(s.slab, lo).subarray(own.from, own.to)));
     const finite = shardMean(s.slab, a.microbatches, readyNodes([...c.expected.values()]), s.mean, own.from, own.to, a.examples);
     // Not finite: the coordinator ends the run as diverged; nothing to make.
     if (finite) {
@@ -196,7 +199,7 @@ export class ShardedSteps {
       s.optimizer!.update(s.weights, s.mean, a.lr, own.from, own.to);
     }
     const mean = s.mean.subarray(own.from, own.to);
-    this.io.toCoordinator({ type: 'shard_update', step: a.step, offset: own.from, mean: c.corrupt === 'mean' ? perturbed(mean) : mean, receivedSha256 });
+    this.io.toCoordinator({ type: 'shard_update', step: a.step, offset: own.from, mean: c.corrupt === 'mean' ? perturbed(mean) : mean, receivedDigests });
     if (!finite) return;
     const values = s.weights.subarray(own.from, own.to);
     const weights: WeightsMessage = { type: 'weights', version: a.weightsVersion + 1, offset: own.from, values: c.corrupt === 'weights' ? perturbed(values) : values };

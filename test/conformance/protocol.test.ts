@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authProof } from '../../src/protocol/auth.js';
 import { encode } from '../../src/protocol/codec.js';
-import { valuesSha256 } from '../../src/model/weights.js';
+import { valuesDigest } from '../../src/model/weights.js';
 import { coverNodes } from '../../src/reduce/ordered-sum.js';
 import { PROTOCOL_VERSION, RejectReason, type AssignmentMessage, type Message } from '../../src/protocol/messages.js';
 import { MAX_CONSECUTIVE_LATE } from '../../src/constants.js';
@@ -40,6 +40,9 @@ afterAll(() => {
   running.splice(0).forEach((p) => p.kill());
   dir.remove();
 });
+
+/** The samples an assignment covers. */
+const total = (a: AssignmentMessage): number => a.sizes.reduce((x, y) => x + y, 0);
 
 /** Whole results of zeros for an assignment: one per maximal subtree, with the right example counts. */
 function zeroSums(a: AssignmentMessage): Message[] {
@@ -257,7 +260,7 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
     for (const [c, x] of [[a, aa], [b, ab]] as const) {
       expect(x).toMatchObject({ sharded: true, apply: false, plan: peers.plan, bounds: [0, aa.hi, ab.hi].sort((p, q) => p - q) });
       expect(x.lr).toBeGreaterThan(0);
-      expect(x.examples).toBe(aa.samples.length + ab.samples.length);
+      expect(x.examples).toBe(total(aa) + total(ab));
       for (const type of ['peers', 'optimizer_state', 'weights'] as const) expect(c.frames.findIndex((f) => f.type === type)).toBeLessThan(c.frames.indexOf(x));
     }
     a.close();
@@ -274,8 +277,8 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
   });
 
   /** The subtrees of a range, as RangeDone lists them: one leaf per microbatch here (ranges of 1). */
-  const rangeDone = (x: AssignmentMessage, examples = x.samples.length): Message => ({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1, sumsSha256: [ZERO, ZERO], weightsSha256: [ZERO, ZERO] });
-  const ZERO = new Uint8Array(32);
+  const rangeDone = (x: AssignmentMessage, examples = total(x)): Message => ({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1, sumsDigests: [ZERO, ZERO], weightsDigests: [ZERO, ZERO] });
+  const ZERO = new Uint8Array(16);
 
   /**
    * Both owners' honest-looking account of a step whose sums were all zeros: digests of zeros for
@@ -284,21 +287,21 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
   async function zeroAccount(c: Client, x: AssignmentMessage, change: { received?: boolean; weights?: boolean } = {}): Promise<void> {
     const peers = await c.next('peers');
     const weights = c.weightsOf(x.weightsVersion);
-    const zeros = (from: number, to: number): Uint8Array => valuesSha256(new Float32Array(to - from));
+    const zeros = (from: number, to: number): Uint8Array => valuesDigest(new Float32Array(to - from));
     const { workerId } = await c.next('welcome');
     const own = peers.peers.find((p) => p.workerId === workerId)!;
-    const weightsSha256 = peers.peers.map((p) => valuesSha256(weights.subarray(p.from, p.to)));
-    if (change.weights) weightsSha256[0] = ZERO;
-    const examples = x.samples.length;
-    c.send({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1, sumsSha256: peers.peers.map((p) => zeros(p.from, p.to)), weightsSha256 });
-    const receivedSha256 = x.bounds.slice(1).map(() => zeros(own.from, own.to));
-    if (change.received) receivedSha256[0] = ZERO;
-    c.send({ type: 'shard_update', step: x.step, offset: own.from, mean: new Float32Array(own.to - own.from), receivedSha256 });
+    const weightsDigests = peers.peers.map((p) => valuesDigest(weights.subarray(p.from, p.to)));
+    if (change.weights) weightsDigests[0] = ZERO;
+    const examples = total(x);
+    c.send({ type: 'range_done', step: x.step, nodes: [{ lo: x.lo, hi: x.hi, examples, lossSum: 1 }], computeMs: 1, sumsDigests: peers.peers.map((p) => zeros(p.from, p.to)), weightsDigests });
+    const receivedDigests = x.bounds.slice(1).map(() => zeros(own.from, own.to));
+    if (change.received) receivedDigests[0] = ZERO;
+    c.send({ type: 'shard_update', step: x.step, offset: own.from, mean: new Float32Array(own.to - own.from), receivedDigests });
   }
 
   it('a RangeDone without a digest for each subtree and shard: close 4004', async () => {
     const { a, aa } = await shardedPair();
-    a.send({ ...(rangeDone(aa) as Extract<Message, { type: 'range_done' }>), sumsSha256: [ZERO] });
+    a.send({ ...(rangeDone(aa) as Extract<Message, { type: 'range_done' }>), sumsDigests: [ZERO] });
     expect((await a.closed).code).toBe(4004);
   });
 
@@ -337,7 +340,7 @@ describe('sharded steps (docs/protocol.md, "Sharded steps")', () => {
     const { a, b, aa } = await shardedPair();
     const peers = await a.next('peers');
     const other = peers.peers.find((p) => p.url === 'ws://127.0.0.1:10')!;
-    a.send({ type: 'shard_update', step: aa.step, offset: other.from, mean: new Float32Array(other.to - other.from), receivedSha256: [ZERO, ZERO] });
+    a.send({ type: 'shard_update', step: aa.step, offset: other.from, mean: new Float32Array(other.to - other.from), receivedDigests: [ZERO, ZERO] });
     expect((await a.closed).code).toBe(4004);
     expect((await b.next('abort')).step).toBe(aa.step);
     b.close();

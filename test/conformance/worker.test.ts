@@ -9,7 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, type AssignmentMessage, type Message, type RunConfigMessage } from '../../src/protocol/messages.js';
 import { denseOffset, modelSpec } from '../../src/model/architectures.js';
-import { valuesSha256 } from '../../src/model/weights.js';
+import { valuesDigest } from '../../src/model/weights.js';
 import { runConfig, wholeStep } from '../integration/scripted-coordinator.js';
 import { startCli, type CliResult, type RunningCli } from '../integration/run-cli.js';
 import { Client } from './client.js';
@@ -138,10 +138,10 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     expect((await c.closed).code).toBe(4004);
   });
 
-  it('an Assignment outside the training set: 4004', async () => {
+  it('an Assignment of positions past the epoch\'s end: 4004', async () => {
     const { c } = await coordinator.welcomed();
     c.send(weights(0));
-    c.send(wholeStep(0, { sample: (i) => 60_000 + i }));
+    c.send(wholeStep(0, { start: 60_000 - 32 }));
     expect((await c.closed).code).toBe(4004);
   });
 
@@ -212,7 +212,7 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
   /** Leaf 0 of step 0's two, sharded with plan `plan`: this worker's range in the plan above. */
   function leafZero(plan: number): AssignmentMessage {
     const whole = wholeStep(0);
-    return { ...whole, hi: 1, samples: whole.samples.slice(0, 32), positions: whole.positions.slice(0, 32), sizes: [32], sharded: true, plan, bounds: [0, 1, 2], examples: 64, lr: 0.001 };
+    return { ...whole, hi: 1, sizes: [32], sharded: true, plan, bounds: [0, 1, 2], examples: 64, lr: 0.001 };
   }
 
   it('a sharded step: RangeDone lists its subtrees and the digests of what it computed with and sent; a partial sum of a subtree the step lacks is ignored; once every partial sum of its shard is in, ShardUpdate with the digests of what it reduced', async () => {
@@ -222,8 +222,8 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     expect(done.step).toBe(0);
     expect(done.nodes).toEqual([{ lo: 0, hi: 1, examples: 32, lossSum: expect.any(Number) }]);
     const w0 = (weights(0) as Extract<Message, { type: 'weights' }>).values;
-    expect(done.weightsSha256).toEqual([valuesSha256(w0.subarray(0, SPLIT)), valuesSha256(w0.subarray(SPLIT, P))]);
-    expect(done.sumsSha256).toHaveLength(2); // its one subtree, over each of the two shards
+    expect(done.weightsDigests).toEqual([valuesDigest(w0.subarray(0, SPLIT)), valuesDigest(w0.subarray(SPLIT, P))]);
+    expect(done.sumsDigests).toHaveLength(2); // its one subtree, over each of the two shards
     c.send(partial(0, 5, 6, 0, SPLIT));
     await w.waitFor(/ignored a partial sum of step 0 for a subtree the step does not have/, 10_000);
     expect(c.all('shard_update')).toHaveLength(0);
@@ -232,7 +232,7 @@ describe('a worker, joined to a played coordinator (docs/protocol.md)', () => {
     const update = await c.next('shard_update');
     expect([update.step, update.offset, update.mean.length]).toEqual([0, 0, SPLIT]);
     // Its own subtree's sum over its shard, as it reported it, then the one it was sent.
-    expect(update.receivedSha256).toEqual([done.sumsSha256[0], valuesSha256(sent.gradient)]);
+    expect(update.receivedDigests).toEqual([done.sumsDigests[0], valuesDigest(sent.gradient)]);
     c.close();
   });
 

@@ -32,10 +32,9 @@ export function runConfig(overrides: Partial<RunConfigMessage> = {}): RunConfigM
  * The whole of step `step` on weights of the same version: `microbatches` of 32 samples, each
  * sample index derived from `sample(i)`; with `lr`, an apply assignment.
  */
-export function wholeStep(step: number, o: { microbatches?: number; lr?: number; sample?: (i: number) => number } = {}): AssignmentMessage {
+export function wholeStep(step: number, o: { microbatches?: number; lr?: number; start?: number } = {}): AssignmentMessage {
   const microbatches = o.microbatches ?? 2;
   const n = 32 * microbatches;
-  const sample = o.sample ?? ((i: number) => i * 11);
   return {
     type: 'assignment',
     step,
@@ -44,8 +43,7 @@ export function wholeStep(step: number, o: { microbatches?: number; lr?: number;
     microbatches,
     lo: 0,
     hi: microbatches,
-    samples: Uint32Array.from({ length: n }, (_, i) => sample(i)),
-    positions: Uint32Array.from({ length: n }, (_, i) => step * n + i),
+    start: o.start ?? step * n,
     sizes: Array.from({ length: microbatches }, () => 32),
     pixels: new Uint8Array(0),
     labels: new Uint8Array(0),

@@ -22,7 +22,7 @@ afterEach(async () => {
 
 /** The whole of step `step`: `microbatches` of 32 samples; applied by the worker with LR[step] if `apply`. */
 const assignment = (step: number, apply: boolean, microbatches = 2): AssignmentMessage =>
-  wholeStep(step, { microbatches, lr: apply ? LR[step] : undefined, sample: (i) => (step * 6400 + i * 7) % 60000 });
+  wholeStep(step, { microbatches, lr: apply ? LR[step] : undefined, start: step * 6400 });
 
 /** A scripted coordinator on a free loopback port; `script` answers the worker's messages. */
 async function coordinator(script: (m: Message, send: (m: Message) => void) => void): Promise<string> {

@@ -20,7 +20,7 @@ describe('a worker whose compute keeps failing', () => {
     scripted = await scriptedCoordinator(runConfig(), (m: Message, c) => {
       if (m.type === 'ready') {
         c.send({ type: 'weights', version: 0, offset: 0, values: weights });
-        c.send(wholeStep(0, { sample: (i) => 70_000 + i })); // beyond the 60,000 training samples
+        c.send(wholeStep(0, { start: 70_000 })); // beyond the 60,000 training samples
       }
       if (m.type === 'goodbye') goodbyes.push(m.reason);
     });
@@ -29,10 +29,10 @@ describe('a worker whose compute keeps failing', () => {
     const err = await worker.run().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ComputeFailedError);
     expect((err as ComputeFailedError).exitCode).toBe(EXIT_COMPUTE_FAILED);
-    expect((err as Error).message).toMatch(/computing step 0 failed twice in a row with the same error \(sample 70000 is outside the training set\)/);
+    expect((err as Error).message).toMatch(/computing step 0 failed twice in a row with the same error \(positions \[70000,70064\) are outside an epoch of 60000 samples\)/);
     expect(scripted.connections()).toBe(2); // one retry, then no more
     await new Promise((r) => setTimeout(r, 100));
-    expect(goodbyes).toEqual(['compute failed 2 times in a row: sample 70000 is outside the training set']);
+    expect(goodbyes).toEqual(['compute failed 2 times in a row: positions [70000,70064) are outside an epoch of 60000 samples']);
     expect(lines.filter((l) => /could not compute step 0/.test(l))).toHaveLength(1);
   });
 });

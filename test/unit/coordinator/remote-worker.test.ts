@@ -338,7 +338,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
 describe('RemoteWorker sharded steps planned ahead', () => {
   const shardedWork = (step: number): StepWork => ({ ...work, globalStep: step });
   const w = { plan: 3, peersFrame: Uint8Array.of(0x9e), shard: [0, WIDTH] as [number, number], shards: 1, bounds: [0, 2], lr: 0.01 };
-  const digest = new Uint8Array(32);
+  const digest = new Uint8Array(16);
   const head = (f: Uint8Array): unknown => (f[0] === CONV_FRAME || f[0] === DENSE_FRAME || f[0] === OPTIMIZER_FRAME || f[0] === 0x9e ? f[0] : decode(f));
 
   it('the step planned with the one before goes out alone, and is answered after it', async () => {
@@ -348,8 +348,8 @@ describe('RemoteWorker sharded steps planned ahead', () => {
     // Step 5: the plan, the optimizer state, the weights, the assignment; step 6: its assignment only.
     expect(ws.sent.map(head)).toEqual([0x9e, OPTIMIZER_FRAME, DENSE_FRAME, CONV_FRAME, expect.objectContaining({ type: 'assignment', step: 5, sharded: true }), expect.objectContaining({ type: 'assignment', step: 6, weightsVersion: 6, sharded: true })]);
     for (const step of [5, 6]) {
-      ws.frame({ type: 'range_done', step, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest] });
-      ws.frame({ type: 'shard_update', step, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest] });
+      ws.frame({ type: 'range_done', step, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsDigests: [digest], weightsDigests: [digest] });
+      ws.frame({ type: 'shard_update', step, offset: 0, mean: new Float32Array(WIDTH), receivedDigests: [digest] });
     }
     expect((await five.update).step).toBe(5);
     worker.finishSharded(6, 3);
@@ -372,9 +372,9 @@ describe('RemoteWorker sharded steps planned ahead', () => {
 
   it('a RangeDone or ShardUpdate without a digest for each subtree and shard: close 4004', () => {
     for (const msg of [
-      { type: 'range_done' as const, step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [], weightsSha256: [digest] },
-      { type: 'range_done' as const, step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest, digest] },
-      { type: 'shard_update' as const, step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest, digest] },
+      { type: 'range_done' as const, step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsDigests: [], weightsDigests: [digest] },
+      { type: 'range_done' as const, step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsDigests: [digest], weightsDigests: [digest, digest] },
+      { type: 'shard_update' as const, step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedDigests: [digest, digest] },
     ]) {
       const { ws, worker, violations } = setUp();
       void worker.computeSharded(shardedWork(5), 0, 2, w);
@@ -388,8 +388,8 @@ describe('RemoteWorker sharded steps planned ahead', () => {
     const { ws, worker } = setUp();
     const five = worker.computeSharded(shardedWork(5), 0, 2, w);
     expect(five.fromPeers).toBe(false); // the coordinator sent version 5
-    ws.frame({ type: 'range_done', step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest] });
-    ws.frame({ type: 'shard_update', step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest] });
+    ws.frame({ type: 'range_done', step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsDigests: [digest], weightsDigests: [digest] });
+    ws.frame({ type: 'shard_update', step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedDigests: [digest] });
     await five.update;
     worker.finishSharded(6, 3);
     ws.sent = [];
@@ -407,8 +407,8 @@ describe('RemoteWorker sharded steps planned ahead', () => {
   it('a plain step after a sharded one sends the coordinator\'s weights of its version', async () => {
     const { ws, worker } = setUp();
     const five = worker.computeSharded(shardedWork(5), 0, 2, w);
-    ws.frame({ type: 'range_done', step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: [digest], weightsSha256: [digest] });
-    ws.frame({ type: 'shard_update', step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedSha256: [digest] });
+    ws.frame({ type: 'range_done', step: 5, nodes: [{ lo: 0, hi: 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsDigests: [digest], weightsDigests: [digest] });
+    ws.frame({ type: 'shard_update', step: 5, offset: 0, mean: new Float32Array(WIDTH), receivedDigests: [digest] });
     await five.update;
     worker.finishSharded(6, 3);
     ws.sent = [];

@@ -6,7 +6,7 @@ import { shardedFaults, type ShardedAccount } from '../../../src/coordinator/ver
 import type { TreeNode } from '../../../src/reduce/ordered-sum.js';
 import type { RangeTask } from '../../../src/compute/types.js';
 
-const d = (b: number): Uint8Array => new Uint8Array(32).fill(b);
+const d = (b: number): Uint8Array => new Uint8Array(16).fill(b);
 // Ranges of one leaf each: the coordinator's threads [0,1), then owner j [j+1,j+2), which owns
 // shard [5j, 5j+5). Digest bytes: 10·(node+1) + shard for sums; 100 + shard for weights.
 const sums = (node: number, shard: number): Uint8Array => d(10 * (node + 1) + shard);
@@ -18,8 +18,8 @@ function honest(owners = 2): ShardedAccount {
   const owner = (j: number) => ({
     id: NAMES[j],
     task: {} as RangeTask,
-    done: { type: 'range_done' as const, step: 7, nodes: [{ lo: j + 1, hi: j + 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsSha256: shards.map((_, k) => sums(j + 1, k)), weightsSha256: shards.map((_, k) => d(100 + k)) },
-    update: { type: 'shard_update' as const, step: 7, offset: j * 5, mean: new Float32Array(5), receivedSha256: nodes.map((_, n) => sums(n, j)) },
+    done: { type: 'range_done' as const, step: 7, nodes: [{ lo: j + 1, hi: j + 2, examples: 4, lossSum: 1 }], computeMs: 1, sumsDigests: shards.map((_, k) => sums(j + 1, k)), weightsDigests: shards.map((_, k) => d(100 + k)) },
+    update: { type: 'shard_update' as const, step: 7, offset: j * 5, mean: new Float32Array(5), receivedDigests: nodes.map((_, n) => sums(n, j)) },
     fromPeers: true,
   });
   return {
@@ -28,8 +28,8 @@ function honest(owners = 2): ShardedAccount {
     examples: 4 * (owners + 1),
     shards,
     owners: shards.map((_, j) => owner(j)),
-    local: { nodes: [[0, 1]], sumsSha256: shards.map((_, k) => sums(0, k)) },
-    weightsSha256: shards.map((_, k) => d(100 + k)),
+    local: { nodes: [[0, 1]], sumsDigests: shards.map((_, k) => sums(0, k)) },
+    weightsDigests: shards.map((_, k) => d(100 + k)),
     nodes,
   };
 }
@@ -41,14 +41,14 @@ describe('shardedFaults', () => {
 
   it('an owner whose own shard of the weights is not the replica made other values than its update gives', () => {
     const a = honest();
-    a.owners[1].done.weightsSha256[1] = d(0);
-    a.owners[0].done.weightsSha256[1] = d(0); // it sent the same to A: A is not blamed for it
+    a.owners[1].done.weightsDigests[1] = d(0);
+    a.owners[0].done.weightsDigests[1] = d(0); // it sent the same to A: A is not blamed for it
     expect(shardedFaults(a)).toEqual([{ owner: 1, reason: 'made weights [5,10) of version 7 other than its update gives' }]);
   });
 
   it("a worker that says it got other values than the owner's: both, as nothing tells which account is false", () => {
     const a = honest();
-    a.owners[0].done.weightsSha256[1] = d(0);
+    a.owners[0].done.weightsDigests[1] = d(0);
     const faults = shardedFaults(a);
     expect(faults.map((f) => f.owner).sort()).toEqual([0, 1]);
     expect(faults.find((f) => f.owner === 0)!.reason).toBe('and worker-B disagree on the weights [5,10) of version 7 that worker-B made');
@@ -56,34 +56,34 @@ describe('shardedFaults', () => {
 
   it('an owner that two peers contradict about the weights it sent them: that owner alone', () => {
     const a = honest(3);
-    a.owners[0].done.weightsSha256[2] = d(0);
-    a.owners[1].done.weightsSha256[2] = d(1);
+    a.owners[0].done.weightsDigests[2] = d(0);
+    a.owners[1].done.weightsDigests[2] = d(1);
     expect(shardedFaults(a)).toEqual([{ owner: 2, reason: 'is contradicted by worker-A and worker-B about the weights [10,15) of version 7 that it made' }]);
   });
 
   it('a sender that two owners contradict about the sums it sent them: that sender alone', () => {
     const a = honest(3);
-    a.owners[1].update.receivedSha256[1] = d(0); // A's subtree [1,2), as B and C say they got it
-    a.owners[2].update.receivedSha256[1] = d(0);
+    a.owners[1].update.receivedDigests[1] = d(0); // A's subtree [1,2), as B and C say they got it
+    a.owners[2].update.receivedDigests[1] = d(0);
     expect(shardedFaults(a)).toEqual([{ owner: 0, reason: 'is contradicted by worker-B and worker-C about the sums of [1,2) of step 7 that it sent' }]);
   });
 
   it('weights other than the coordinator sent: that worker alone', () => {
     const a = honest();
     a.owners[0].fromPeers = false;
-    a.owners[0].done.weightsSha256[1] = d(0);
+    a.owners[0].done.weightsDigests[1] = d(0);
     expect(shardedFaults(a)).toEqual([{ owner: 0, reason: 'computed step 7 with weights [5,10) of version 7 other than the coordinator sent it' }]);
   });
 
   it("an owner that reduced other sums than the coordinator's threads sent it: that owner", () => {
     const a = honest();
-    a.owners[1].update.receivedSha256[0] = d(0);
+    a.owners[1].update.receivedDigests[0] = d(0);
     expect(shardedFaults(a)).toEqual([{ owner: 1, reason: "reduced the sums of [0,1) of step 7 other than the coordinator's threads sent it" }]);
   });
 
   it('an owner that reduced other sums than a peer says it sent: both', () => {
     const a = honest();
-    a.owners[1].update.receivedSha256[1] = d(0); // A's subtree [1,2), as B says it got it
+    a.owners[1].update.receivedDigests[1] = d(0); // A's subtree [1,2), as B says it got it
     const faults = shardedFaults(a);
     expect(faults.map((f) => f.owner).sort()).toEqual([0, 1]);
     expect(faults.find((f) => f.owner === 1)!.reason).toBe('and worker-A disagree on the sums of [1,2) of step 7 that worker-A sent');
@@ -91,7 +91,7 @@ describe('shardedFaults', () => {
 
   it('an owner that reduced other own sums than it reported: that owner', () => {
     const a = honest();
-    a.owners[0].update.receivedSha256[1] = d(0);
+    a.owners[0].update.receivedDigests[1] = d(0);
     expect(shardedFaults(a)).toEqual([{ owner: 0, reason: 'reduced the sums of [1,2) of step 7 other than it reported' }]);
   });
 });

@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { batchRange, epochPermutation, microbatchCount, stepsPerEpoch } from '../../../src/data/sampler.js';
+import { EpochOrder, batchRange, epochPermutation, microbatchCount, stepsPerEpoch } from '../../../src/data/sampler.js';
 import { distortImage, copyImage } from '../../../src/data/distort.js';
+
+describe('EpochOrder', () => {
+  it('names the samples at positions of any epoch as the permutation has them, in any order of epochs', () => {
+    const order = new EpochOrder(7, 1000);
+    for (const [epoch, start, count] of [[3, 10, 64], [0, 990, 10], [3, 0, 1000], [1, 500, 1]]) {
+      expect(order.at(epoch, start, count)).toEqual(epochPermutation(7, epoch, 1000).subarray(start, start + count));
+    }
+  });
+
+  it('refuses positions past the epoch\'s end', () => {
+    expect(() => new EpochOrder(7, 1000).at(0, 990, 11)).toThrow('positions [990,1001) are outside an epoch of 1000 samples');
+  });
+});
 
 describe('epochPermutation', () => {
   it('is a permutation, the same for the same seed and epoch', () => {

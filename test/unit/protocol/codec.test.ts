@@ -26,8 +26,7 @@ const SAMPLES: Message[] = [
     microbatches: 4,
     lo: 1,
     hi: 3,
-    samples: Uint32Array.from([5, 9, 11, 2]),
-    positions: Uint32Array.from([66, 67, 68, 69]),
+    start: 66,
     sizes: [2, 2],
     pixels: new Uint8Array(4 * 784).fill(3),
     labels: Uint8Array.from([1, 2, 3, 4]),
@@ -46,8 +45,7 @@ const SAMPLES: Message[] = [
     microbatches: 2,
     lo: 0,
     hi: 2,
-    samples: Uint32Array.from([5, 9, 11, 2]),
-    positions: Uint32Array.from([66, 67, 68, 69]),
+    start: 66,
     sizes: [2, 2],
     pixels: new Uint8Array(0),
     labels: new Uint8Array(0),
@@ -67,8 +65,8 @@ const SAMPLES: Message[] = [
   { type: 'goodbye', reason: 'run complete', runComplete: true },
   { type: 'peers', plan: 3, peers: [{ workerId: 1, url: 'ws://10.0.0.7:40111', from: 0, to: 30403 }, { workerId: 4, url: 'ws://[::1]:40112', from: 30403, to: 60806 }] },
   { type: 'peer_hello', runId: '0f'.repeat(16), workerId: 4, authProof: new Uint8Array(32).fill(9) },
-  { type: 'shard_update', step: 12, offset: 1672, mean: grad, receivedSha256: [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)] },
-  { type: 'range_done', step: 12, nodes: [{ lo: 0, hi: 2, examples: 64, lossSum: 12.5 }, { lo: 2, hi: 3, examples: 17, lossSum: -0.25 }], computeMs: 7.5, sumsSha256: [1, 2, 3, 4].map((b) => new Uint8Array(32).fill(b)), weightsSha256: [new Uint8Array(32).fill(5), new Uint8Array(32).fill(6)] },
+  { type: 'shard_update', step: 12, offset: 1672, mean: grad, receivedDigests: [new Uint8Array(16).fill(1), new Uint8Array(16).fill(2)] },
+  { type: 'range_done', step: 12, nodes: [{ lo: 0, hi: 2, examples: 64, lossSum: 12.5 }, { lo: 2, hi: 3, examples: 17, lossSum: -0.25 }], computeMs: 7.5, sumsDigests: [1, 2, 3, 4].map((b) => new Uint8Array(16).fill(b)), weightsDigests: [new Uint8Array(16).fill(5), new Uint8Array(16).fill(6)] },
   { type: 'abort', step: 12 },
 ];
 
@@ -215,16 +213,15 @@ describe('codec validation', () => {
   });
 
   it('rejects assignments whose ranges and arrays disagree', () => {
-    const base = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 4, lo: 0, hi: 2, samples: [1, 2], positions: [0, 1], sizes: [1, 1] };
+    const base = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 4, lo: 0, hi: 2, start: 0, sizes: [1, 1] };
     expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, assignment: base })).type).toBe('assignment');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, hi: 5 } }), 'LENET_ERR_BAD_FRAME');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, sizes: [1] } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, samples: [1] } }), 'LENET_ERR_BAD_FRAME');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...base, pixels: new Uint8Array(10) } }), 'LENET_ERR_BAD_FRAME');
   });
 
   it('rejects an assignment to apply the optimizer for less than a whole step, or without a usable learning rate', () => {
-    const whole = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 2, lo: 0, hi: 2, samples: [1, 2], positions: [0, 1], sizes: [1, 1], apply: true, lr: 0.001 };
+    const whole = { step: 1, weightsVersion: 1, epoch: 0, microbatches: 2, lo: 0, hi: 2, start: 0, sizes: [1, 1], apply: true, lr: 0.001 };
     expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, assignment: whole })).type).toBe('assignment');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...whole, microbatches: 4 } }), 'LENET_ERR_BAD_FRAME');
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, assignment: { ...whole, lr: 0 } }), 'LENET_ERR_BAD_FRAME');
@@ -237,15 +234,15 @@ describe('codec validation', () => {
     rejects(raw({ protocolVersion: PROTOCOL_VERSION, optimizerState: { version: 1, name: 'adam', t: 1, slots: { m: { shape: [10], dtype: 2, data: new Uint8Array(20) } } } }), 'LENET_ERR_BAD_FRAME');
   });
 
-  it('rejects sharded-step digests that are not 32 bytes each, or not a whole number per subtree', () => {
-    const d = new Uint8Array(32);
-    const done = { step: 1, lo: [0, 2], hi: [2, 3], examples: [64, 32], lossSum: [1, 1], weightsSha256: [d, d] };
+  it('rejects sharded-step digests that are not 16 bytes each, or not a whole number per subtree', () => {
+    const d = new Uint8Array(16);
+    const done = { step: 1, lo: [0, 2], hi: [2, 3], examples: [64, 32], lossSum: [1, 1], weightsDigests: [d, d] };
     const mean = { shape: [4], dtype: 1, data: new Uint8Array(16) };
-    expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d, d] } }))).toMatchObject({ type: 'range_done' });
-    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d] } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d, new Uint8Array(31)] } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsSha256: [d, d, d, d], weightsSha256: [d, new Uint8Array(33)] } }), 'LENET_ERR_BAD_FRAME');
-    rejects(raw({ protocolVersion: PROTOCOL_VERSION, shardUpdate: { step: 1, offset: 0, mean, receivedSha256: [d, new Uint8Array(0)] } }), 'LENET_ERR_BAD_FRAME');
+    expect(decode(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsDigests: [d, d, d, d] } }))).toMatchObject({ type: 'range_done' });
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsDigests: [d, d, d] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsDigests: [d, d, d, new Uint8Array(32)] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, rangeDone: { ...done, sumsDigests: [d, d, d, d], weightsDigests: [d, new Uint8Array(15)] } }), 'LENET_ERR_BAD_FRAME');
+    rejects(raw({ protocolVersion: PROTOCOL_VERSION, shardUpdate: { step: 1, offset: 0, mean, receivedDigests: [d, new Uint8Array(0)] } }), 'LENET_ERR_BAD_FRAME');
   });
 });
 
