@@ -3,15 +3,11 @@
 // shard itself: once every participant's partial sums of it are in, it completes the fixed tree
 // over those values, divides by the step's example count, applies the optimizer to them, and
 // sends the new values to every other owner and the mean gradient to the coordinator. The next
-// version's weights are whole once every owner's shard has come; its convolutions' weights as
-// soon as the shards that hold them have, and the next step starts then: the threads compute
-// the convolutions' forward pass while the dense layers' shards still come, and wait for those
-// (`denseVersion`) where they need them, as they do for the coordinator's weights.
+// version's weights are whole once every owner's shard has come.
 //
-// One step at a time:  IDLE --sharded Assignment--> WAITING_WEIGHTS (convolutions of v in?)
+// One step at a time:  IDLE --sharded Assignment--> WAITING_WEIGHTS (version v complete?)
 //   --> COMPUTING --> SENT (partials out, RangeDone to the coordinator) --> OWN_SHARD_DONE
-//   --> (the shards of v+1 that hold convolutions in) IDLE.   Abort(step), at any point: IDLE,
-//   everything of it and of its next version dropped.
+//   --> (every shard of v+1 in) IDLE.   Abort(step), at any point: IDLE, everything dropped.
 import { encodeTensorFrame } from '../protocol/codec.js';
 import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage, WeightsMessage } from '../protocol/messages.js';
 import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
@@ -65,7 +61,8 @@ interface Current {
   /** Every partial sum of the step; `arrived`: those of them in the slab for the own shard. */
   expected: Map<string, TreeNode>;
   arrived: Set<string>;
-  /** The own shard of the next version is made and sent. */
+  /** Owners whose shard of the next version has come (the own one included once made). */
+  nextShards: Set<number>;
   published: boolean;
   /** This step's value of the test hook above: the one to corrupt, if any. */
   corrupt: string;
@@ -80,12 +77,6 @@ export class ShardedSteps {
   private abortedUpTo = -1;
   private waiters: (() => void)[] = [];
   private stepsRun = 0;
-  /**
-   * The versions being made by the owners, each with the owners whose shard of it has come (the
-   * own one once made) and the digest of the values that came: what the step of that version
-   * computes with, reported in its RangeDone. A version is dropped once a step has used it.
-   */
-  private readonly made = new Map<number, Map<number, Uint8Array>>();
 
   constructor(
     private readonly s: ShardedSession,
@@ -103,14 +94,11 @@ export class ShardedSteps {
     this.abortedUpTo = Math.max(this.abortedUpTo, step);
     if (this.current && this.current.a.step <= step) this.current = undefined;
     for (const s of [...this.early.keys()]) if (s <= step) this.early.delete(s);
-    // The version an aborted step was to make will come from the coordinator.
-    for (const v of [...this.made.keys()]) if (v <= step + 1) this.made.delete(v);
     this.wake();
   }
 
-  /** Weights arrived from the coordinator: they replace what the owners were making; a step waiting for its version may start. */
+  /** Weights arrived from the coordinator: a step waiting for its version may start. */
   weightsChanged(): void {
-    this.made.clear();
     this.wake();
   }
 
@@ -130,20 +118,16 @@ export class ShardedSteps {
     if (!s.optimizer || s.optimizerVersion !== a.weightsVersion) throw new Error(`sharded step ${a.step} needs the optimizer state of version ${a.weightsVersion}, have ${s.optimizerVersion}`);
     const expected = new Map(stepNodes(a.microbatches, a.bounds).map((n) => [nodeKey(n[0], n[1]), n] as const));
     const corrupt = CORRUPT_EVERY > 0 && ++this.stepsRun % CORRUPT_EVERY === 0 ? CORRUPT_WHAT : '';
-    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), published: false, corrupt };
+    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), nextShards: new Set(), published: false, corrupt };
     this.current = current;
-    // What it computes with, shard by shard, for the coordinator to compare with its replica:
-    // the digests of the values its owners sent, as they came; of the coordinator's weights, now.
-    const fromOwners = this.made.get(a.weightsVersion);
-    const fromCoordinator = fromOwners ? undefined : plan.peers.map((p) => valuesDigest(s.weights.subarray(p.from, p.to)));
-    for (const v of [...this.made.keys()]) if (v < a.weightsVersion) this.made.delete(v);
-    if (!this.made.has(a.weightsVersion + 1)) this.made.set(a.weightsVersion + 1, new Map());
     // What this worker sent last (its shard's new values, which its peers need to start this step)
     // goes out before a computation on the main thread holds the event loop.
     await this.io.flushed();
     if (this.current !== current) return; // aborted meanwhile
     for (const msg of this.early.get(a.step) ?? []) this.onPartial(msg);
     this.early.delete(a.step);
+    // What it computes with, shard by shard, for the coordinator to compare with its replica.
+    const weightsDigests = plan.peers.map((p) => valuesDigest(s.weights.subarray(p.from, p.to)));
     const mine = coverNodes(a.microbatches, a.lo, a.hi);
     const sendTo = (peers: PeerEntry[]): void => {
       for (const p of peers) {
@@ -162,8 +146,6 @@ export class ShardedSteps {
     if (corrupt === 'sums') slot(s.slab, mine[0][0])[0] += 1e-3; // value 0: a convolution's, sent below
     sendTo(rest);
     const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
-    // Every shard of the version is in by now: the computation waited for the dense layers'.
-    const weightsDigests = fromCoordinator ?? plan.peers.map((p) => fromOwners!.get(p.workerId) ?? valuesDigest(s.weights.subarray(p.from, p.to)));
     // What it sent each owner (and keeps of its own shard), node by node, shard by shard.
     const sums = sumsDigests(s.slab, mine, plan.peers.map((p) => [p.from, p.to] as const));
     this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsDigests: sums, weightsDigests });
@@ -194,14 +176,13 @@ export class ShardedSteps {
     this.maybeReduce(c);
   }
 
-  /** An owner's shard of a version being made. */
+  /** An owner's shard of the next version. */
   onShardWeights(msg: WeightsMessage, fromWorker: number): void {
-    const owners = this.made.get(msg.version);
-    const owner = this.plan?.peers.find((p) => p.workerId === fromWorker);
-    if (!owners || !owner || fromWorker === this.workerId || owners.has(fromWorker) || msg.offset !== owner.from || msg.values.length !== owner.to - owner.from) return;
+    const c = this.current;
+    const owner = c?.others.find((p) => p.workerId === fromWorker);
+    if (!c || !owner || msg.version !== c.a.weightsVersion + 1 || msg.offset !== owner.from || msg.values.length !== owner.to - owner.from) return;
     this.s.weights.set(msg.values, msg.offset);
-    owners.set(fromWorker, valuesDigest(msg.values));
-    this.advance(msg.version);
+    this.haveShard(c, owner.workerId);
   }
 
   private maybeReduce(c: Current): void {
@@ -224,41 +205,26 @@ export class ShardedSteps {
     const weights: WeightsMessage = { type: 'weights', version: a.weightsVersion + 1, offset: own.from, values: c.corrupt === 'weights' ? perturbed(values) : values };
     const frame = encodeTensorFrame(weights, 'float32');
     for (const p of c.others) this.io.toPeer(p.url, frame);
-    this.made.get(a.weightsVersion + 1)?.set(own.workerId, valuesDigest(values));
-    this.advance(a.weightsVersion + 1);
+    this.haveShard(c, own.workerId);
   }
 
-  /**
-   * Version `v` as far as its shards have come: whole, the dense layers' weights are the threads'
-   * to use; the convolutions' in and the own shard made, the step is done here and the next may
-   * start on them.
-   */
-  private advance(v: number): void {
-    const owners = this.made.get(v);
-    const peers = this.plan?.peers;
-    if (!owners || !peers) return;
-    if (peers.every((p) => owners.has(p.workerId)) && Atomics.load(this.s.denseVersion, 0) < v) {
-      Atomics.store(this.s.denseVersion, 0, v);
-      Atomics.notify(this.s.denseVersion, 0);
-    }
-    const c = this.current;
-    if (c?.published && c.a.weightsVersion + 1 === v && peers.every((p) => p.from >= this.s.denseFrom || owners.has(p.workerId))) {
-      this.s.convVersion = v;
-      this.s.optimizerVersion = v;
-      this.current = undefined;
-      this.wake();
-    }
+  private haveShard(c: Current, owner: number): void {
+    c.nextShards.add(owner);
+    if (c.nextShards.size < c.others.length + 1) return;
+    const next = c.a.weightsVersion + 1;
+    this.s.convVersion = next;
+    this.s.optimizerVersion = next;
+    Atomics.store(this.s.denseVersion, 0, next);
+    Atomics.notify(this.s.denseVersion, 0);
+    this.current = undefined;
+    this.wake();
   }
 
-  /**
-   * Resolves true once version `v` can be computed with, false if `step` is aborted first: its
-   * convolutions' weights are here, and its dense layers' too unless their owners are still
-   * sending them (the coordinator's are digested at the start).
-   */
+  /** Resolves true once version `v` is whole here, false if `step` is aborted first. */
   private async weightsOf(v: number, step: number): Promise<boolean> {
     for (;;) {
       if (step <= this.abortedUpTo) return false;
-      if (this.s.convVersion === v && (this.made.has(v) || Atomics.load(this.s.denseVersion, 0) === v)) return true;
+      if (this.s.convVersion === v && Atomics.load(this.s.denseVersion, 0) === v) return true;
       if (this.s.convVersion > v) return false; // the coordinator has moved on
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
