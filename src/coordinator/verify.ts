@@ -7,13 +7,13 @@
 // probability (1 - F·q)^k.
 //
 // Sharded steps (sharded-step.ts), whose partial sums never reach the coordinator, are checked
-// through digests: each worker reports the SHA-256 of every sum it sent each owner and of every
-// shard of the weights it computed with; each owner reports those of the sums it reduced. Every
-// step, the coordinator compares them with one another and with its replica of the weights (an
-// owner that made or sent other values, a sender and an owner whose accounts differ); in a fraction
-// F of the steps it also recomputes every range and compares the digests and each owner's mean
-// with the fixed tree's. Any fault ejects whoever it points at, and the step is done again
-// through the coordinator before anything of it is used.
+// through digests (valuesDigest): each worker reports the digest of every sum it sent each owner
+// and of every shard of the weights it computed with; each owner reports those of the sums it
+// reduced. Every step, the coordinator compares them with one another and with its replica of
+// the weights (an owner that made or sent other values, a sender and an owner whose accounts
+// differ); in a fraction F of the steps it also recomputes every range and compares the
+// digests and each owner's mean with the fixed tree's. Any fault ejects whoever it points at,
+// and the step is done again through the coordinator before anything of it is used.
 //
 // Not verified: a worker computing whole steps alone (--threads 0, one worker), whose next step
 // was preassigned with this one and whose results for it would reach the slab while a recomputation delays this

@@ -1,8 +1,8 @@
 // The flat trainable weight vector: seeded initialisation, expansion to the tensors the forward
 // pass uses (masked C3 entries become zeros), compaction of gradients back, and the digest.
 import { createHash } from 'node:crypto';
-import { VALUES_DIGEST_BYTES } from '../constants.js';
 import { endianness } from 'node:os';
+import { VALUES_DIGEST_BYTES } from '../constants.js';
 import { Rng, mixSeed } from '../data/rng.js';
 import { paramOffset, type ModelSpec, type ParamSpec } from './architectures.js';
 

@@ -8,8 +8,10 @@ import type { GradDType } from '../reduce/float16.js';
  * 3: a worker given a whole step alone applies the optimizer itself (Assignment.apply, OptimizerState).
  * 4: sharded steps: workers reduce and update parameter shards among themselves (Peers,
  *    PeerHello, ShardUpdate, RangeDone, Abort; Hello.peer_url, RunConfig.run_id).
- * 5: sharded steps can be checked: RangeDone.sums_digests and weights_digests,
- *    ShardUpdate.received_digests.
+ * 5: sharded steps can be checked: RangeDone.sums_sha256 and weights_sha256,
+ *    ShardUpdate.received_sha256.
+ * 6: Assignment.start instead of the list of samples and positions (the worker derives them);
+ *    the sharded steps' digests are 16 bytes (fields renamed *_digests).
  */
 export const PROTOCOL_VERSION = 6;
 
@@ -158,7 +160,7 @@ export interface ShardUpdateMessage {
   step: number;
   offset: number;
   mean: Float32Array;
-  /** SHA-256 of each of the step's subtree sums over this shard, as reduced here, in leaf order. */
+  /** The digest (valuesDigest) of each of the step's subtree sums over this shard, as reduced here, in leaf order. */
   receivedDigests: Uint8Array[];
 }
 
@@ -168,9 +170,9 @@ export interface RangeDoneMessage {
   step: number;
   nodes: { lo: number; hi: number; examples: number; lossSum: number }[];
   computeMs: number;
-  /** Node-major: for nodes[i] and the plan's shard k, SHA-256 of its sum over the shard at i·shards + k. */
+  /** Node-major: for nodes[i] and the plan's shard k, the digest of its sum over the shard at i·shards + k. */
   sumsDigests: Uint8Array[];
-  /** Per shard of the plan: SHA-256 of the step's weights over it, as computed with. */
+  /** Per shard of the plan: the digest of the step's weights over it, as computed with. */
   weightsDigests: Uint8Array[];
 }
 

@@ -33,7 +33,7 @@ export function stepNodes(microbatches: number, bounds: readonly number[]): Tree
 }
 
 /**
- * SHA-256 of the sum at each of `nodes` over each of `shards`, node-major: the layout of
+ * The digest (valuesDigest) of the sum at each of `nodes` over each of `shards`, node-major: the layout of
  * RangeDone.sums_digests (what a participant sent each shard's owner).
  */
 export function sumsDigests(slab: Slab, nodes: readonly TreeNode[], shards: readonly Shard[]): Uint8Array[] {
