@@ -5,6 +5,7 @@ import type { ComputePool } from '../compute/pool.js';
 import type { RangeTask } from '../compute/types.js';
 import { computeRange, type RangeResult } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
+import { epochPositions } from '../data/sampler.js';
 import type { WeightsPart } from '../protocol/messages.js';
 import { LenetError } from '../errors.js';
 import type { ParticipantView } from '../metrics/state.js';
@@ -99,8 +100,6 @@ export function rangeTask(work: StepWork, lo: number, hi: number): RangeTask {
   const to = work.start + Math.min(hi * work.microbatch, work.count);
   const sizes: number[] = [];
   for (let j = lo; j < hi; j++) sizes.push(Math.min(work.microbatch, work.count - j * work.microbatch));
-  const positions = new Uint32Array(to - from);
-  for (let i = 0; i < positions.length; i++) positions[i] = from + i;
   return {
     weightsVersion: work.globalStep,
     epoch: work.epoch,
@@ -108,7 +107,7 @@ export function rangeTask(work: StepWork, lo: number, hi: number): RangeTask {
     lo,
     hi,
     samples: work.perm.slice(from, to),
-    positions,
+    positions: epochPositions(from, to - from),
     sizes,
   };
 }

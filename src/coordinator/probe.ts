@@ -7,6 +7,7 @@ import { computeRange } from '../compute/range.js';
 import { GradientComputer } from '../compute/gradients.js';
 import { PROBE_SAMPLES, probeDigest, probeTask } from '../compute/probe.js';
 import type { Mnist } from '../data/mnist.js';
+import { epochPositions } from '../data/sampler.js';
 import type { ModelSpec } from '../model/architectures.js';
 import { encode } from '../protocol/codec.js';
 import { roundToFloat16, type GradDType } from '../reduce/float16.js';
@@ -36,7 +37,7 @@ export interface JoinProbeOptions {
 export async function makeJoinProbe(o: JoinProbeOptions): Promise<JoinProbe> {
   const count = Math.min(PROBE_SAMPLES, o.data.train.count);
   const samples = Uint32Array.from({ length: count }, (_, i) => i);
-  const positions = Uint32Array.from({ length: count }, (_, i) => i);
+  const positions = epochPositions(0, count);
   let gradient: Float32Array;
   let lossSum: number;
   if (o.pool) {

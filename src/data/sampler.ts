@@ -33,6 +33,13 @@ export function epochPermutation(seed: number, epoch: number, samples: number): 
   return perm;
 }
 
+/** Epoch positions [start, start + count): a range's samples' positions, which seed their distortions. */
+export function epochPositions(start: number, count: number): Uint32Array {
+  const positions = new Uint32Array(count);
+  for (let i = 0; i < count; i++) positions[i] = start + i;
+  return positions;
+}
+
 /**
  * The permutations of one run's epochs, kept for the epoch last asked for: a worker's view of the
  * data order, which the coordinator's assignments name by epoch and position only.

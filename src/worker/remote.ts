@@ -17,7 +17,7 @@ import { IMAGE_PIXELS, MAX_FRAME_BYTES, MAX_SAME_COMPUTE_FAILURES, RECONNECT_FAC
 import { LenetError } from '../errors.js';
 import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
-import { EpochOrder } from '../data/sampler.js';
+import { EpochOrder, epochPositions } from '../data/sampler.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
@@ -623,8 +623,7 @@ export class RemoteWorkerProcess {
     const s = this.session;
     if (!s) throw new Error('assignment before welcome');
     const count = msg.sizes.reduce((n, x) => n + x, 0);
-    const positions = Uint32Array.from({ length: count }, (_, i) => msg.start + i);
-    const a: AssignedRange = { ...msg, samples: s.order.at(msg.epoch, msg.start, count), positions };
+    const a: AssignedRange = { ...msg, samples: s.order.at(msg.epoch, msg.start, count), positions: epochPositions(msg.start, count) };
     if (a.apply) {
       if (s.config.gradDType !== 'float32') throw new Error('apply assignment in a run with float16 gradients');
       // Its weights or optimizer state came again after it: the coordinator took this step (or the
