@@ -22,6 +22,7 @@ const alias = {
   'node:http': shim('unavailable'),
   'node:https': shim('unavailable'),
   'node:zlib': shim('unavailable'),
+  'node:worker_threads': shim('unavailable'),
   piscina: shim('unavailable'),
 };
 

@@ -1,5 +1,14 @@
 // The coordinator's local compute: a piscina pool of threads sharing pixels, weights and the
 // gradient slab with the coordinator through SharedArrayBuffers.
+//
+// Piscina starts the threads and supervises them; once they are up, each thread serves one
+// long-running task that takes its work from a mailbox: the task itself comes over a
+// MessagePort, read synchronously (receiveMessageOnPort), and a shared counter per direction
+// says that something is there (Atomics.wait in the thread, Atomics.waitAsync here). A step
+// hands each thread a task and takes its reply back; through piscina's own task queue and
+// port events each of those hand-offs cost about 0.2 ms more on the 2-vCPU bench machine
+// (`node scripts/bench-wake.mjs`), a tenth of the onnx backend's step at batch 64.
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { THREAD_YOUNG_GENERATION_MB } from '../constants.js';
@@ -7,20 +16,28 @@ import type { BackendName } from '../backend/select.js';
 import type { ModelSpec } from '../model/architectures.js';
 import type { GradDType } from '../reduce/float16.js';
 import type { Slab } from '../reduce/ordered-sum.js';
-import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit } from './types.js';
+import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ThreadInit } from './types.js';
 
 // Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
 export const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
 
-/** Resolves once `flag[0]` (a weights version, raised with Atomics.notify) is at least `version`. */
-export async function untilVersion(flag: Int32Array, version: number): Promise<void> {
+/** Resolves once `flag[index]` (raised with Atomics.notify) is at least `value`. */
+export async function untilAtLeast(flag: Int32Array, index: number, value: number): Promise<void> {
   for (;;) {
-    const have = Atomics.load(flag, 0);
-    if (have >= version) return;
-    const wait = waitAsync(flag, 0, have);
+    const have = Atomics.load(flag, index);
+    if (have >= value) return;
+    const wait = waitAsync(flag, index, have);
     if (wait.async) await wait.value;
   }
 }
+
+/** Resolves once `flag[0]` (a weights version, raised with Atomics.notify) is at least `version`. */
+export function untilVersion(flag: Int32Array, version: number): Promise<void> {
+  return untilAtLeast(flag, 0, version);
+}
+
+/** How long close() lets a thread finish the task it is on. */
+const CLOSE_GRACE_MS = 1000;
 
 const THREAD_FILE = fileURLToPath(new URL('./thread.js', import.meta.url));
 
@@ -60,19 +77,93 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     gradDType: o.gradDType,
     signals: new Int32Array(new SharedArrayBuffer(4 * o.slab.slots)),
     denseVersion: o.denseVersion ?? new Int32Array(new SharedArrayBuffer(4)),
+    mailbox: new Int32Array(new SharedArrayBuffer(8 * threads)),
   });
   await pool.ready();
   return pool;
+}
+
+/** The compute pool's end of one thread's mailbox. */
+class Mailbox {
+  /** Replies still to come, in the order the tasks went. */
+  private readonly pending: { resolve: (r: MailboxReply['ok']) => void; reject: (e: unknown) => void }[] = [];
+  private listening = false;
+  private repliesSeen = 0;
+  private failure: unknown;
+
+  constructor(
+    /** [2i]: tasks sent to thread i; [2i+1]: replies it sent. */
+    private readonly counters: Int32Array,
+    private readonly index: number,
+    private readonly port: MessagePort,
+    /** The thread's serving task: settles when it stops, or rejects when the thread dies. */
+    readonly serving: Promise<unknown>,
+  ) {
+    serving.then(
+      () => this.fail(new Error('compute thread stopped')),
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  get load(): number {
+    return this.pending.length;
+  }
+
+  send<R extends MailboxReply['ok']>(task: ServedTask): Promise<R> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return new Promise<R>((resolve, reject) => {
+      this.pending.push({ resolve: resolve as (r: MailboxReply['ok']) => void, reject });
+      this.port.postMessage(task);
+      Atomics.add(this.counters, 2 * this.index, 1);
+      Atomics.notify(this.counters, 2 * this.index);
+      if (!this.listening) void this.listen();
+    });
+  }
+
+  /** Tells the thread to end its serving task (after the tasks already sent). */
+  stop(): void {
+    this.port.postMessage({ type: 'stop' } satisfies ServedTask);
+    Atomics.add(this.counters, 2 * this.index, 1);
+    Atomics.notify(this.counters, 2 * this.index);
+  }
+
+  /** Takes replies as they come while any is due; no wait is left pending once none is. */
+  private async listen(): Promise<void> {
+    this.listening = true;
+    try {
+      while (this.pending.length > 0 && this.failure === undefined) {
+        await untilAtLeast(this.counters, 2 * this.index + 1, this.repliesSeen + 1);
+        for (let got = receiveMessageOnPort(this.port); got; got = receiveMessageOnPort(this.port)) {
+          this.repliesSeen++;
+          const reply = got.message as MailboxReply;
+          const waiter = this.pending.shift();
+          if (reply.error !== undefined) waiter?.reject(reply.error);
+          else waiter?.resolve(reply.ok);
+        }
+      }
+    } finally {
+      this.listening = false;
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.failure = err;
+    for (const waiter of this.pending.splice(0)) waiter.reject(err);
+    this.port.close();
+  }
 }
 
 export class ComputePool {
   private readonly piscina: Piscina;
   readonly threads: number;
   private readonly signals: Int32Array;
+  private readonly counters: Int32Array;
+  private mailboxes: Mailbox[] = [];
 
   constructor(threads: number, init: ThreadInit) {
     this.threads = threads;
     this.signals = init.signals;
+    this.counters = init.mailbox;
     this.piscina = new Piscina({
       filename: THREAD_FILE,
       minThreads: threads,
@@ -84,14 +175,29 @@ export class ComputePool {
     });
   }
 
-  /** Resolves once every thread has initialised its backend. */
+  /**
+   * Resolves once every thread has initialised its backend and serves its mailbox. One serving
+   * task per thread: piscina gives a task to a thread with none running, and these never end
+   * on their own.
+   */
   async ready(): Promise<void> {
     await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run({ type: 'ready' })));
+    this.mailboxes = Array.from({ length: this.threads }, (_, index) => {
+      const { port1, port2 } = new MessageChannel();
+      const task: ServeTask = { type: 'serve', index, port: port2 };
+      const serving = this.piscina.run(task, { transferList: [port2] as never });
+      return new Mailbox(this.counters, index, port1, serving);
+    });
+  }
+
+  /** The mailbox with the fewest tasks still to answer (the first such). */
+  private idlest(): Mailbox {
+    return this.mailboxes.reduce((a, b) => (b.load < a.load ? b : a));
   }
 
   gradients(task: GradientTask): Promise<GradientReply> {
     if (task.early) Atomics.store(this.signals, task.lo, 0);
-    return this.piscina.run(task) as Promise<GradientReply>;
+    return this.idlest().send<GradientReply>(task);
   }
 
   /** Resolves once the thread running the `early` task that starts at slot `lo` has raised its flag. */
@@ -101,10 +207,16 @@ export class ComputePool {
   }
 
   evaluate(task: EvalTask): Promise<EvalReply> {
-    return this.piscina.run(task) as Promise<EvalReply>;
+    return this.idlest().send<EvalReply>(task);
   }
 
+  /** Stops the threads; one still computing after CLOSE_GRACE_MS is terminated. */
   async close(): Promise<void> {
+    for (const m of this.mailboxes) m.stop();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+    await Promise.race([Promise.allSettled(this.mailboxes.map((m) => m.serving)), grace]);
+    clearTimeout(timer);
     await this.piscina.close({ force: true });
   }
 }

@@ -1,13 +1,13 @@
 // Entry point of a compute thread (run by piscina). Initialises its own tfjs backend once, then
-// serves gradient and evaluation tasks, reading pixels and weights from shared memory and leaving
-// gradient sums in the shared slab.
-import { workerData } from 'node:worker_threads';
+// serves gradient and evaluation tasks from its mailbox (pool.ts), reading pixels and weights
+// from shared memory and leaving gradient sums in the shared slab.
+import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../backend/select.js';
 import { denseOffset, modelSpec } from '../model/architectures.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import { GradientComputer } from './gradients.js';
 import { GradientTaskRun } from './task.js';
-import type { EvalReply, EvalTask, GradientReply, GradientTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
+import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
 
 const init = workerData as ThreadInit;
 const spec = modelSpec(init.arch, init.activation);
@@ -63,13 +63,41 @@ function onEvalTask(computer: GradientComputer, task: EvalTask): EvalReply {
   return { type: 'eval', ...r, count: task.to - task.from };
 }
 
+/**
+ * Runs the tasks of mailbox `index` in the order they come until told to stop, blocking this
+ * thread in Atomics.wait whenever none is waiting.
+ */
+function serve(computer: GradientComputer, { index, port }: ServeTask): ThreadReply {
+  const { mailbox } = init;
+  for (;;) {
+    const sent = Atomics.load(mailbox, 2 * index);
+    const got = receiveMessageOnPort(port);
+    if (!got) {
+      Atomics.wait(mailbox, 2 * index, sent);
+      continue;
+    }
+    const task = got.message as ServedTask;
+    if (task.type === 'stop') {
+      port.close();
+      return { type: 'stopped' };
+    }
+    let reply: MailboxReply;
+    try {
+      reply = { ok: task.type === 'gradients' ? onGradientTask(computer, task) : onEvalTask(computer, task) };
+    } catch (err) {
+      reply = { error: err };
+    }
+    port.postMessage(reply);
+    Atomics.add(mailbox, 2 * index + 1, 1);
+    Atomics.notify(mailbox, 2 * index + 1);
+  }
+}
+
 export default async function run(task: ThreadTask): Promise<ThreadReply> {
   const computer = await ready;
   switch (task.type) {
-    case 'gradients':
-      return onGradientTask(computer, task);
-    case 'eval':
-      return onEvalTask(computer, task);
+    case 'serve':
+      return serve(computer, task);
     case 'ready':
       return { type: 'ready', backend: init.backend };
     default: {

@@ -1,5 +1,6 @@
 // Messages between the coordinator's pool and its compute threads. Large data never travels in
 // these: pixels, weights and gradient sums live in SharedArrayBuffers named in ThreadInit.
+import type { MessagePort } from 'node:worker_threads';
 import type { Activation, ArchName } from '../model/architectures.js';
 import type { BackendName } from '../backend/select.js';
 import type { GradDType } from '../reduce/float16.js';
@@ -29,6 +30,8 @@ export interface ThreadInit {
   signals: Int32Array;
   /** [0]: the newest version whose dense layers' weights are in `weights` (awaitDense tasks). */
   denseVersion: Int32Array;
+  /** Per thread i: [2i] counts the tasks sent to its mailbox, [2i+1] the replies it sent (pool.ts). */
+  mailbox: Int32Array;
 }
 
 /** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */
@@ -105,5 +108,24 @@ export interface ReadyReply {
   backend: string;
 }
 
-export type ThreadTask = GradientTask | EvalTask | ReadyTask;
-export type ThreadReply = GradientReply | EvalReply | ReadyReply;
+/** Serve the mailbox at `index` until told to stop: tasks come over `port`, replies go back on it. */
+export interface ServeTask {
+  type: 'serve';
+  index: number;
+  port: MessagePort;
+}
+
+export interface StopServing {
+  type: 'stop';
+}
+
+/** What piscina runs on a thread. */
+export type ThreadTask = ReadyTask | ServeTask;
+export type ThreadReply = ReadyReply | { type: 'stopped' };
+
+/** What a serving thread takes from its mailbox, and what it answers. */
+export type ServedTask = GradientTask | EvalTask | StopServing;
+export interface MailboxReply {
+  ok?: GradientReply | EvalReply;
+  error?: unknown;
+}

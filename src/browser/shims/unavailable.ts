@@ -18,6 +18,8 @@ export const dirname = (path: string): string => path.replace(/\/[^/]*$/, '');
 export const createRequire = (): ((id: string) => never) & { resolve(id: string): never } => Object.assign((id: string) => missing(id), { resolve: (id: string) => missing(id) });
 export const createServer = (): never => missing('a server');
 export const gunzipSync = (): never => missing('gzip');
+export const receiveMessageOnPort = (): never => missing('a pool of compute threads');
+export const { MessageChannel } = globalThis;
 export class Piscina {
   constructor() {
     missing('a pool of compute threads');
