@@ -5,9 +5,9 @@
 // long-running task that takes its work from a mailbox: the task itself comes over a
 // MessagePort, read synchronously (receiveMessageOnPort), and a shared counter per direction
 // says that something is there (Atomics.wait in the thread, Atomics.waitAsync here). A step
-// hands each thread a task and takes its reply back; through piscina's own task queue and
-// port events each of those hand-offs cost about 0.2 ms more on the 2-vCPU bench machine
-// (`node scripts/bench-wake.mjs`), a tenth of the onnx backend's step at batch 64.
+// hands each thread a task and takes its reply back, and with the onnx backend at batch 64
+// those hand-offs are a tenth of the step: piscina's own task queue and port events made them
+// slower than the threads' wake-ups (`node scripts/bench-pool.mjs` shows what is left of them).
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -16,6 +16,8 @@ import type { BackendName } from '../backend/select.js';
 import type { ModelSpec } from '../model/architectures.js';
 import type { GradDType } from '../reduce/float16.js';
 import type { Slab } from '../reduce/ordered-sum.js';
+import type { OptimizerName } from '../optim/optimizer.js';
+import { giveUp } from './barrier.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ThreadInit } from './types.js';
 
 // Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
@@ -55,6 +57,11 @@ export interface PoolOptions {
   gradDType: GradDType;
   /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense). */
   denseVersion?: Int32Array;
+  /**
+   * The coordinator's optimizer state and staged weights, in shared memory: given these, the
+   * threads of a whole step make its update themselves, a shard each (GradientTask.update).
+   */
+  update?: { optimizer: OptimizerName; slots: Record<string, Float32Array>; staged: Float32Array };
 }
 
 /** Starts a pool of `threads` and waits until every thread has its backend up. */
@@ -78,6 +85,7 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     signals: new Int32Array(new SharedArrayBuffer(4 * o.slab.slots)),
     denseVersion: o.denseVersion ?? new Int32Array(new SharedArrayBuffer(4)),
     mailbox: new Int32Array(new SharedArrayBuffer(8 * threads)),
+    update: o.update ? { ...o.update, barrier: new Int32Array(new SharedArrayBuffer(8)) } : null,
   });
   await pool.ready();
   return pool;
@@ -158,12 +166,15 @@ export class ComputePool {
   readonly threads: number;
   private readonly signals: Int32Array;
   private readonly counters: Int32Array;
+  private readonly barrier: Int32Array | undefined;
   private mailboxes: Mailbox[] = [];
+  private closing = false;
 
   constructor(threads: number, init: ThreadInit) {
     this.threads = threads;
     this.signals = init.signals;
     this.counters = init.mailbox;
+    this.barrier = init.update?.barrier;
     this.piscina = new Piscina({
       filename: THREAD_FILE,
       minThreads: threads,
@@ -182,12 +193,43 @@ export class ComputePool {
    */
   async ready(): Promise<void> {
     await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run({ type: 'ready' })));
-    this.mailboxes = Array.from({ length: this.threads }, (_, index) => {
-      const { port1, port2 } = new MessageChannel();
-      const task: ServeTask = { type: 'serve', index, port: port2 };
-      const serving = this.piscina.run(task, { transferList: [port2] as never });
-      return new Mailbox(this.counters, index, port1, serving);
+    this.mailboxes = Array.from({ length: this.threads }, (_, index) => this.serve(index));
+  }
+
+  /**
+   * Mailbox `index`, served by a thread of its own. If that thread dies, the tasks it held fail
+   * (their callers recompute them) and the mailbox is served again by the thread piscina starts
+   * in its place.
+   */
+  private serve(index: number): Mailbox {
+    Atomics.store(this.counters, 2 * index, 0);
+    Atomics.store(this.counters, 2 * index + 1, 0);
+    const { port1, port2 } = new MessageChannel();
+    const task: ServeTask = { type: 'serve', index, port: port2 };
+    const serving = this.piscina.run(task, { transferList: [port2] as never });
+    serving.catch(() => {
+      if (!this.closing) this.mailboxes[index] = this.serve(index);
     });
+    return new Mailbox(this.counters, index, port1, serving);
+  }
+
+  /** Whether whole steps' tasks may carry their update (PoolOptions.update). */
+  get updates(): boolean {
+    return this.barrier !== undefined;
+  }
+
+  /**
+   * The arrival count at which `threads` more threads will all have their sums in: what a whole
+   * step's update tasks wait for. Only between steps, when no such task is in flight.
+   */
+  arrivalsAfter(threads: number): number {
+    if (!this.barrier) throw new Error('this pool makes no updates');
+    return Atomics.load(this.barrier, 0) + threads;
+  }
+
+  /** A thread of the step waiting for `arrivals` failed: the others stop waiting. */
+  giveUp(arrivals: number): void {
+    if (this.barrier) giveUp(this.barrier, arrivals);
   }
 
   /** The mailbox with the fewest tasks still to answer (the first such). */
@@ -195,9 +237,14 @@ export class ComputePool {
     return this.mailboxes.reduce((a, b) => (b.load < a.load ? b : a));
   }
 
-  gradients(task: GradientTask): Promise<GradientReply> {
+  /**
+   * Runs a gradient task on the thread with the fewest tasks to answer, or on thread `thread`:
+   * the tasks of one step that makes its update wait for each other, so each needs a thread of
+   * its own.
+   */
+  gradients(task: GradientTask, thread?: number): Promise<GradientReply> {
     if (task.early) Atomics.store(this.signals, task.lo, 0);
-    return this.idlest().send<GradientReply>(task);
+    return (thread === undefined ? this.idlest() : this.mailboxes[thread]).send<GradientReply>(task);
   }
 
   /** Resolves once the thread running the `early` task that starts at slot `lo` has raised its flag. */
@@ -212,6 +259,7 @@ export class ComputePool {
 
   /** Stops the threads; one still computing after CLOSE_GRACE_MS is terminated. */
   async close(): Promise<void> {
+    this.closing = true;
     for (const m of this.mailboxes) m.stop();
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));

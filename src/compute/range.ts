@@ -5,13 +5,43 @@
 import { splitEvenly } from '../reduce/partition.js';
 import { coverNodes, leaves, reduceInPlace, wholeSlot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
-import type { RangeTask } from './types.js';
+import { LenetError } from '../errors.js';
+import type { GradientReply, RangeTask } from './types.js';
+
+/**
+ * A thread failed after another had begun its shard of the step's update: the optimizer's state
+ * is partly that of the next step, so the step cannot be computed again. Not expected short of a
+ * thread killed from outside; the run stops, and resumes exactly from its last checkpoint.
+ */
+export class UpdateLostError extends LenetError {
+  constructor(cause: unknown) {
+    super(
+      'LENET_ERR_COMPUTE',
+      `a compute thread failed while the step's update was being made (${(cause as Error)?.message ?? String(cause)}); continue from the last checkpoint with --resume`,
+      9,
+    );
+  }
+}
 
 export interface RangeResult {
   /** Maximal subtrees of [lo,hi), whose sums are now in the slab at their lo slots. */
   nodes: TreeNode[];
   /** Time the slowest thread spent computing (the rest of the wall time is messaging). */
   computeMs: number;
+  /**
+   * Set when the range was a whole step whose update its threads made (StepUpdateTask): false
+   * in `finite` when a mean value was not finite; `ms`, the slowest thread's time for it.
+   */
+  updated?: { finite: boolean; ms: number };
+}
+
+/** A whole step's update, made by the threads that compute it (ComputePool.updates). */
+export interface StepUpdateTask {
+  lr: number;
+  /** The update's number: the optimizer's count once it is begun. */
+  t: number;
+  /** The batch's example count, which the sums are divided by. */
+  examples: number;
 }
 
 /**
@@ -33,11 +63,16 @@ export interface RangeCompute {
   close(): Promise<void>;
 }
 
-/** `awaitDense`: the dense layers' weights of the task's version may still be arriving (GradientTask). */
-export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false): Promise<RangeResult> {
+/**
+ * `awaitDense`: the dense layers' weights of the task's version may still be arriving
+ * (GradientTask). `update`: the task is a whole step, and its threads make its update too, each
+ * one shard of the parameters, once all of them have their sums in (thread.ts).
+ */
+export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false, update?: StepUpdateTask): Promise<RangeResult> {
   const offsets = [0];
   for (const s of task.sizes) offsets.push(offsets[offsets.length - 1] + s);
   const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
+  if (update) return computeStep(pool, slab, task, parts, offsets, update);
   const inFlight = parts.map(([a, b]) => {
     const from = offsets[a - task.lo];
     const to = offsets[b - task.lo];
@@ -75,4 +110,46 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
   const part = early ? { from: 0, to: early.split, totals: false } : wholeSlot(slab);
   for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, isReady, part);
   return { nodes, computeMs };
+}
+
+/** computeRange() of a whole step whose threads make its update (ShardUpdate). */
+async function computeStep(pool: ComputePool, slab: Slab, task: RangeTask, parts: (readonly [number, number])[], offsets: number[], update: StepUpdateTask): Promise<RangeResult> {
+  if (task.lo !== 0 || task.hi !== task.microbatches || task.leavesOnly) throw new Error('only a whole step makes its update on the threads');
+  const shards = splitEvenly(slab.width, parts.length);
+  const ready = parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b));
+  const arrivals = pool.arrivalsAfter(parts.length);
+  const inFlight = parts.map(([a, b], i) =>
+    pool.gradients({
+      type: 'gradients',
+      weightsVersion: task.weightsVersion,
+      weightsGeneration: task.weightsGeneration,
+      epoch: task.epoch,
+      microbatches: task.microbatches,
+      lo: a,
+      hi: b,
+      samples: task.samples.slice(offsets[a], offsets[b]),
+      positions: task.positions.slice(offsets[a], offsets[b]),
+      sizes: task.sizes.slice(a, b),
+      update: { from: shards[i][0], to: shards[i][1], ...update, arrivals, ready },
+    }, i),
+  );
+  // Every thread is done with the barrier before this returns, even when one failed: the next
+  // step's arrivals are counted from what the barrier holds then.
+  inFlight.forEach((p) => p.catch(() => pool.giveUp(arrivals)));
+  const settled = await Promise.allSettled(inFlight);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  // A thread that succeeded passed the barrier, so every sum was in and it updated its shard: the
+  // step cannot be computed again.
+  if (failed && settled.some((r) => r.status === 'fulfilled')) throw new UpdateLostError(failed.reason);
+  if (failed) throw failed.reason;
+  const replies = settled.map((r) => (r as PromiseFulfilledResult<GradientReply>).value);
+  // The threads completed the tree over the values; the losses and counts are summed here.
+  const nodes = coverNodes(task.microbatches, 0, task.microbatches);
+  const isReady = (a: number, b: number): boolean => ready.some(([lo, hi]) => lo === a && hi === b);
+  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, isReady, { from: 0, to: 0, totals: true });
+  return {
+    nodes,
+    computeMs: Math.max(...replies.map((r) => r.computeMs)),
+    updated: { finite: replies.every((r) => r.finite === true), ms: Math.max(...replies.map((r) => r.updateMs ?? 0)) },
+  };
 }

@@ -4,10 +4,12 @@
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../backend/select.js';
 import { denseOffset, modelSpec } from '../model/architectures.js';
-import type { Slab } from '../reduce/ordered-sum.js';
+import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
+import { meanInto, optimizerOver, type Optimizer } from '../optim/optimizer.js';
+import { arriveAndWait, giveUp } from './barrier.js';
 import { GradientComputer } from './gradients.js';
 import { GradientTaskRun } from './task.js';
-import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ThreadInit, ThreadReply, ThreadTask } from './types.js';
+import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ShardUpdate, SharedUpdate, ThreadInit, ThreadReply, ThreadTask } from './types.js';
 
 const init = workerData as ThreadInit;
 const spec = modelSpec(init.arch, init.activation);
@@ -24,6 +26,34 @@ const slab: Slab = {
   loss: init.slabLoss,
   count: init.slabCount,
 };
+
+/** The coordinator's optimizer, over its own (shared) slots, and this thread's batch means. */
+const shared: { update: SharedUpdate; optimizer: Optimizer; mean: Float32Array } | undefined = init.update
+  ? { update: init.update, optimizer: optimizerOver({ name: init.update.optimizer, t: 0, slots: init.update.slots }), mean: new Float32Array(init.weights.length) }
+  : undefined;
+
+/** When the last updateShard() had every sum in and began its reduction. */
+let updateStarted = 0;
+
+/**
+ * Waits until every thread of the step has its sums in the slab, then makes this thread's shard
+ * of the update: the tree completed over its parameters, the batch mean, the optimizer.
+ * Shards are disjoint, and the optimizer is elementwise: any split gives the bits of one update.
+ */
+function updateShard(task: GradientTask & { update: ShardUpdate }): boolean {
+  if (!shared) throw new Error('this pool was not given the optimizer state');
+  const { barrier, staged } = shared.update;
+  const u = task.update;
+  arriveAndWait(barrier, u.arrivals);
+  updateStarted = performance.now();
+  const ready = new Set(u.ready.map(([lo, hi]) => `${lo}:${hi}`));
+  reduceInPlace(slab, 0, task.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), { from: u.from, to: u.to, totals: false });
+  if (!meanInto(shared.mean, slab.grads, u.examples, u.from, u.to)) return false;
+  staged.set(init.weights.subarray(u.from, u.to), u.from);
+  shared.optimizer.beginAt(u.t);
+  shared.optimizer.update(staged, shared.mean, u.lr, u.from, u.to);
+  return true;
+}
 
 /** Blocks until the dense layers' weights of `version` (or newer) are in place. */
 function awaitDense(version: number): void {
@@ -51,10 +81,16 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
       while (denseMissing() && run.runAhead());
     }
     while (run.finishNext());
+  } catch (err) {
+    if (task.update && shared) giveUp(shared.update.barrier, task.update.arrivals);
+    throw err;
   } finally {
     run.release();
   }
-  return { type: 'gradients', nodes: run.nodes, computeMs: performance.now() - started };
+  const computeMs = performance.now() - started;
+  if (!task.update) return { type: 'gradients', nodes: run.nodes, computeMs };
+  const finite = updateShard(task as GradientTask & { update: ShardUpdate });
+  return { type: 'gradients', nodes: run.nodes, computeMs, finite, updateMs: performance.now() - updateStarted };
 }
 
 function onEvalTask(computer: GradientComputer, task: EvalTask): EvalReply {

@@ -5,6 +5,7 @@ import type { Activation, ArchName } from '../model/architectures.js';
 import type { BackendName } from '../backend/select.js';
 import type { GradDType } from '../reduce/float16.js';
 import type { TreeNode } from '../reduce/ordered-sum.js';
+import type { OptimizerName } from '../optim/optimizer.js';
 
 /** Handed to every thread once, as piscina's workerData. */
 export interface ThreadInit {
@@ -32,6 +33,36 @@ export interface ThreadInit {
   denseVersion: Int32Array;
   /** Per thread i: [2i] counts the tasks sent to its mailbox, [2i+1] the replies it sent (pool.ts). */
   mailbox: Int32Array;
+  /** The coordinator's pool: what its threads need to make a step's update themselves. */
+  update: SharedUpdate | null;
+}
+
+/** The coordinator's optimizer state and staged weights, which its pool's threads update in place. */
+export interface SharedUpdate {
+  optimizer: OptimizerName;
+  /** The optimizer's slots (Adam: m and v), in shared memory. */
+  slots: Record<string, Float32Array>;
+  /** The next version's weights while a step runs (coordinator/step-update.ts), in shared memory. */
+  staged: Float32Array;
+  /** [0]: the threads whose sums were in, counted over the run; [1]: the highest count given up on. */
+  barrier: Int32Array;
+}
+
+/**
+ * With a whole step's gradient task: once every thread's sums are in, complete the tree over
+ * parameters [from, to), divide by `examples`, and apply update number `t` of the optimizer to
+ * them, into the staged weights and the optimizer's slots.
+ */
+export interface ShardUpdate {
+  from: number;
+  to: number;
+  lr: number;
+  t: number;
+  examples: number;
+  /** Every thread's sums are in once SharedUpdate.barrier[0] reaches this. */
+  arrivals: number;
+  /** The subtrees that the step's threads leave summed: the tree is completed from them. */
+  ready: TreeNode[];
 }
 
 /** Microbatches [lo,hi) of a step: what a participant (or one of its threads) computes. */
@@ -72,6 +103,8 @@ export interface GradientTask extends RangeTask {
    * and wait for `denseVersion[0] >= weightsVersion` before the dense layers.
    */
   awaitDense?: boolean;
+  /** This thread's shard of the step's update (whole steps on the coordinator's pool only). */
+  update?: ShardUpdate;
 }
 
 export interface GradientReply {
@@ -79,6 +112,10 @@ export interface GradientReply {
   /** The subtrees whose sums are now in the slab, at their `lo` slots. */
   nodes: TreeNode[];
   computeMs: number;
+  /** With `update`: false when a mean value of the shard was not finite (then nothing was written). */
+  finite?: boolean;
+  /** With `update`: the time the shard's reduction and update took, once every sum was in. */
+  updateMs?: number;
 }
 
 /** Evaluate test samples [from,to) with the current weights. */

@@ -3,7 +3,7 @@
 // participant that fails during a step has its range recomputed by another one.
 import type { ComputePool } from '../compute/pool.js';
 import type { RangeTask } from '../compute/types.js';
-import { computeRange, type RangeResult } from '../compute/range.js';
+import { computeRange, type RangeResult, type StepUpdateTask } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import { epochPositions } from '../data/sampler.js';
 import type { WeightsPart } from '../protocol/messages.js';
@@ -51,6 +51,12 @@ export interface ComputeOptions {
    * step's assignment, whole and applied alike, goes at once (preassigned; see `preassigned`).
    */
   apply?: { lr: number; next?: { work: StepWork; lr: number } };
+  /**
+   * The range is the whole step: make its update too where the participant shares the
+   * coordinator's memory (the local pool's threads, a shard each); RangeResult.updated then
+   * says it did, and `onDense` is not called (the step would update the dense layers twice).
+   */
+  update?: StepUpdateTask;
 }
 
 export interface Participant {
@@ -126,7 +132,9 @@ export class LocalParticipant implements Participant {
    * their sums are to be handed over before the convolutions' backward pass, so that the step
    * reduces and updates them meanwhile. That pays only where a core is free for it: with a thread
    * on every core, the coordinator's update slowed the threads by more than it saved (onnx, 2
-   * threads on 2 cores: 3-6% fewer samples/s; 1 thread: 9-11% more).
+   * threads on 2 cores: 3-6% fewer samples/s; 1 thread: 9-11% more). Without it, the threads
+   * make the update of a step they compute whole themselves, each one shard of it, where the
+   * pool was given the optimizer's state (ComputePool.updates).
    */
   constructor(
     private readonly pool: ComputePool,
@@ -146,7 +154,8 @@ export class LocalParticipant implements Participant {
     const { onDense } = opts;
     const split = this.earlyFrom;
     const early = onDense && split !== undefined ? { split, onDense: () => onDense() } : undefined;
-    const result = await computeRange(this.pool, this.slab, rangeTask(work, lo, hi), early);
+    const update = split === undefined && this.pool.updates ? opts.update : undefined;
+    const result = await computeRange(this.pool, this.slab, rangeTask(work, lo, hi), early, false, update);
     this.microbatchesDone += hi - lo;
     return result;
   }

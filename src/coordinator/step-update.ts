@@ -117,6 +117,24 @@ export class StepUpdate {
     this.update(k);
   }
 
+  /**
+   * Range i, the whole step, was computed by threads that shared this memory and made every
+   * shard's update themselves, into the staged copy and the optimizer's slots (with update
+   * number optimizer count + 1: counted here); its sums' losses and counts are at `nodes`.
+   */
+  made(i: number, nodes: TreeNode[], updated: { finite: boolean; ms: number }): void {
+    if (this.waiting.some((w) => w === undefined)) throw new Error('a shard of this step was updated here already: its update cannot be made whole elsewhere');
+    this.nodes[i] = nodes;
+    const { slab, optimizer, staged } = this.ctx;
+    this.totals = { lossSum: slab.loss[0], count: slab.count[0] };
+    if (!updated.finite || !Number.isFinite(this.lossSum)) this.nonFinite = true;
+    this.waiting.fill(undefined);
+    if (!this.begun) optimizer.begin();
+    this.begun = true;
+    staged.version = this.version;
+    this.optimizerMs += updated.ms;
+  }
+
   /** Moves every updated shard into the weights: the step's new version. */
   commit(): void {
     const { weights, staged } = this.ctx;

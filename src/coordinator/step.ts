@@ -12,7 +12,7 @@ import { batchRange, microbatchCount, type BatchPlan } from '../data/sampler.js'
 import { coverNodes, type Slab } from '../reduce/ordered-sum.js';
 import type { GradDType } from '../reduce/float16.js';
 import { StepUpdate, type StagedWeights, type UpdateShard } from './step-update.js';
-import type { RangeResult } from '../compute/range.js';
+import { UpdateLostError, type RangeResult } from '../compute/range.js';
 import { splitProportional } from '../reduce/partition.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { Log } from '../metrics/log.js';
@@ -124,13 +124,22 @@ export type StepTiming = Record<StepPhase, number>;
  * Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another
  * participant, who does not apply the update (`apply`) itself.
  */
-async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: number, hi: number, parts?: RangeParts, apply?: ComputeOptions['apply']): Promise<RangeResult> {
+async function runRange(
+  ctx: StepContext,
+  p: Participant,
+  work: StepWork,
+  lo: number,
+  hi: number,
+  parts?: RangeParts,
+  apply?: ComputeOptions['apply'],
+  update?: ComputeOptions['update'],
+): Promise<RangeResult> {
   // A verified range's dense part may not be used early: it counts once recomputed (verify.ts).
   // A worker computing whole steps alone is not verified: it computes the next step meanwhile,
   // and its results would land in the slab before this step is reduced (verify.ts).
   const verify = p.kind === 'remote' && apply === undefined && ctx.verifier?.pick() === true;
   try {
-    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : parts?.denseIn, apply });
+    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : parts?.denseIn, apply, update });
     if (verify && !(await ctx.verifier!.check(rangeTask(work, lo, hi), result.nodes))) {
       // The slab holds the recomputed sums now: the step goes on with honest values.
       ctx.log(`${p.id} (${p.name}) sent sums for microbatches [${lo},${hi}) of step ${work.globalStep} that recomputation does not give; ejected`, {
@@ -143,6 +152,7 @@ async function runRange(ctx: StepContext, p: Participant, work: StepWork, lo: nu
     }
     return result;
   } catch (err) {
+    if (err instanceof UpdateLostError) throw err;
     // Once `p` has failed or been cancelled it writes nothing more; whoever takes over will.
     parts?.revoked();
     if (!(err instanceof LateError) || p.lateStreak >= MAX_CONSECUTIVE_LATE) ctx.membership.remove(p);
@@ -222,15 +232,19 @@ export async function trainStep(
     if (!owner && remotes.some((p) => p.computing())) remotes.forEach((p) => p.publish(globalStep + 1, shards[k].part));
   };
   const update = new StepUpdate(ctx, n, assigned.length, shards, lr, globalStep + 1, publish);
+  // A participant sharing the coordinator's memory may make the update of a step it computes
+  // whole itself (the local pool's threads, a shard each): then it is the optimizer's next one.
+  const inPlace = assigned.length === 1 ? { lr, t: ctx.optimizer.state().t + 1, examples: work.count } : undefined;
   const dense = shards.findIndex((s) => s.part === 'dense');
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
     // Dense parts come early only as float32 sums, which are at the range's maximal subtrees.
     const denseIn = dense >= 0 ? (): void => update.arrived(i, coverNodes(n, lo, hi), dense) : undefined;
-    const r = await runRange(ctx, p, work, lo, hi, { denseIn, revoked: () => update.revoked(i) }, p === owner ? apply : undefined);
+    const r = await runRange(ctx, p, work, lo, hi, { denseIn, revoked: () => update.revoked(i) }, p === owner ? apply : undefined, inPlace);
     const wallMs = performance.now() - t0;
-    update.arrived(i, r.nodes); // every part of its sums is in
+    if (r.updated) update.made(i, r.nodes, r.updated);
+    else update.arrived(i, r.nodes); // every part of its sums is in
     return { ...r, wallMs, onTime: p.failures === failuresBefore };
   };
   const results = await Promise.all(assigned.map((a, i) => timed(a.p, a.lo, a.hi, i)));
@@ -243,7 +257,7 @@ export async function trainStep(
   const timing: StepTiming = {
     step: performance.now() - started,
     compute: slowest.computeMs,
-    transfer: Math.max(0, slowest.wallMs - slowest.computeMs),
+    transfer: Math.max(0, slowest.wallMs - slowest.computeMs - (slowest.updated?.ms ?? 0)),
     reduce: update.reduceMs,
     optimizer: update.optimizerMs + performance.now() - t0,
   };

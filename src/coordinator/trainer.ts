@@ -134,9 +134,13 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   // Participants: local threads, then remote workers as they join.
   const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
   const membership = new Membership(log, config.workerWaitTimeoutS * 1000, stop);
+  // The next version's weights while a step runs; shared, like the optimizer's slots, so that the
+  // threads of a step they compute whole make its update themselves.
+  const staged: StagedWeights = { version: -1, weights: new Float32Array(new SharedArrayBuffer(4 * spec.size)) };
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
-    pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType });
+    const update = { optimizer: config.optimizer, slots: optimizer.state().slots, staged: staged.weights };
+    pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType, update });
     // The dense layers' update overlaps the convolutions' backward pass where a core is free for it.
     membership.add(new LocalParticipant(pool, slab, config.threads < availableParallelism() ? denseOffset(spec) : undefined));
   }
@@ -146,7 +150,6 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   // parts: the convolutions' go with the assignment, the dense layers' after it or, updated
   // early, during the step before (step-update.ts), from the staged copy.
   const split = denseOffset(spec);
-  const staged: StagedWeights = { version: -1, weights: new Float32Array(spec.size) };
   const weightsPart = (from: number, to: number): VersionedFrame =>
     new VersionedFrame((version, alloc) => {
       const source = version === staged.version ? staged.weights : weights;

@@ -72,6 +72,11 @@ export interface Optimizer {
   apply(weights: Float32Array, grad: Float32Array, lr: number): void;
   /** Starts the next update (Adam counts it here). */
   begin(): void;
+  /**
+   * Starts update number `t` (1 for the first): what a compute thread updating its shard of the
+   * coordinator's own state calls, told the count (optimizerOver).
+   */
+  beginAt(t: number): void;
   /** Updates parameters [from, to) in the update begun last. */
   update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void;
   state(): OptimizerState;
@@ -94,6 +99,10 @@ abstract class CountingOptimizer implements Optimizer {
 
   begin(): void {
     this.t++;
+  }
+
+  beginAt(t: number): void {
+    this.t = t;
   }
 
   abstract update(weights: Float32Array, grad: Float32Array, lr: number, from: number, to: number): void;
@@ -133,10 +142,19 @@ export class Adam extends CountingOptimizer {
   private readonly m: Float32Array;
   private readonly v: Float32Array;
 
-  constructor(size: number, state?: OptimizerState) {
+  /**
+   * The moments live in shared memory, so that the coordinator's compute threads can update their
+   * shards of them (optimizerOver); with `adopt`, they are `state`'s arrays themselves.
+   */
+  constructor(size: number, state?: OptimizerState, adopt = false) {
     super(state);
-    this.m = new Float32Array(size);
-    this.v = new Float32Array(size);
+    if (adopt && state) {
+      this.m = state.slots.m;
+      this.v = state.slots.v;
+      return;
+    }
+    this.m = new Float32Array(new SharedArrayBuffer(4 * size));
+    this.v = new Float32Array(new SharedArrayBuffer(4 * size));
     if (state) {
       this.m.set(state.slots.m);
       this.v.set(state.slots.v);
@@ -163,6 +181,21 @@ export class Adam extends CountingOptimizer {
 
   state(): OptimizerState {
     return { name: this.name, t: this.t, slots: { m: this.m, v: this.v } };
+  }
+}
+
+/**
+ * An optimizer whose state is `state`'s own arrays, not copies: a compute thread updating its
+ * shard of the coordinator's optimizer, whose slots are in shared memory (Adam's always are).
+ */
+export function optimizerOver(state: OptimizerState): Optimizer {
+  switch (state.name) {
+    case 'adam':
+      return new Adam(state.slots.m.length, state, true);
+    case 'sgd':
+      return new Sgd(state);
+    default:
+      throw new Error(`unknown optimizer ${state.name as string}`);
   }
 }
 

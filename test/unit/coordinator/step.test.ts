@@ -5,10 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { Membership, rangeTask, type ComputeOptions, type Participant, type StepWork } from '../../../src/coordinator/participants.js';
 import { LateError, StepDeadline, trainStep, type StepContext } from '../../../src/coordinator/step.js';
 import { MAX_CONSECUTIVE_LATE, STEP_DEADLINE_CAP_MS, STEP_DEADLINE_FLOOR_MS, STEP_DEADLINE_INITIAL_MS } from '../../../src/constants.js';
-import type { RangeResult } from '../../../src/compute/range.js';
+import { UpdateLostError, type RangeResult, type StepUpdateTask } from '../../../src/compute/range.js';
 import type { RangeTask } from '../../../src/compute/types.js';
 import type { ParticipantView } from '../../../src/metrics/state.js';
-import { createOptimizer } from '../../../src/optim/optimizer.js';
+import { createOptimizer, meanInto, optimizerOver } from '../../../src/optim/optimizer.js';
 import { coverNodes, createSharedSlab, reduceInPlace, slot, type Slab, type TreeNode } from '../../../src/reduce/ordered-sum.js';
 import type { GradDType } from '../../../src/reduce/float16.js';
 import type { WeightsPart } from '../../../src/protocol/messages.js';
@@ -33,7 +33,7 @@ function honestSums(slab: Slab, work: StepWork, lo: number, hi: number): TreeNod
   return nodes;
 }
 
-type Behaviour = 'ok' | 'fail' | 'late' | 'dishonest';
+type Behaviour = 'ok' | 'fail' | 'late' | 'dishonest' | 'lost-update';
 
 class FakeParticipant implements Participant {
   microbatchesDone = 0;
@@ -50,6 +50,8 @@ class FakeParticipant implements Participant {
   behaviour: (step: number) => Behaviour = () => 'ok';
   /** Milliseconds before it answers, per call. */
   delay: () => number = () => 0;
+  /** Makes a whole step's update itself when offered one, as the local pool's threads do. */
+  inPlace: ((u: StepUpdateTask) => void) | undefined;
   private cancels = new Map<number, () => void>();
 
   constructor(
@@ -109,8 +111,14 @@ class FakeParticipant implements Participant {
     }
     const nodes = honestSums(this.slab, work, lo, hi);
     if (what === 'dishonest') slot(this.slab, nodes[0][0])[0] += 1e-3;
-    opts?.onDense?.();
+    if (what === 'lost-update') throw new UpdateLostError(new Error('a thread was killed'));
+    const inPlace = opts?.update && this.inPlace;
+    if (!inPlace) opts?.onDense?.();
     this.microbatchesDone += hi - lo;
+    if (opts?.update && this.inPlace) {
+      this.inPlace(opts.update);
+      return { nodes, computeMs: 1, updated: { finite: true, ms: 0 } };
+    }
     return { nodes, computeMs: 1 };
   }
 }
@@ -226,6 +234,57 @@ describe('trainStep with fake participants', () => {
     expect(await epoch(ctx)).toEqual(ref);
     expect(alone.calls.map((c) => c.opts?.apply?.lr)).toEqual([0, 1, 2].map((s) => 0.01 * 0.9 ** (s / STEPS)));
     expect(alone.calls.map((c) => c.opts?.apply?.next?.work.globalStep)).toEqual([1, 2, undefined]);
+  });
+
+  it("the local pool computing a step whole makes its update itself, a shard per thread: the same bits; never in a step it shares or takes over", async () => {
+    const ref = await reference();
+    const { ctx, join } = context('float32');
+    const local = join('local', 'local');
+    // As thread.ts does it, for two threads: the tree is complete (one range), so divide and
+    // update each shard over the coordinator's own optimizer state, into the staged copy.
+    local.inPlace = (u) => {
+      const optimizer = optimizerOver(ctx.optimizer.state());
+      const mean = new Float32Array(WIDTH);
+      for (const [from, to] of [[7, WIDTH], [0, 7]]) {
+        meanInto(mean, ctx.slab.grads, u.examples, from, to);
+        ctx.staged.weights.set(ctx.weights.subarray(from, to), from);
+        optimizer.beginAt(u.t);
+        optimizer.update(ctx.staged.weights, mean, u.lr, from, to);
+      }
+    };
+    expect(await epoch(ctx)).toEqual(ref);
+    expect(local.calls.map((c) => c.opts?.update?.t)).toEqual([1, 2, 3]);
+    expect(local.calls.map((c) => c.opts?.update?.examples)).toEqual([256, 256, 100]);
+    expect(ctx.optimizer.state().t).toBe(3);
+
+    // Beside a remote worker, or taking over a lone worker's range, it is not offered one.
+    const shared = context('float32');
+    const local2 = shared.join('local', 'local');
+    local2.inPlace = local.inPlace;
+    const lost = shared.join('lost', 'remote');
+    expect(await epoch(shared.ctx)).toEqual(ref);
+    expect(local2.calls.every((c) => c.opts?.update === undefined)).toBe(true);
+    const alone = context('float32');
+    const worker = alone.join('alone', 'remote');
+    let spare: FakeParticipant | undefined;
+    worker.behaviour = (step) => {
+      if (step > 0) return 'ok';
+      spare = alone.join('spare', 'local'); // joins while the step runs, and takes its range over
+      spare.inPlace = local.inPlace;
+      return 'fail';
+    };
+    await trainStep(alone.ctx, PERM, 0, 0, 0);
+    expect(spare!.calls.map((c) => [c.step, c.lo, c.hi, c.opts?.update])).toEqual([[0, 0, N, undefined]]);
+    expect(lost.calls.length).toBeGreaterThan(0);
+  });
+
+  it('a step whose update was partly made when a thread failed is not done again: the run stops', async () => {
+    const { ctx, join } = context('float32');
+    const local = join('local', 'local');
+    local.behaviour = () => 'lost-update';
+    // Not handed to anyone (that would wait for a worker to join, then fail otherwise).
+    await expect(trainStep(ctx, PERM, 0, 0, 0)).rejects.toThrow(UpdateLostError);
+    expect(local.calls).toHaveLength(1);
   });
 
   it('a checked range whose bits recomputation does not give: the honest sums go on, the sender is ejected', async () => {

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON } from '../../../src/constants.js';
-import { Adam, Sgd, createOptimizer, powBySquaring } from '../../../src/optim/optimizer.js';
+import { Adam, Sgd, createOptimizer, optimizerOver, powBySquaring } from '../../../src/optim/optimizer.js';
 import { learningRate } from '../../../src/coordinator/schedule.js';
 
 beforeAll(async () => {
@@ -69,6 +69,28 @@ describe('Adam', () => {
     const c = createOptimizer('adam', 8, structuredClone(b.state()));
     for (let s = 0; s < 3; s++) c.apply(wb, g, 0.1);
     expect(wb).toEqual(wa);
+  });
+
+  it('over the same state, shard by shard and told the count (compute threads), gives the bits of apply()', () => {
+    const g = Float32Array.from({ length: 10 }, (_, i) => Math.cos(i) - 0.2);
+    const whole = new Adam(10);
+    const wa = new Float32Array(10);
+    const own = new Adam(10);
+    const wb = new Float32Array(10);
+    // Two "threads" over the owner's slots, which live in shared memory.
+    const shards = [optimizerOver(own.state()), optimizerOver(own.state())];
+    expect(own.state().slots.m.buffer).toBeInstanceOf(SharedArrayBuffer);
+    for (let t = 1; t <= 5; t++) {
+      whole.apply(wa, g, 0.05);
+      own.begin(); // the owner counts the update; the threads are told its number
+      [[6, 10], [0, 6]].forEach(([from, to], k) => {
+        shards[k].beginAt(t);
+        shards[k].update(wb, g, 0.05, from, to);
+      });
+    }
+    expect(wb).toEqual(wa);
+    expect(own.state().slots.v).toEqual(whole.state().slots.v);
+    expect(own.state().t).toBe(5);
   });
 
   it('refuses the state of another optimizer', () => {
