@@ -6,7 +6,7 @@ import { splitEvenly } from '../reduce/partition.js';
 import { coverNodes, leaves, reduceInPlace, wholeSlot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
 import { LenetError } from '../errors.js';
-import type { GradientReply, RangeTask } from './types.js';
+import type { GradientReply, GradientTask, RangeTask } from './types.js';
 
 /**
  * A thread failed after another had begun its shard of the step's update: the optimizer's state
@@ -63,35 +63,35 @@ export interface RangeCompute {
   close(): Promise<void>;
 }
 
+/** Microbatches [a,b) of `task`, one thread's part of it, as a gradient task. */
+function partTask(task: RangeTask, a: number, b: number): GradientTask {
+  let from = 0;
+  for (let j = task.lo; j < a; j++) from += task.sizes[j - task.lo];
+  let to = from;
+  for (let j = a; j < b; j++) to += task.sizes[j - task.lo];
+  return {
+    type: 'gradients',
+    weightsVersion: task.weightsVersion,
+    weightsGeneration: task.weightsGeneration,
+    epoch: task.epoch,
+    microbatches: task.microbatches,
+    lo: a,
+    hi: b,
+    samples: task.samples.slice(from, to),
+    positions: task.positions.slice(from, to),
+    sizes: task.sizes.slice(a - task.lo, b - task.lo),
+  };
+}
+
 /**
  * `awaitDense`: the dense layers' weights of the task's version may still be arriving
  * (GradientTask). `update`: the task is a whole step, and its threads make its update too, each
  * one shard of the parameters, once all of them have their sums in (thread.ts).
  */
 export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false, update?: StepUpdateTask): Promise<RangeResult> {
-  const offsets = [0];
-  for (const s of task.sizes) offsets.push(offsets[offsets.length - 1] + s);
   const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
-  if (update) return computeStep(pool, slab, task, parts, offsets, update);
-  const inFlight = parts.map(([a, b]) => {
-    const from = offsets[a - task.lo];
-    const to = offsets[b - task.lo];
-    return pool.gradients({
-      type: 'gradients',
-      weightsVersion: task.weightsVersion,
-      weightsGeneration: task.weightsGeneration,
-      epoch: task.epoch,
-      microbatches: task.microbatches,
-      lo: a,
-      hi: b,
-      samples: task.samples.slice(from, to),
-      positions: task.positions.slice(from, to),
-      sizes: task.sizes.slice(a - task.lo, b - task.lo),
-      leavesOnly: task.leavesOnly,
-      early: early !== undefined,
-      awaitDense,
-    });
-  });
+  if (update) return computeStep(pool, slab, task, parts, update);
+  const inFlight = parts.map(([a, b]) => pool.gradients({ ...partTask(task, a, b), leavesOnly: task.leavesOnly, early: early !== undefined, awaitDense }));
   // Marked handled: if the early wait below throws, a thread failing later must not be unhandled.
   for (const p of inFlight) p.catch(() => undefined);
   const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
@@ -113,26 +113,12 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
 }
 
 /** computeRange() of a whole step whose threads make its update (ShardUpdate). */
-async function computeStep(pool: ComputePool, slab: Slab, task: RangeTask, parts: (readonly [number, number])[], offsets: number[], update: StepUpdateTask): Promise<RangeResult> {
+async function computeStep(pool: ComputePool, slab: Slab, task: RangeTask, parts: (readonly [number, number])[], update: StepUpdateTask): Promise<RangeResult> {
   if (task.lo !== 0 || task.hi !== task.microbatches || task.leavesOnly) throw new Error('only a whole step makes its update on the threads');
   const shards = splitEvenly(slab.width, parts.length);
   const ready = parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b));
   const arrivals = pool.arrivalsAfter(parts.length);
-  const inFlight = parts.map(([a, b], i) =>
-    pool.gradients({
-      type: 'gradients',
-      weightsVersion: task.weightsVersion,
-      weightsGeneration: task.weightsGeneration,
-      epoch: task.epoch,
-      microbatches: task.microbatches,
-      lo: a,
-      hi: b,
-      samples: task.samples.slice(offsets[a], offsets[b]),
-      positions: task.positions.slice(offsets[a], offsets[b]),
-      sizes: task.sizes.slice(a, b),
-      update: { from: shards[i][0], to: shards[i][1], ...update, arrivals, ready },
-    }, i),
-  );
+  const inFlight = parts.map(([a, b], i) => pool.gradients({ ...partTask(task, a, b), update: { from: shards[i][0], to: shards[i][1], ...update, arrivals, ready } }, i));
   // Every thread is done with the barrier before this returns, even when one failed: the next
   // step's arrivals are counted from what the barrier holds then.
   inFlight.forEach((p) => p.catch(() => pool.giveUp(arrivals)));
