@@ -121,16 +121,18 @@ class Mailbox {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise<R>((resolve, reject) => {
       this.pending.push({ resolve: resolve as (r: MailboxReply['ok']) => void, reject });
-      this.port.postMessage(task);
-      Atomics.add(this.counters, 2 * this.index, 1);
-      Atomics.notify(this.counters, 2 * this.index);
+      this.post(task);
       if (!this.listening) void this.listen();
     });
   }
 
   /** Tells the thread to end its serving task (after the tasks already sent). */
   stop(): void {
-    this.port.postMessage({ type: 'stop' } satisfies ServedTask);
+    this.post({ type: 'stop' });
+  }
+
+  private post(task: ServedTask): void {
+    this.port.postMessage(task);
     Atomics.add(this.counters, 2 * this.index, 1);
     Atomics.notify(this.counters, 2 * this.index);
   }

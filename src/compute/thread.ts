@@ -81,9 +81,6 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
       while (denseMissing() && run.runAhead());
     }
     while (run.finishNext());
-  } catch (err) {
-    if (task.update && shared) giveUp(shared.update.barrier, task.update.arrivals);
-    throw err;
   } finally {
     run.release();
   }
@@ -121,6 +118,8 @@ function serve(computer: GradientComputer, { index, port }: ServeTask): ThreadRe
     try {
       reply = { ok: task.type === 'gradients' ? onGradientTask(computer, task) : onEvalTask(computer, task) };
     } catch (err) {
+      // The step's other threads must not wait for this one's sums.
+      if (task.type === 'gradients' && task.update && shared) giveUp(shared.update.barrier, task.update.arrivals);
       reply = { error: err };
     }
     port.postMessage(reply);

@@ -129,7 +129,7 @@ export class StepUpdate {
     this.totals = { lossSum: slab.loss[0], count: slab.count[0] };
     if (!updated.finite || !Number.isFinite(this.lossSum)) this.nonFinite = true;
     this.waiting.fill(undefined);
-    if (!this.begun) optimizer.begin();
+    optimizer.begin();
     this.begun = true;
     staged.version = this.version;
     this.optimizerMs += updated.ms;
