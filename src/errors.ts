@@ -6,6 +6,8 @@ export const EXIT_CHECKPOINT = 3;
 export const EXIT_BACKEND = 4;
 /** Stopped by SIGTERM or SIGINT after a checkpoint at a step boundary: continue with --resume. */
 export const EXIT_STOPPED = 8;
+/** A compute failure that the run cannot get past: a worker's twice in a row, or a coordinator thread's mid-update. */
+export const EXIT_COMPUTE_FAILED = 9;
 
 export class LenetError extends Error {
   readonly code: string;

@@ -3,9 +3,9 @@
 // the maximal subtrees of the range, all along the fixed reduction tree. Used by the
 // coordinator's own threads and by remote workers alike.
 import { splitEvenly } from '../reduce/partition.js';
-import { coverNodes, leaves, reduceInPlace, wholeSlot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { coverNodes, leaves, reduceInPlace, readyNodes, wholeSlot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
-import { LenetError } from '../errors.js';
+import { EXIT_COMPUTE_FAILED, LenetError } from '../errors.js';
 import type { GradientReply, GradientTask, RangeTask } from './types.js';
 
 /**
@@ -18,7 +18,7 @@ export class UpdateLostError extends LenetError {
     super(
       'LENET_ERR_COMPUTE',
       `a compute thread failed while the step's update was being made (${(cause as Error)?.message ?? String(cause)}); continue from the last checkpoint with --resume`,
-      9,
+      EXIT_COMPUTE_FAILED,
     );
   }
 }
@@ -96,8 +96,7 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
   for (const p of inFlight) p.catch(() => undefined);
   const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
   // What each thread leaves summed: its own maximal subtrees.
-  const ready = new Set(parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b)).map(([lo, hi]) => `${lo}:${hi}`));
-  const isReady = (a: number, b: number): boolean => ready.has(`${a}:${b}`);
+  const isReady = readyNodes(parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b)));
   if (early) {
     // A thread that fails before its flag is raised rejects here instead of leaving us waiting.
     await Promise.all(parts.map(([a], i) => Promise.race([pool.denseReady(a), inFlight[i]])));
@@ -131,8 +130,7 @@ async function computeStep(pool: ComputePool, slab: Slab, task: RangeTask, parts
   const replies = settled.map((r) => (r as PromiseFulfilledResult<GradientReply>).value);
   // The threads completed the tree over the values; the losses and counts are summed here.
   const nodes = coverNodes(task.microbatches, 0, task.microbatches);
-  const isReady = (a: number, b: number): boolean => ready.some(([lo, hi]) => lo === a && hi === b);
-  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, isReady, { from: 0, to: 0, totals: true });
+  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, readyNodes(ready), { from: 0, to: 0, totals: true });
   return {
     nodes,
     computeMs: Math.max(...replies.map((r) => r.computeMs)),

@@ -4,7 +4,7 @@
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../backend/select.js';
 import { denseOffset, modelSpec } from '../model/architectures.js';
-import { reduceInPlace, type Slab } from '../reduce/ordered-sum.js';
+import { reduceInPlace, readyNodes, type Slab } from '../reduce/ordered-sum.js';
 import { meanInto, optimizerOver, type Optimizer } from '../optim/optimizer.js';
 import { arriveAndWait, giveUp } from './barrier.js';
 import { GradientComputer } from './gradients.js';
@@ -46,8 +46,7 @@ function updateShard(task: GradientTask & { update: ShardUpdate }): boolean {
   const u = task.update;
   arriveAndWait(barrier, u.arrivals);
   updateStarted = performance.now();
-  const ready = new Set(u.ready.map(([lo, hi]) => `${lo}:${hi}`));
-  reduceInPlace(slab, 0, task.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), { from: u.from, to: u.to, totals: false });
+  reduceInPlace(slab, 0, task.microbatches, readyNodes(u.ready), { from: u.from, to: u.to, totals: false });
   if (!meanInto(shared.mean, slab.grads, u.examples, u.from, u.to)) return false;
   staged.set(init.weights.subarray(u.from, u.to), u.from);
   shared.optimizer.beginAt(u.t);

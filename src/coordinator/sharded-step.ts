@@ -14,8 +14,8 @@
 // nothing of the attempt remains.
 import { encode } from '../protocol/codec.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
-import { coverNodes, reduceInPlace, slot, type TreeNode } from '../reduce/ordered-sum.js';
-import { readyNodes, shardLayout, stepNodes, sumsDigests, type Shard } from '../reduce/shards.js';
+import { coverNodes, readyNodes, reduceInPlace, slot, type TreeNode } from '../reduce/ordered-sum.js';
+import { shardLayout, stepNodes, sumsDigests, type Shard } from '../reduce/shards.js';
 import { valuesDigest } from '../model/weights.js';
 import type { RangeResult } from '../compute/range.js';
 import { MAX_ABORTED_SHARDED_STEPS } from '../constants.js';

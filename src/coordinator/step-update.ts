@@ -13,7 +13,7 @@
 // of what the owners applied. The step's own weights stay as they are until commit(): a range
 // recomputed after a failure must use them, and gives the same bits (the invariant), so a shard
 // updated before the failure stays right.
-import { reduceInPlace, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { reduceInPlace, readyNodes, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { meanInto, type Optimizer } from '../optim/optimizer.js';
 
 /** The next version's weights while a step runs: the shards updated so far. */
@@ -151,9 +151,9 @@ export class StepUpdate {
     const t0 = performance.now();
     const { slab, meanGrad } = this.ctx;
     const { from, to } = this.shards[k];
-    const ready = new Set(this.nodes.flat().map(([lo, hi]) => `${lo}:${hi}`));
+
     const first = this.totals === undefined;
-    reduceInPlace(slab, 0, this.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), { from, to, totals: first });
+    reduceInPlace(slab, 0, this.microbatches, readyNodes(this.nodes.flat()), { from, to, totals: first });
     if (first) this.totals = { lossSum: slab.loss[0], count: slab.count[0] };
     if (!meanInto(meanGrad, slab.grads, this.count, from, to) || !Number.isFinite(this.lossSum)) this.nonFinite = true;
     this.reduceMs += performance.now() - t0;

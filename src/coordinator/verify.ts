@@ -27,8 +27,8 @@ import type { PoolOptions } from '../compute/pool.js';
 import { float32Bytes } from '../model/weights.js';
 import { shardMean } from '../optim/optimizer.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
-import { slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { nodeKey, readyNodes, sumsDigests, type Shard } from '../reduce/shards.js';
+import { nodeKey, readyNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { sumsDigests, type Shard } from '../reduce/shards.js';
 
 /** Resolution of the choice: a range is verified when randomInt(VERIFY_SCALE) < fraction·VERIFY_SCALE. */
 const VERIFY_SCALE = 1_000_000;

@@ -42,6 +42,14 @@ export function leaves(lo: number, hi: number): TreeNode[] {
 }
 
 /** n slots of `width` float32 gradients plus a float64 loss sum and an example count per slot. */
+export const nodeKey = (lo: number, hi: number): string => `${lo}:${hi}`;
+
+/** ready() for reduceInPlace: the nodes given hold their values. */
+export function readyNodes(nodes: readonly TreeNode[]): (lo: number, hi: number) => boolean {
+  const ready = new Set(nodes.map(([lo, hi]) => nodeKey(lo, hi)));
+  return (lo, hi) => ready.has(nodeKey(lo, hi));
+}
+
 export interface Slab {
   width: number;
   slots: number;

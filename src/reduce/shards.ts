@@ -40,10 +40,3 @@ export function sumsDigests(slab: Slab, nodes: readonly TreeNode[], shards: read
   return nodes.flatMap(([lo]) => shards.map(([from, to]) => valuesDigest(slot(slab, lo).subarray(from, to))));
 }
 
-export const nodeKey = (lo: number, hi: number): string => `${lo}:${hi}`;
-
-/** ready() for reduceInPlace: the nodes given hold their values. */
-export function readyNodes(nodes: readonly TreeNode[]): (lo: number, hi: number) => boolean {
-  const ready = new Set(nodes.map(([lo, hi]) => nodeKey(lo, hi)));
-  return (lo, hi) => ready.has(nodeKey(lo, hi));
-}

@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { IMAGE_PIXELS, MAX_FRAME_BYTES, MAX_SAME_COMPUTE_FAILURES, RECONNECT_FACTOR, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../constants.js';
-import { LenetError } from '../errors.js';
+import { EXIT_COMPUTE_FAILED, LenetError } from '../errors.js';
 import { resolveBackend, threadsFor, type BackendChoice, type BackendName } from '../backend/select.js';
 import { loadMnist, type Mnist } from '../data/mnist.js';
 import { EpochOrder, epochPositions } from '../data/sampler.js';
@@ -22,7 +22,7 @@ import { denseOffset, modelSpec, type Activation, type ArchName } from '../model
 import { InlineCompute } from '../compute/inline.js';
 import { startPool, type PoolOptions } from '../compute/pool.js';
 import { computeRange, type RangeCompute } from '../compute/range.js';
-import { createSharedSlab, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { createSharedSlab, slot, readyNodes, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
 import { authProof } from '../protocol/auth.js';
 import { decode, encode, encodeTensorFrame } from '../protocol/codec.js';
@@ -38,8 +38,7 @@ import { ShardedSteps, type AssignedRange } from './sharded.js';
 
 export const EXIT_REJECTED = 5;
 export const EXIT_UNREACHABLE = 6;
-/** The same compute failure twice in a row: this worker cannot compute this run. */
-export const EXIT_COMPUTE_FAILED = 9;
+export { EXIT_COMPUTE_FAILED };
 
 export interface WorkerOptions {
   url: string;
@@ -574,9 +573,8 @@ export class RemoteWorkerProcess {
    * same bits, and the next step (preassigned with this one) starts without waiting for them.
    */
   private applyAlone(s: Session, a: AssignedRange, nodes: TreeNode[]): void {
-    const ready = new Set(nodes.map(([lo, hi]) => `${lo}:${hi}`));
     // Not finite: the coordinator ends the run as diverged; nothing to make.
-    if (!batchMean(s.slab, a.microbatches, (lo, hi) => ready.has(`${lo}:${hi}`), s.mean)) return;
+    if (!batchMean(s.slab, a.microbatches, readyNodes(nodes), s.mean)) return;
     s.optimizer!.apply(s.weights, s.mean, a.lr);
     this.stats.applied++;
     const next = a.weightsVersion + 1;

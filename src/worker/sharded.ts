@@ -10,8 +10,8 @@
 //   --> (every shard of v+1 in) IDLE.   Abort(step), at any point: IDLE, everything dropped.
 import { encodeTensorFrame } from '../protocol/codec.js';
 import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage, WeightsMessage } from '../protocol/messages.js';
-import { coverNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
-import { nodeKey, readyNodes, stepNodes, sumsDigests } from '../reduce/shards.js';
+import { coverNodes, nodeKey, readyNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
+import { stepNodes, sumsDigests } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
 import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';

@@ -1,8 +1,8 @@
 // Parameter shards: any layout, any split of the leaves, gives the bits of one reduce and one
 // update of the whole vector. This is the invariant sharded steps rest on.
 import { describe, expect, it } from 'vitest';
-import { coverNodes, createSharedSlab, slot } from '../../../src/reduce/ordered-sum.js';
-import { readyNodes, shardLayout, stepNodes } from '../../../src/reduce/shards.js';
+import { coverNodes, createSharedSlab, readyNodes, slot } from '../../../src/reduce/ordered-sum.js';
+import { shardLayout, stepNodes } from '../../../src/reduce/shards.js';
 import { batchMean, createOptimizer, shardMean } from '../../../src/optim/optimizer.js';
 import { splitProportional } from '../../../src/reduce/partition.js';
 
