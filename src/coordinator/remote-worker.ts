@@ -503,17 +503,17 @@ export class RemoteWorker implements Participant {
     this.send(shared.frame, shared.sent);
   }
 
-  /**
-   * Frames sent in `fn` leave in one write: the worker wakes once for them, not once per frame
-   * (measured on loopback: the assignment came 0.26 ms after the weights before it). ws keeps
-   * its socket in `_socket`; without one (a test's fake) each frame goes on its own.
-   */
   /** One part of the coordinator's weights of `version`: from now on it holds none its peers made. */
   private sendWeights(version: number, part: 'conv' | 'dense'): void {
     this.peersMade = -1;
     this.sendShared(this.opts.weightsFrame(version, part));
   }
 
+  /**
+   * Frames sent in `fn` leave in one write: the worker wakes once for them, not once per frame
+   * (measured on loopback: the assignment came 0.26 ms after the weights before it). ws keeps
+   * its socket in `_socket`; without one (a test's fake) each frame goes on its own.
+   */
   private together(fn: () => void): void {
     const socket = (this.ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     socket?.cork();
