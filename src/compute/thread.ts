@@ -32,26 +32,25 @@ const shared: { update: SharedUpdate; optimizer: Optimizer; mean: Float32Array }
   ? { update: init.update, optimizer: optimizerOver({ name: init.update.optimizer, t: 0, slots: init.update.slots }), mean: new Float32Array(init.weights.length) }
   : undefined;
 
-/** When the last updateShard() had every sum in and began its reduction. */
-let updateStarted = 0;
-
 /**
  * Waits until every thread of the step has its sums in the slab, then makes this thread's shard
  * of the update: the tree completed over its parameters, the batch mean, the optimizer.
  * Shards are disjoint, and the optimizer is elementwise: any split gives the bits of one update.
+ * Tells whether the mean was finite (if not, nothing is updated), and the milliseconds from the
+ * barrier's release to the end.
  */
-function updateShard(task: GradientTask & { update: ShardUpdate }): boolean {
+function updateShard(task: GradientTask & { update: ShardUpdate }): { finite: boolean; ms: number } {
   if (!shared) throw new Error('this pool was not given the optimizer state');
   const { barrier, staged } = shared.update;
   const u = task.update;
   arriveAndWait(barrier, u.arrivals);
-  updateStarted = performance.now();
+  const started = performance.now();
   reduceInPlace(slab, 0, task.microbatches, readyNodes(u.ready), { from: u.from, to: u.to, totals: false });
-  if (!meanInto(shared.mean, slab.grads, u.examples, u.from, u.to)) return false;
+  if (!meanInto(shared.mean, slab.grads, u.examples, u.from, u.to)) return { finite: false, ms: performance.now() - started };
   staged.set(init.weights.subarray(u.from, u.to), u.from);
   shared.optimizer.beginAt(u.t);
   shared.optimizer.update(staged, shared.mean, u.lr, u.from, u.to);
-  return true;
+  return { finite: true, ms: performance.now() - started };
 }
 
 /** Blocks until the dense layers' weights of `version` (or newer) are in place. */
@@ -85,8 +84,8 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
   }
   const computeMs = performance.now() - started;
   if (!task.update) return { type: 'gradients', nodes: run.nodes, computeMs };
-  const finite = updateShard(task as GradientTask & { update: ShardUpdate });
-  return { type: 'gradients', nodes: run.nodes, computeMs, finite, updateMs: performance.now() - updateStarted };
+  const { finite, ms } = updateShard(task as GradientTask & { update: ShardUpdate });
+  return { type: 'gradients', nodes: run.nodes, computeMs, finite, updateMs: ms };
 }
 
 function onEvalTask(computer: GradientComputer, task: EvalTask): EvalReply {
