@@ -2,7 +2,6 @@
 // src/coordinator/step-update.ts). A worker that fails after they did, its dense part already used, must still
 // leave the weights of an undisturbed run: its range is recomputed with the step's own weights.
 // The worker runs in this process so the test can time its failure to the message.
-import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decode } from '../../src/protocol/codec.js';
@@ -19,24 +18,21 @@ afterEach(() => restoreSends?.());
 // run goes on for about a second after the worker drops at step VICTIM_STEP, well past its first
 // reconnect (RECONNECT_INITIAL_MS); with 16 steps the run could end first and the worker, finding
 // no coordinator, failed after its --connect-timeout (seen once in CI).
-const RUN = ['--epochs', '1', '--train-limit', '4096', '--test-limit', '200', '--seed', '3', '--quiet', '--port', '0', '--threads', '1'];
+// No verification: a range picked for recomputation does not hand its dense part over early
+// (step.ts, runRange), so with the default --verify-fraction 0.02 the step-4 range was picked in
+// about one run in 50, the next dense weights could not be made before its held-back convolutions'
+// part, and the coordinator took the range back as late ("missed the 2000 ms step deadline").
+const RUN = ['--epochs', '1', '--train-limit', '4096', '--test-limit', '200', '--seed', '3', '--quiet', '--port', '0', '--threads', '1', '--verify-fraction', '0'];
 const SPLIT = denseOffset(modelSpec('lenet5'));
 const VICTIM_STEP = 4;
 
 describe('dense weights sent ahead', () => {
-  // One retry, every assertion intact, in a folder of its own (a second run into the first one's
-  // checkpoints would be refused). In two of six full npm test runs on a loaded 2-core machine
-  // the next dense weights did not reach the worker within the 2 s step deadline, so the
-  // coordinator took its range back as late ("missed the 2000 ms step deadline (step 4)") and the
-  // worker dropped only at step 5; why they were that slow is not found yet: the worker's log is
-  // in the failure message.
-  it('a worker that dies after the next dense weights reached it leaves the undisturbed weights', { timeout: 120_000, retry: 1 }, async () => {
-    const attempt = mkdtempSync(join(dir.path, 'attempt-'));
-    const refMetrics = join(attempt, 'ref.jsonl');
-    expect((await runCli('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(attempt, 'ref'), '--metrics-out', refMetrics])).code).toBe(0);
+  it('a worker that dies after the next dense weights reached it leaves the undisturbed weights', { timeout: 120_000 }, async () => {
+    const refMetrics = join(dir.path, 'ref.jsonl');
+    expect((await runCli('lenet-coord', ['start', ...RUN, '--checkpoint-dir', join(dir.path, 'ref'), '--metrics-out', refMetrics])).code).toBe(0);
 
-    const metrics = join(attempt, 'victim.jsonl');
-    const { proc: c, url } = await startCoordinator([...RUN, '--wait-workers', '1', '--checkpoint-dir', join(attempt, 'victim'), '--metrics-out', metrics], running);
+    const metrics = join(dir.path, 'victim.jsonl');
+    const { proc: c, url } = await startCoordinator([...RUN, '--wait-workers', '1', '--checkpoint-dir', join(dir.path, 'victim'), '--metrics-out', metrics], running);
 
     // At step VICTIM_STEP the worker holds back the convolutions' part of its result and drops
     // once the dense weights of the next step have come (so its dense part has been used). They
