@@ -122,6 +122,13 @@ for (const allreduce of parts.has('loopback') ? ['star', 'sharded'] : []) {
 const MAX_HOSTS = 16;
 const HOSTS_PORT = 7411;
 const HOSTS_TOKEN = 'scaling-netns-token-0123456789';
+/**
+ * Steps of the compute-simulated rows before the recorded epoch. A simulated worker's own CPU per
+ * step fell from about 10 to 5 ms over its first hundred steps (16 sharded workers on loopback:
+ * the JIT, the allocator, the sockets), and with it the step, 125 to 92 ms: with one warm-up
+ * epoch of 14 steps a row showed mostly start-up.
+ */
+const HOSTS_WARMUP_STEPS = 100;
 function sh(cmd) {
   execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
@@ -166,20 +173,23 @@ function linkBytes(h) {
   return stat('rx_bytes') + stat('tx_bytes');
 }
 /**
- * One run across hosts; returns its last epoch record with the links' bytes per step (the whole
- * run's, joins and warm-up included) and the compute a worker simulated per step, if any.
+ * One run across hosts; returns its last epoch record with the links' bytes per step over that
+ * epoch and the compute a worker simulated per step, if any. With `warmupSteps`, epochs of the
+ * same size run first, at least that many steps in all, and the last one is recorded.
  */
-async function hostsRun(name, { workers, rate, allreduce, batch, simMs, epochs = 1 }) {
+async function hostsRun(name, { workers, rate, allreduce, batch, simMs, warmupSteps = 0 }) {
   netnsUp(workers, rate);
   const ids = Array.from({ length: workers }, (_, i) => String(i + 1));
   const limit = Math.min(60000, batch * (simMs ? 20 : Math.ceil(samples / batch)));
-  // The links' counters from the end of the first epoch (its record is written) to the end of the
-  // run: the recorded epoch's bytes, without the joins and their probes.
+  const epochs = 1 + Math.ceil(warmupSteps / Math.ceil(limit / batch));
+  // The links' counters from the end of the last warm-up epoch (its record is written) to the end
+  // of the run: the recorded epoch's bytes, without the joins, their probes and the warm-up.
   const metrics = join(work, `${name}.jsonl`);
   let before;
   const snapshot = () => ({ c: linkBytes('c'), w: ids.map(linkBytes), cpu: cpuTimes() });
+  const epochsDone = () => (existsSync(metrics) ? readFileSync(metrics, 'utf8').split('"type":"epoch"').length - 1 : 0);
   const watch = setInterval(() => {
-    if (!before && epochs > 1 && existsSync(metrics) && readFileSync(metrics, 'utf8').includes('"type":"epoch"')) before = snapshot();
+    if (!before && epochs > 1 && epochsDone() >= epochs - 1) before = snapshot();
   }, 10);
   if (epochs === 1) before = snapshot();
   const env = simMs ? { ...process.env, LENET_SIMULATE_COMPUTE_MS: simMs.toFixed(2) } : process.env;
@@ -235,8 +245,7 @@ if (netnsOk) {
         for (const workers of sizes) {
           for (const allreduce of ['star', 'sharded']) {
             const batch = scaling === 'weak' ? 256 * workers : 1024;
-            // Two epochs of 20 steps, the second recorded: the first is warm-up.
-            const { e, extra } = await hostsRun(`hosts-${rate}-${scaling}-${allreduce}-${workers}`, { workers, rate, allreduce, batch, simMs: perMicrobatchMs, epochs: 2 });
+            const { e, extra } = await hostsRun(`hosts-${rate}-${scaling}-${allreduce}-${workers}`, { workers, rate, allreduce, batch, simMs: perMicrobatchMs, warmupSteps: HOSTS_WARMUP_STEPS });
             record(`hosts-${rate}-${scaling}-${allreduce}`, workers, workers, batch, e, extra);
           }
         }
