@@ -38,6 +38,12 @@ export function untilVersion(flag: Int32Array, version: number): Promise<void> {
   return untilAtLeast(flag, 0, version);
 }
 
+/** Sets `flag[0]` to weights version `version` and wakes whoever waits on it (untilVersion, a thread's Atomics.wait). */
+export function announceVersion(flag: Int32Array, version: number): void {
+  Atomics.store(flag, 0, version);
+  Atomics.notify(flag, 0);
+}
+
 /** How long close() lets a thread finish the task it is on. */
 const CLOSE_GRACE_MS = 1000;
 

@@ -20,7 +20,7 @@ import { loadMnist, type Mnist } from '../data/mnist.js';
 import { EpochOrder, epochPositions } from '../data/sampler.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
-import { startPool, type PoolOptions } from '../compute/pool.js';
+import { announceVersion, startPool, type PoolOptions } from '../compute/pool.js';
 import { computeRange, type RangeCompute } from '../compute/range.js';
 import { createSharedSlab, slot, readyNodes, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
@@ -547,10 +547,7 @@ export class RemoteWorkerProcess {
     s.replaced++;
     if (msg.values.buffer !== s.weights.buffer) s.weights.set(msg.values, from);
     if (part !== 'dense') s.convVersion = msg.version;
-    if (part !== 'conv') {
-      Atomics.store(s.denseVersion, 0, msg.version);
-      Atomics.notify(s.denseVersion, 0);
-    }
+    if (part !== 'conv') announceVersion(s.denseVersion, msg.version);
     s.sharded.weightsChanged();
   }
 
@@ -580,8 +577,7 @@ export class RemoteWorkerProcess {
     const next = a.weightsVersion + 1;
     s.convVersion = next;
     s.optimizerVersion = next;
-    Atomics.store(s.denseVersion, 0, next);
-    Atomics.notify(s.denseVersion, 0);
+    announceVersion(s.denseVersion, next);
   }
 
   /**

@@ -13,6 +13,7 @@ import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage
 import { coverNodes, nodeKey, readyNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { stepNodes, sumsDigests } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
+import { announceVersion } from '../compute/pool.js';
 import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
 import { valuesDigest } from '../model/weights.js';
@@ -214,8 +215,7 @@ export class ShardedSteps {
     const next = c.a.weightsVersion + 1;
     this.s.convVersion = next;
     this.s.optimizerVersion = next;
-    Atomics.store(this.s.denseVersion, 0, next);
-    Atomics.notify(this.s.denseVersion, 0);
+    announceVersion(this.s.denseVersion, next);
     this.current = undefined;
     this.wake();
   }
