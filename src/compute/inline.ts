@@ -53,11 +53,14 @@ export class InlineCompute {
     const started = performance.now();
     const version = range.weightsVersion;
     const denseMissing = (): boolean => Atomics.load(this.denseVersion, 0) < version;
+    // Waits let go since now (letGoWaits): the step was given up, and this result is dropped.
+    const letGoSeen = Atomics.load(this.denseVersion, 1);
+    const letGo = (): boolean => Atomics.load(this.denseVersion, 1) !== letGoSeen;
     this.computer.setWeights(
       this.weights,
       version,
       () => {
-        if (denseMissing()) throw new Error(`the dense layers' weights of version ${version} were needed before they arrived`);
+        if (denseMissing() && !letGo()) throw new Error(`the dense layers' weights of version ${version} were needed before they arrived`);
       },
       range.weightsGeneration,
     );
@@ -66,11 +69,11 @@ export class InlineCompute {
     try {
       // As a pool thread does: convolutions run ahead only while the dense weights are missing.
       run.runAhead();
-      while (denseMissing()) {
+      while (denseMissing() && !letGo()) {
         await yieldToEventLoop();
         if (!denseMissing() || !run.runAhead()) break;
       }
-      await untilVersion(this.denseVersion, version); // the dense layers' weights of `version`, or newer
+      await untilVersion(this.denseVersion, version, letGoSeen); // the dense layers' weights of `version`, or newer
       let yielded = performance.now();
       while (run.finishNext()) {
         if (performance.now() - yielded < COMPUTE_YIELD_MS) continue;

@@ -33,14 +33,42 @@ export async function untilAtLeast(flag: Int32Array, index: number, value: numbe
   }
 }
 
-/** Resolves once `flag[0]` (a weights version, raised with Atomics.notify) is at least `version`. */
-export function untilVersion(flag: Int32Array, version: number): Promise<void> {
-  return untilAtLeast(flag, 0, version);
+/**
+ * A worker's dense-weights flag: [0] the newest version whose dense layers' weights are in place
+ * (announceVersion), [1] how many times computations waiting for them were let go (letGoWaits).
+ */
+export function newDenseFlag(): Int32Array {
+  const flag = new Int32Array(new SharedArrayBuffer(8));
+  flag[0] = -1;
+  return flag;
+}
+
+/**
+ * Resolves once `flag[0]` (a weights version, raised with Atomics.notify) is at least `version`,
+ * or, given `letGoSeen` (`flag[1]` when the computation began), once waits were let go since.
+ */
+export async function untilVersion(flag: Int32Array, version: number, letGoSeen?: number): Promise<void> {
+  for (;;) {
+    const have = Atomics.load(flag, 0);
+    if (have >= version || (letGoSeen !== undefined && Atomics.load(flag, 1) !== letGoSeen)) return;
+    const wait = waitAsync(flag, 0, have);
+    if (wait.async) await wait.value;
+  }
 }
 
 /** Sets `flag[0]` to weights version `version` and wakes whoever waits on it (untilVersion, a thread's Atomics.wait). */
 export function announceVersion(flag: Int32Array, version: number): void {
   Atomics.store(flag, 0, version);
+  Atomics.notify(flag, 0);
+}
+
+/**
+ * Lets every computation that began before now and waits for dense weights go on without them:
+ * the step it computes was given up, and its result is dropped. `flag[0]` keeps saying which
+ * version is in place, so a later computation of the same version still waits for it.
+ */
+export function letGoWaits(flag: Int32Array): void {
+  Atomics.add(flag, 1, 1);
   Atomics.notify(flag, 0);
 }
 
@@ -61,7 +89,7 @@ export interface PoolOptions {
   weights: Float32Array;
   slab: Slab;
   gradDType: GradDType;
-  /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense). */
+  /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense): a flag of newDenseFlag(). */
   denseVersion?: Int32Array;
   /**
    * The coordinator's optimizer state and staged weights, in shared memory: given these, the
@@ -89,7 +117,7 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     slabSlots: o.slab.slots,
     gradDType: o.gradDType,
     signals: new Int32Array(new SharedArrayBuffer(4 * o.slab.slots)),
-    denseVersion: o.denseVersion ?? new Int32Array(new SharedArrayBuffer(4)),
+    denseVersion: o.denseVersion ?? new Int32Array(new SharedArrayBuffer(8)),
     mailbox: new Int32Array(new SharedArrayBuffer(8 * threads)),
     update: o.update ? { ...o.update, barrier: new Int32Array(new SharedArrayBuffer(8)) } : null,
   });
@@ -175,6 +203,7 @@ export class ComputePool {
   private readonly signals: Int32Array;
   private readonly counters: Int32Array;
   private readonly barrier: Int32Array | undefined;
+  private readonly denseVersion: Int32Array;
   private mailboxes: Mailbox[] = [];
   private closing = false;
 
@@ -183,6 +212,7 @@ export class ComputePool {
     this.signals = init.signals;
     this.counters = init.mailbox;
     this.barrier = init.update?.barrier;
+    this.denseVersion = init.denseVersion;
     this.piscina = new Piscina({
       filename: THREAD_FILE,
       minThreads: threads,
@@ -252,7 +282,8 @@ export class ComputePool {
    */
   gradients(task: GradientTask, thread?: number): Promise<GradientReply> {
     if (task.early) Atomics.store(this.signals, task.lo, 0);
-    return (thread === undefined ? this.idlest() : this.mailboxes[thread]).send<GradientReply>(task);
+    const stamped = task.awaitDense ? { ...task, letGoSeen: Atomics.load(this.denseVersion, 1) } : task;
+    return (thread === undefined ? this.idlest() : this.mailboxes[thread]).send<GradientReply>(stamped);
   }
 
   /** Resolves once the thread running the `early` task that starts at slot `lo` has raised its flag. */

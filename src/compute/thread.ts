@@ -53,18 +53,21 @@ function updateShard(task: GradientTask & { update: ShardUpdate }): { finite: bo
   return { finite: true, ms: performance.now() - started };
 }
 
-/** Blocks until the dense layers' weights of `version` (or newer) are in place. */
-function awaitDense(version: number): void {
+/**
+ * Blocks until the dense layers' weights of `version` (or newer) are in place, or until waits
+ * were let go since the task was sent (`letGoSeen`): its step was given up, its result dropped.
+ */
+function awaitDense(version: number, letGoSeen: number | undefined): void {
   for (;;) {
     const have = Atomics.load(init.denseVersion, 0);
-    if (have >= version) return;
+    if (have >= version || (letGoSeen !== undefined && Atomics.load(init.denseVersion, 1) !== letGoSeen)) return;
     Atomics.wait(init.denseVersion, 0, have, 1000);
   }
 }
 
 function onGradientTask(computer: GradientComputer, task: GradientTask): GradientReply {
   const started = performance.now();
-  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitDense(task.weightsVersion) : undefined, task.weightsGeneration);
+  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitDense(task.weightsVersion, task.letGoSeen) : undefined, task.weightsGeneration);
   const run = new GradientTaskRun(computer, slab, denseFrom, init.gradDType, task, () => {
     Atomics.store(init.signals, task.lo, 1);
     Atomics.notify(init.signals, task.lo);

@@ -29,7 +29,7 @@ export interface ThreadInit {
   gradDType: GradDType;
   /** One flag per slab slot: a thread with an `early` task sets its task's `lo` flag to 1. */
   signals: Int32Array;
-  /** [0]: the newest version whose dense layers' weights are in `weights` (awaitDense tasks). */
+  /** [0]: the newest version whose dense layers' weights are in `weights` (awaitDense tasks); [1]: see letGoWaits (pool.ts). */
   denseVersion: Int32Array;
   /** Per thread i: [2i] counts the tasks sent to its mailbox, [2i+1] the replies it sent (pool.ts). */
   mailbox: Int32Array;
@@ -103,6 +103,8 @@ export interface GradientTask extends RangeTask {
    * and wait for `denseVersion[0] >= weightsVersion` before the dense layers.
    */
   awaitDense?: boolean;
+  /** With awaitDense: `denseVersion[1]` when the task was sent; the wait gives up once it changed (letGoWaits). */
+  letGoSeen?: number;
   /** This thread's shard of the step's update (whole steps on the coordinator's pool only). */
   update?: ShardUpdate;
 }

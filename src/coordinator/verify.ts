@@ -53,7 +53,7 @@ export class Verifier {
     const leavesOnly = inline.gradDType === 'float16';
     if (pool) return new Verifier(fraction, slab, leavesOnly, (task) => computeRange(pool, slab, task));
     // The dense weights are always whole here: the version flag never holds a computation back.
-    const compute = await InlineCompute.start({ ...inline, denseVersion: Int32Array.of(0x7fffffff) });
+    const compute = await InlineCompute.start({ ...inline, denseVersion: Int32Array.of(0x7fffffff, 0) });
     return new Verifier(fraction, slab, leavesOnly, (task) => compute.computeRange(task));
   }
 

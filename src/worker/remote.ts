@@ -20,7 +20,7 @@ import { loadMnist, type Mnist } from '../data/mnist.js';
 import { EpochOrder, epochPositions } from '../data/sampler.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
-import { announceVersion, startPool, type PoolOptions } from '../compute/pool.js';
+import { announceVersion, newDenseFlag, startPool, type PoolOptions } from '../compute/pool.js';
 import { computeRange, type RangeCompute } from '../compute/range.js';
 import { createSharedSlab, slot, readyNodes, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
@@ -490,7 +490,7 @@ export class RemoteWorkerProcess {
       labels = this.data.train.labels;
     }
     const empty = new Uint8Array(new SharedArrayBuffer(1));
-    const denseVersion = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
+    const denseVersion = newDenseFlag();
     const compute = await startCompute(this.threads, {
       spec,
       backend: this.backend!,

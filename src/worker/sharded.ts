@@ -3,17 +3,22 @@
 // shard itself: once every participant's partial sums of it are in, it completes the fixed tree
 // over those values, divides by the step's example count, applies the optimizer to them, and
 // sends the new values to every other owner and the mean gradient to the coordinator. The next
-// version's weights are whole once every owner's shard has come.
+// version's shards are gathered as they come, each published in two parts where it holds both
+// convolution and dense-layer values: once the convolutions' values and its own shard are in,
+// the next step may start (convVersion), as the forward pass begins with the convolutions; the
+// dense layers' values (most of the bytes) may still come meanwhile, and the compute waits for
+// them (denseVersion) before the dense layers.
 //
-// One step at a time:  IDLE --sharded Assignment--> WAITING_WEIGHTS (version v complete?)
-//   --> COMPUTING --> SENT (partials out, RangeDone to the coordinator) --> OWN_SHARD_DONE
-//   --> (every shard of v+1 in) IDLE.   Abort(step), at any point: IDLE, everything dropped.
+// One step at a time:  IDLE --sharded Assignment--> WAITING_WEIGHTS (conv shards of v in?)
+//   --> COMPUTING (dense shards of v in: digests of the weights) --> SENT (partials out,
+//   RangeDone to the coordinator) --> OWN_SHARD_DONE --> IDLE, gathering the shards of v+1.
+//   Abort(step), at any point: IDLE, everything of that step and its gathering dropped.
 import { encodeTensorFrame } from '../protocol/codec.js';
 import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage, WeightsMessage } from '../protocol/messages.js';
 import { coverNodes, nodeKey, readyNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { stepNodes, sumsDigests } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
-import { announceVersion } from '../compute/pool.js';
+import { announceVersion, letGoWaits } from '../compute/pool.js';
 import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
 import { valuesDigest } from '../model/weights.js';
@@ -62,20 +67,47 @@ interface Current {
   /** Every partial sum of the step; `arrived`: those of them in the slab for the own shard. */
   expected: Map<string, TreeNode>;
   arrived: Set<string>;
-  /** Owners whose shard of the next version has come (the own one included once made). */
-  nextShards: Set<number>;
   published: boolean;
   /** This step's value of the test hook above: the one to corrupt, if any. */
   corrupt: string;
 }
 
+/**
+ * A shard as its owner publishes it: in one part, or two where it holds both convolution and
+ * dense-layer values, the convolutions' first (the next step starts with them).
+ */
+function publishedParts(p: PeerEntry, denseFrom: number): [from: number, to: number][] {
+  return p.from < denseFrom && denseFrom < p.to ? [[p.from, denseFrom], [denseFrom, p.to]] : [[p.from, p.to]];
+}
+
+/** The version a step makes, as its shards' parts come from their owners. */
+interface Gathering {
+  /** The step making it; its version is `step`'s weights version + 1. */
+  step: number;
+  version: number;
+  /** Every part to come, by where it starts, with its end and its owner. */
+  parts: Map<number, { to: number; owner: number }>;
+  /** The parts in (the own shard's once made). */
+  have: Set<number>;
+  /** The parts the next step needs before it starts: the convolutions', and this worker's own (its optimizer state moves with them). */
+  first: number[];
+}
+
 export class ShardedSteps {
   private plan: PeersMessage | undefined;
   private current: Current | undefined;
+  /**
+   * The versions being gathered, by version: the one this step makes, and the one it computes
+   * with while that one's dense layers' shards still come. Every shard of v is in before any of
+   * v+1 can come (those need this worker's sums, computed with v).
+   */
+  private readonly gathering = new Map<number, Gathering>();
   /** Partial sums of the own shard that came before their step's assignment. */
   private readonly early = new Map<number, ResultMessage[]>();
   /** Steps up to this one were aborted by the coordinator. */
   private abortedUpTo = -1;
+  /** The last step whose own shard was reduced here: its partial sums are all in. */
+  private reducedUpTo = -1;
   private waiters: (() => void)[] = [];
   private stepsRun = 0;
 
@@ -90,10 +122,21 @@ export class ShardedSteps {
     this.plan = msg;
   }
 
-  /** The coordinator gave up on `step`: forget it (it will be done again, the plain way). */
+  /**
+   * The coordinator gave up on `step`: forget it (it will be done again, the plain way). A
+   * computation of it that waits for dense layers' shards that will not come is let go on (its
+   * result is dropped); denseVersion keeps saying which version is in place, so the weights the
+   * coordinator sends next (perhaps an older version, the dense layers' first) are waited for as
+   * ever by the computations that begin after this.
+   */
   abort(step: number): void {
     this.abortedUpTo = Math.max(this.abortedUpTo, step);
-    if (this.current && this.current.a.step <= step) this.current = undefined;
+    const c = this.current;
+    if (c && c.a.step <= step) {
+      this.current = undefined;
+      letGoWaits(this.s.denseVersion);
+    }
+    for (const g of [...this.gathering.values()]) if (g.step <= step) this.gathering.delete(g.version);
     for (const s of [...this.early.keys()]) if (s <= step) this.early.delete(s);
     this.wake();
   }
@@ -114,21 +157,28 @@ export class ShardedSteps {
     if (!plan || plan.plan !== a.plan) throw new Error(`sharded step ${a.step} follows plan ${a.plan}, but this worker has ${plan ? `plan ${plan.plan}` : 'none'}`);
     const own = plan.peers.find((p) => p.workerId === this.workerId);
     if (!own) throw new Error(`sharded step ${a.step}: plan ${a.plan} gives this worker no shard`);
-    if (!(await this.weightsOf(a.weightsVersion, a.step))) return;
+    const v = a.weightsVersion;
+    if (!(await this.weightsOf(v, a.step, 'start'))) return;
     const s = this.s;
-    if (!s.optimizer || s.optimizerVersion !== a.weightsVersion) throw new Error(`sharded step ${a.step} needs the optimizer state of version ${a.weightsVersion}, have ${s.optimizerVersion}`);
+    if (!s.optimizer || s.optimizerVersion !== v) throw new Error(`sharded step ${a.step} needs the optimizer state of version ${v}, have ${s.optimizerVersion}`);
     const expected = new Map(stepNodes(a.microbatches, a.bounds).map((n) => [nodeKey(n[0], n[1]), n] as const));
     const corrupt = CORRUPT_EVERY > 0 && ++this.stepsRun % CORRUPT_EVERY === 0 ? CORRUPT_WHAT : '';
-    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), nextShards: new Set(), published: false, corrupt };
+    const current: Current = { a, own, others: plan.peers.filter((p) => p !== own), expected, arrived: new Set(), published: false, corrupt };
     this.current = current;
+    // The shards of v+1 may come from now on (from owners whose sums are complete first).
+    const parts = new Map(plan.peers.flatMap((p) => publishedParts(p, s.denseFrom).map(([from, to]) => [from, { to, owner: p.workerId }] as const)));
+    const first = [...parts].filter(([from, { owner }]) => from < s.denseFrom || owner === own.workerId).map(([from]) => from);
+    this.gathering.set(v + 1, { step: a.step, version: v + 1, parts, have: new Set(), first });
+    // What it computes with, shard by shard, for the coordinator to compare with its replica:
+    // taken the moment version v is whole here (a microtask of that moment, so before any shard
+    // of v+1 can come: those need this worker's sums of this step).
+    const weightsDigests = this.weightsOf(v, a.step, 'whole').then((whole) => (whole ? plan.peers.map((p) => valuesDigest(s.weights.subarray(p.from, p.to))) : undefined));
     // What this worker sent last (its shard's new values, which its peers need to start this step)
     // goes out before a computation on the main thread holds the event loop.
     await this.io.flushed();
     if (this.current !== current) return; // aborted meanwhile
     for (const msg of this.early.get(a.step) ?? []) this.onPartial(msg);
     this.early.delete(a.step);
-    // What it computes with, shard by shard, for the coordinator to compare with its replica.
-    const weightsDigests = plan.peers.map((p) => valuesDigest(s.weights.subarray(p.from, p.to)));
     const mine = coverNodes(a.microbatches, a.lo, a.hi);
     const sendTo = (peers: PeerEntry[]): void => {
       for (const p of peers) {
@@ -143,20 +193,22 @@ export class ShardedSteps {
     const early: EarlyDense | undefined = dense.length > 0 ? { split: s.denseFrom, onDense: () => this.current === current && sendTo(dense) } : undefined;
     const started = performance.now();
     const result = await compute({ ...a, leavesOnly: false }, early);
-    if (this.current !== current) return; // aborted meanwhile
+    // The compute waited for the dense layers' shards, so the digests are taken by now.
+    const digests = await weightsDigests;
+    if (this.current !== current || !digests) return; // aborted meanwhile
     if (corrupt === 'sums') slot(s.slab, mine[0][0])[0] += 1e-3; // value 0: a convolution's, sent below
     sendTo(rest);
     const nodes = mine.map(([lo, hi]) => ({ lo, hi, examples: s.slab.count[lo], lossSum: s.slab.loss[lo] }));
     // What it sent each owner (and keeps of its own shard), node by node, shard by shard.
     const sums = sumsDigests(s.slab, mine, plan.peers.map((p) => [p.from, p.to] as const));
-    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsDigests: sums, weightsDigests });
+    this.io.toCoordinator({ type: 'range_done', step: a.step, nodes, computeMs: Math.max(result.computeMs, performance.now() - started), sumsDigests: sums, weightsDigests: digests });
     for (const [lo, hi] of mine) current.arrived.add(nodeKey(lo, hi));
     this.maybeReduce(current);
   }
 
   /** A partial sum of the own shard, from a peer or from the coordinator's threads. */
   onPartial(msg: ResultMessage): void {
-    if (msg.step <= this.abortedUpTo) return;
+    if (msg.step <= this.abortedUpTo || msg.step <= this.reducedUpTo) return;
     const c = this.current;
     if (!c || msg.step > c.a.step) {
       const list = this.early.get(msg.step) ?? [];
@@ -177,13 +229,13 @@ export class ShardedSteps {
     this.maybeReduce(c);
   }
 
-  /** An owner's shard of the next version. */
+  /** A part of an owner's shard of the next version. */
   onShardWeights(msg: WeightsMessage, fromWorker: number): void {
-    const c = this.current;
-    const owner = c?.others.find((p) => p.workerId === fromWorker);
-    if (!c || !owner || msg.version !== c.a.weightsVersion + 1 || msg.offset !== owner.from || msg.values.length !== owner.to - owner.from) return;
+    const g = this.gathering.get(msg.version);
+    const part = g?.parts.get(msg.offset);
+    if (!g || !part || part.owner !== fromWorker || fromWorker === this.workerId || part.to !== msg.offset + msg.values.length || g.have.has(msg.offset)) return;
     this.s.weights.set(msg.values, msg.offset);
-    this.haveShard(c, owner.workerId);
+    this.havePart(g, msg.offset);
   }
 
   private maybeReduce(c: Current): void {
@@ -191,6 +243,9 @@ export class ShardedSteps {
     c.published = true;
     const { a, own } = c;
     const s = this.s;
+    const g = this.gathering.get(a.weightsVersion + 1)!;
+    this.current = undefined; // what is left of the step is gathering the shards of v+1
+    this.reducedUpTo = a.step;
     // The sums it reduces, as they came: the coordinator compares them with what was sent.
     const receivedDigests = [...c.expected.values()].map(([lo]) => valuesDigest(slot(s.slab, lo).subarray(own.from, own.to)));
     const finite = shardMean(s.slab, a.microbatches, readyNodes([...c.expected.values()]), s.mean, own.from, own.to, a.examples);
@@ -202,30 +257,43 @@ export class ShardedSteps {
     const mean = s.mean.subarray(own.from, own.to);
     this.io.toCoordinator({ type: 'shard_update', step: a.step, offset: own.from, mean: c.corrupt === 'mean' ? perturbed(mean) : mean, receivedDigests });
     if (!finite) return;
-    const values = s.weights.subarray(own.from, own.to);
-    const weights: WeightsMessage = { type: 'weights', version: a.weightsVersion + 1, offset: own.from, values: c.corrupt === 'weights' ? perturbed(values) : values };
-    const frame = encodeTensorFrame(weights, 'float32');
-    for (const p of c.others) this.io.toPeer(p.url, frame);
-    this.haveShard(c, own.workerId);
+    // Its shard's new values to every other owner, the convolutions' part first.
+    for (const [from, to] of publishedParts(own, s.denseFrom)) {
+      const values = s.weights.subarray(from, to);
+      const weights: WeightsMessage = { type: 'weights', version: g.version, offset: from, values: c.corrupt === 'weights' && from === own.from ? perturbed(values) : values };
+      const frame = encodeTensorFrame(weights, 'float32');
+      for (const p of c.others) this.io.toPeer(p.url, frame);
+    }
+    s.optimizerVersion = g.version;
+    for (const [from] of publishedParts(own, s.denseFrom)) this.havePart(g, from);
   }
 
-  private haveShard(c: Current, owner: number): void {
-    c.nextShards.add(owner);
-    if (c.nextShards.size < c.others.length + 1) return;
-    const next = c.a.weightsVersion + 1;
-    this.s.convVersion = next;
-    this.s.optimizerVersion = next;
-    announceVersion(this.s.denseVersion, next);
-    this.current = undefined;
+  /**
+   * The part at `from` of the version being gathered is in the weights. Once the parts the next
+   * step starts with are all in, it may start; once every part is, the compute may go on into
+   * the dense layers.
+   */
+  private havePart(g: Gathering, from: number): void {
+    g.have.add(from);
+    const s = this.s;
+    if (s.convVersion < g.version && g.first.every((f) => g.have.has(f))) s.convVersion = g.version;
+    if (g.have.size === g.parts.size) {
+      announceVersion(s.denseVersion, g.version);
+      this.gathering.delete(g.version);
+    }
     this.wake();
   }
 
-  /** Resolves true once version `v` is whole here, false if `step` is aborted first. */
-  private async weightsOf(v: number, step: number): Promise<boolean> {
+  /**
+   * Resolves true once version `v` is here, enough of it to `start` a step (the convolutions'
+   * weights) or `whole`; false if `step` is aborted first or the coordinator has moved on.
+   */
+  private async weightsOf(v: number, step: number, what: 'start' | 'whole'): Promise<boolean> {
     for (;;) {
       if (step <= this.abortedUpTo) return false;
-      if (this.s.convVersion === v && Atomics.load(this.s.denseVersion, 0) === v) return true;
-      if (this.s.convVersion > v) return false; // the coordinator has moved on
+      const s = this.s;
+      if (s.convVersion === v && (what === 'start' || Atomics.load(s.denseVersion, 0) === v)) return true;
+      if (s.convVersion > v) return false; // the coordinator has moved on
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }

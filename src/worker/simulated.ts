@@ -24,11 +24,12 @@ export function simulatedCompute(real: RangeCompute, msPerMicrobatch: number, sl
     async computeRange(task, early) {
       if (task.weightsVersion === PROBE_VERSION) return real.computeRange(task, early);
       const started = performance.now();
+      const letGoSeen = Atomics.load(denseVersion, 1);
       const total = msPerMicrobatch * (task.hi - task.lo);
       const rest = early ? msPerMicrobatch * (1 - DENSE_AT) : 0;
       const busy = sleep(total - rest);
       // As a real worker, it cannot finish before the dense layers' weights of the step are in.
-      await untilVersion(denseVersion, task.weightsVersion);
+      await untilVersion(denseVersion, task.weightsVersion, letGoSeen);
       await busy;
       const nodes = task.leavesOnly ? leaves(task.lo, task.hi) : coverNodes(task.microbatches, task.lo, task.hi);
       for (const [lo, hi] of nodes) {

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../src/backend/select.js';
 import { GradientComputer } from '../../../src/compute/gradients.js';
 import { InlineCompute } from '../../../src/compute/inline.js';
+import { newDenseFlag } from '../../../src/compute/pool.js';
 import type { RangeTask } from '../../../src/compute/types.js';
 import { loadMnist, type Mnist } from '../../../src/data/mnist.js';
 import { denseOffset, modelSpec } from '../../../src/model/architectures.js';
@@ -55,7 +56,7 @@ describe('InlineCompute', () => {
     const weights = new Float32Array(new SharedArrayBuffer(4 * spec.size));
     const all = initWeights(spec, 2);
     weights.set(all.subarray(0, split)); // the convolutions' part only: the rest is "on its way"
-    const denseVersion = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
+    const denseVersion = newDenseFlag();
     const slab = createSharedSlab(spec.size, 4);
     const empty = new Uint8Array(0);
     const compute = await InlineCompute.start({

@@ -8,6 +8,7 @@ import type { Message, PeersMessage, ResultMessage } from '../../../src/protocol
 import { createSharedSlab, slot } from '../../../src/reduce/ordered-sum.js';
 import { valuesDigest } from '../../../src/model/weights.js';
 import type { RangeCompute } from '../../../src/compute/range.js';
+import { announceVersion, untilVersion } from '../../../src/compute/pool.js';
 import { ShardedSteps, type AssignedRange, type ShardedSession } from '../../../src/worker/sharded.js';
 
 const P = 60;
@@ -25,16 +26,16 @@ const PLAN: PeersMessage = {
 /** Leaf i's sums: distinct values per leaf and parameter. */
 const leaf = (i: number): Float32Array => Float32Array.from({ length: P }, (_, k) => (i + 1) * 0.01 + k * 1e-4);
 
-function setUp() {
+function setUp(denseFrom = DENSE_FROM) {
   const session: ShardedSession = {
     slab: createSharedSlab(P, 3),
     weights: new Float32Array(new SharedArrayBuffer(4 * P)).fill(0.5),
     mean: new Float32Array(P),
     convVersion: 0,
-    denseVersion: new Int32Array(new SharedArrayBuffer(4)),
+    denseVersion: new Int32Array(new SharedArrayBuffer(8)), // [0] version 0 in place, [1] no waits let go
     optimizer: createOptimizer('adam', P),
     optimizerVersion: 0,
-    denseFrom: DENSE_FROM,
+    denseFrom,
   };
   const toCoordinator: Message[] = [];
   const toPeer: { url: string; msg: Message }[] = [];
@@ -45,17 +46,25 @@ function setUp() {
     log: () => undefined,
   });
   steps.setPlan(PLAN);
-  /** Computes leaf 0 of any step: its sums, 4 examples, the dense part handed over first. */
+  /**
+   * Computes leaf 0 of any step: its sums, 4 examples, the dense part handed over first. Like a
+   * real one it starts with the convolutions' weights and waits for the dense layers'.
+   */
   const computed: number[] = [];
+  /** Resolved when a computation may reach its dense layers (at once unless a test holds it). */
+  const gate = { reached: Promise.resolve() };
   const compute: RangeCompute['computeRange'] = async (task, early) => {
     computed.push(task.weightsVersion);
+    const letGoSeen = Atomics.load(session.denseVersion, 1);
+    await gate.reached;
+    await untilVersion(session.denseVersion, task.weightsVersion, letGoSeen);
     slot(session.slab, 0).set(leaf(0));
     session.slab.count[0] = 4;
     session.slab.loss[0] = 1.5;
     early?.onDense([[0, 1]]);
     return { nodes: [[0, 1]], computeMs: 1 };
   };
-  return { session, steps, toCoordinator, toPeer, compute, computed };
+  return { session, steps, toCoordinator, toPeer, compute, computed, gate };
 }
 
 const assignment = (step: number): AssignedRange => ({
@@ -109,14 +118,18 @@ describe('a worker\'s sharded step', () => {
     expect(update.receivedDigests).toEqual([0, 1, 2].map((i) => valuesDigest(leaf(i).subarray(0, 20))));
     // Its shard's new values, one frame to each other owner; the others' shards of version 1 to come.
     const sent = toPeer.slice(2);
+    // In two parts, as it holds convolution values [0, 10) and dense-layer values [10, 20).
     expect(sent.map(({ url, msg }) => [url, msg.type === 'weights' && [msg.version, msg.offset, msg.values.length]])).toEqual([
-      ['ws://b', [1, 0, 20]],
-      ['ws://c', [1, 0, 20]],
+      ['ws://b', [1, 0, 10]],
+      ['ws://c', [1, 0, 10]],
+      ['ws://b', [1, 10, 10]],
+      ['ws://c', [1, 10, 10]],
     ]);
     expect(Array.from(session.weights.subarray(0, 20))).not.toEqual(Array.from(before.subarray(0, 20)));
-    expect(session.convVersion).toBe(0);
+    // Its own shard holds every convolution value: the next step may start; the dense layers wait.
+    expect([session.convVersion, session.optimizerVersion, Atomics.load(session.denseVersion, 0)]).toEqual([1, 1, 0]);
     steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20).fill(0.25) }, 2);
-    expect(session.convVersion).toBe(0);
+    expect(Atomics.load(session.denseVersion, 0)).toBe(0);
     steps.onShardWeights({ type: 'weights', version: 1, offset: 40, values: new Float32Array(20).fill(0.75) }, 3);
     expect([session.convVersion, session.optimizerVersion, Atomics.load(session.denseVersion, 0)]).toEqual([1, 1, 1]);
     expect(Array.from(session.weights.subarray(20, 60))).toEqual([...Array(20).fill(0.25), ...Array(20).fill(0.75)]);
@@ -149,9 +162,9 @@ describe('a worker\'s sharded step', () => {
     steps.onShardWeights({ type: 'weights', version: 2, offset: 20, values: new Float32Array(20) }, 2); // another version
     steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(10) }, 2); // part of it
     steps.onShardWeights({ type: 'weights', version: 1, offset: 40, values: new Float32Array(20) }, 3);
-    expect(session.convVersion).toBe(0);
+    expect(Atomics.load(session.denseVersion, 0)).toBe(0);
     steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20) }, 2);
-    expect(session.convVersion).toBe(1);
+    expect(Atomics.load(session.denseVersion, 0)).toBe(1);
   });
 
   it('Abort(step): the step is dropped, the partial sums that would complete its shard make nothing, and a step waiting for its weights does not start', async () => {
@@ -169,18 +182,108 @@ describe('a worker\'s sharded step', () => {
     expect(computed).toEqual([0]);
   });
 
-  it('the next step waits for its weights, and starts once they are whole', async () => {
-    const { steps, toCoordinator, compute, computed } = setUp();
+  it('the next step starts once the shards with convolution values and its own are in, and reports the digests of the whole version', async () => {
+    const { session, steps, toCoordinator, compute, computed } = setUp();
+    await steps.run(assignment(0), compute);
+    const next = steps.run(assignment(1), compute);
+    steps.onPartial(partial(0, 1));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(computed).toEqual([0]); // its own shard of version 1 is not made yet
+    steps.onPartial(partial(0, 2));
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20).fill(0.25) }, 2);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(computed).toEqual([0, 1]); // started on the convolutions' weights
+    const rangeDone = () => toCoordinator.filter((m) => m.type === 'range_done').map((m) => m.type === 'range_done' && m.step);
+    expect(rangeDone()).toEqual([0]); // waiting for the dense layers' last shard
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 40, values: new Float32Array(20).fill(0.75) }, 3);
+    const whole = session.weights.slice();
+    await next;
+    expect(rangeDone()).toEqual([0, 1]);
+    const done = toCoordinator.filter((m) => m.type === 'range_done')[1];
+    if (done.type !== 'range_done') throw new Error('no RangeDone');
+    expect(done.weightsDigests).toEqual(PLAN.peers.map((p) => valuesDigest(whole.subarray(p.from, p.to))));
+  });
+
+  it('keeps a shard of the next version that comes before its own shard is made', async () => {
+    const { session, steps } = setUp();
+    // The peer's shard of version 1 comes while this worker still computes step 0.
+    const compute: RangeCompute['computeRange'] = async (_task, early) => {
+      steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20).fill(0.25) }, 2);
+      slot(session.slab, 0).set(leaf(0));
+      session.slab.count[0] = 4;
+      session.slab.loss[0] = 1.5;
+      early?.onDense([[0, 1]]);
+      return { nodes: [[0, 1]], computeMs: 1 };
+    };
+    await steps.run(assignment(0), compute);
+    steps.onPartial(partial(0, 1));
+    steps.onPartial(partial(0, 2));
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 40, values: new Float32Array(20).fill(0.75) }, 3);
+    expect(Atomics.load(session.denseVersion, 0)).toBe(1);
+    expect(Array.from(session.weights.subarray(20, 40))).toEqual(Array(20).fill(0.25));
+  });
+
+  it('with convolution values in another owner\'s shard, the next step waits for that part of it, and the rest for the dense layers', async () => {
+    const { session, steps, compute, computed } = setUp(30); // shard [20, 40) holds convolution values [20, 30)
     await steps.run(assignment(0), compute);
     const next = steps.run(assignment(1), compute);
     steps.onPartial(partial(0, 1));
     steps.onPartial(partial(0, 2));
-    steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20) }, 2);
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 40, values: new Float32Array(20) }, 3);
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20) }, 2); // not a part it publishes
     await new Promise((r) => setTimeout(r, 10));
     expect(computed).toEqual([0]);
-    steps.onShardWeights({ type: 'weights', version: 1, offset: 40, values: new Float32Array(20) }, 3);
-    await next;
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(10) }, 2);
+    await new Promise((r) => setTimeout(r, 10));
     expect(computed).toEqual([0, 1]);
-    expect(toCoordinator.filter((m) => m.type === 'range_done').map((m) => m.type === 'range_done' && m.step)).toEqual([0, 1]);
+    expect(Atomics.load(session.denseVersion, 0)).toBe(0);
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 30, values: new Float32Array(10) }, 2);
+    await next;
+    expect(Atomics.load(session.denseVersion, 0)).toBe(1);
+  });
+
+  it('Abort(step) lets a computation waiting for dense shards that will not come go on, and drops its result', async () => {
+    const { session, steps, toCoordinator, toPeer, compute, computed } = setUp();
+    await steps.run(assignment(0), compute);
+    const next = steps.run(assignment(1), compute);
+    steps.onPartial(partial(0, 1));
+    steps.onPartial(partial(0, 2));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(computed).toEqual([0, 1]);
+    const sentBefore = toPeer.length;
+    steps.abort(0);
+    steps.abort(1);
+    await next;
+    expect(toCoordinator.filter((m) => m.type === 'range_done').length).toBe(1);
+    expect(toPeer.length).toBe(sentBefore); // nothing of step 1 went to its peers
+    // The version it waited for is not whole; the next assignment brings the weights whole.
+    steps.onShardWeights({ type: 'weights', version: 1, offset: 20, values: new Float32Array(20) }, 2);
+    expect(session.weights.subarray(20, 40).every((x) => x === 0.5)).toBe(true);
+  });
+  it('Abort(step) lets go a computation that reaches its dense layers only after older weights lowered denseVersion, and not one begun after', async () => {
+    const { session, steps, toCoordinator, compute, computed, gate } = setUp();
+    await steps.run(assignment(0), compute);
+    let reach!: () => void;
+    gate.reached = new Promise((r) => (reach = r)); // step 1's threads are still in the convolutions
+    const next = steps.run(assignment(1), compute);
+    steps.onPartial(partial(0, 1));
+    steps.onPartial(partial(0, 2));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(computed).toEqual([0, 1]);
+    steps.abort(0);
+    steps.abort(1);
+    // The coordinator sends its weights of version 0 again, whole, the dense layers' first.
+    announceVersion(session.denseVersion, 0);
+    reach();
+    await next; // it does not wait for version 1's dense layers, which will not come
+    expect(toCoordinator.filter((m) => m.type === 'range_done').length).toBe(1);
+    // A computation of version 1 that begins now waits for those weights as ever.
+    let done = false;
+    const later = untilVersion(session.denseVersion, 1, Atomics.load(session.denseVersion, 1)).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(done).toBe(false);
+    announceVersion(session.denseVersion, 1);
+    await later;
+    expect(done).toBe(true);
   });
 });
