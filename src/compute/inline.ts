@@ -9,7 +9,7 @@ import { denseOffset } from '../model/architectures.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { GradDType } from '../reduce/float16.js';
 import { GradientComputer } from './gradients.js';
-import { untilVersion, type PoolOptions } from './pool.js';
+import { letGoSince, untilVersion, type PoolOptions } from './pool.js';
 import type { EarlyDense, RangeResult } from './range.js';
 import { GradientTaskRun } from './task.js';
 import type { RangeTask } from './types.js';
@@ -55,7 +55,7 @@ export class InlineCompute {
     const denseMissing = (): boolean => Atomics.load(this.denseVersion, 0) < version;
     // Waits let go since now (letGoWaits): the step was given up, and this result is dropped.
     const letGoSeen = Atomics.load(this.denseVersion, 1);
-    const letGo = (): boolean => Atomics.load(this.denseVersion, 1) !== letGoSeen;
+    const letGo = (): boolean => letGoSince(this.denseVersion, letGoSeen);
     this.computer.setWeights(
       this.weights,
       version,

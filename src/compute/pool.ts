@@ -50,7 +50,7 @@ export function newDenseFlag(): Int32Array {
 export async function untilVersion(flag: Int32Array, version: number, letGoSeen?: number): Promise<void> {
   for (;;) {
     const have = Atomics.load(flag, 0);
-    if (have >= version || (letGoSeen !== undefined && Atomics.load(flag, 1) !== letGoSeen)) return;
+    if (have >= version || letGoSince(flag, letGoSeen)) return;
     const wait = waitAsync(flag, 0, have);
     if (wait.async) await wait.value;
   }
@@ -70,6 +70,11 @@ export function announceVersion(flag: Int32Array, version: number): void {
 export function letGoWaits(flag: Int32Array): void {
   Atomics.add(flag, 1, 1);
   Atomics.notify(flag, 0);
+}
+
+/** Waits were let go since `flag[1]` was `letGoSeen` (a thread's awaitDense checks the same). */
+export function letGoSince(flag: Int32Array, letGoSeen: number | undefined): boolean {
+  return letGoSeen !== undefined && Atomics.load(flag, 1) !== letGoSeen;
 }
 
 /** How long close() lets a thread finish the task it is on. */

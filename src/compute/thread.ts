@@ -56,6 +56,7 @@ function updateShard(task: GradientTask & { update: ShardUpdate }): { finite: bo
 /**
  * Blocks until the dense layers' weights of `version` (or newer) are in place, or until waits
  * were let go since the task was sent (`letGoSeen`): its step was given up, its result dropped.
+ * The check of pool.ts's letGoSince, here, as this thread does not load the pool's module.
  */
 function awaitDense(version: number, letGoSeen: number | undefined): void {
   for (;;) {
