@@ -97,10 +97,25 @@ export interface PoolOptions {
   /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense): a flag of newDenseFlag(). */
   denseVersion?: Int32Array;
   /**
-   * The coordinator's optimizer state and staged weights, in shared memory: given these, the
-   * threads of a whole step make its update themselves, a shard each (GradientTask.update).
+   * The coordinator's optimizer state, in shared memory: given it, the threads of a whole step
+   * make its update themselves, a shard each, in the weights (GradientTask.update).
    */
-  update?: { optimizer: OptimizerName; slots: Record<string, Float32Array>; staged: Float32Array };
+  update?: { optimizer: OptimizerName; slots: Record<string, Float32Array> };
+}
+
+/** The barrier counts of a planned whole step (ComputePool.planStep, ShardUpdate). */
+export interface StepCounts {
+  arrivals: number;
+  committed: number;
+}
+
+/** A whole step planned on the pool: its tasks' outcomes, and the coordinator's part in it. */
+export interface PlannedStep<T> {
+  settled: Promise<PromiseSettledResult<T>[]>;
+  /** The coordinator takes the step: once their sums are in, its threads make the update. */
+  take(): Promise<void>;
+  /** The step is not taken: its threads still waiting stop, and write nothing more. */
+  giveUp(): void;
 }
 
 /** Starts a pool of `threads` and waits until every thread has its backend up. */
@@ -211,6 +226,10 @@ export class ComputePool {
   private readonly denseVersion: Int32Array;
   private mailboxes: Mailbox[] = [];
   private closing = false;
+  /** The barrier count after the last whole step planned (planStep), and how many are in flight. */
+  private plannedArrivals = 0;
+  private stepsInFlight = 0;
+  private lastPlanned: Promise<unknown> = Promise.resolve();
 
   constructor(threads: number, init: ThreadInit) {
     this.threads = threads;
@@ -262,17 +281,39 @@ export class ComputePool {
   }
 
   /**
-   * The arrival count at which `threads` more threads will all have their sums in: what a whole
-   * step's update tasks wait for. Only between steps, when no such task is in flight.
+   * Plans the next whole step whose threads make its update (barrier.ts), and posts its tasks
+   * with `post`, given its barrier counts: `arrivals` once every thread's sums are in and the
+   * coordinator has taken the step (take()), `committed` once every thread has updated its shard.
+   * Steps are counted one after another as they are planned, so a step's tasks may wait in the
+   * mailboxes behind the one before; once none is in flight, counting starts again from what the
+   * barrier holds, past any count given up on. A task that fails gives the step up.
    */
-  arrivalsAfter(threads: number): number {
+  planStep<T>(threads: number, post: (counts: StepCounts) => Promise<T>[]): PlannedStep<T> {
     if (!this.barrier) throw new Error('this pool makes no updates');
-    return Atomics.load(this.barrier, 0) + threads;
-  }
-
-  /** A thread of the step waiting for `arrivals` failed: the others stop waiting. */
-  giveUp(arrivals: number): void {
-    if (this.barrier) giveUp(this.barrier, arrivals);
+    const barrier = this.barrier;
+    if (this.stepsInFlight === 0) {
+      this.plannedArrivals = Math.max(Atomics.load(barrier, 0), Atomics.load(barrier, 1));
+      Atomics.store(barrier, 0, this.plannedArrivals);
+    }
+    const arrivals = this.plannedArrivals + threads + 1;
+    const counts = { arrivals, committed: arrivals + threads };
+    this.plannedArrivals = counts.committed;
+    this.stepsInFlight++;
+    const tasks = post(counts);
+    tasks.forEach((t) => t.catch(() => giveUp(barrier, counts.committed)));
+    const settled = Promise.allSettled(tasks).finally(() => this.stepsInFlight--);
+    const before = this.lastPlanned;
+    this.lastPlanned = settled;
+    return {
+      settled,
+      // Counted once the step before has answered: its threads wait for counts of their own.
+      take: async () => {
+        await before;
+        Atomics.add(barrier, 0, 1);
+        Atomics.notify(barrier, 0);
+      },
+      giveUp: () => giveUp(barrier, counts.committed),
+    };
   }
 
   /** The mailbox with the fewest tasks still to answer (the first such). */
@@ -304,6 +345,8 @@ export class ComputePool {
   /** Stops the threads; one still computing after CLOSE_GRACE_MS is terminated. */
   async close(): Promise<void> {
     this.closing = true;
+    // A whole step planned but never taken waits for the coordinator: it is given up.
+    if (this.stepsInFlight > 0 && this.barrier) giveUp(this.barrier, this.plannedArrivals);
     for (const m of this.mailboxes) m.stop();
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));

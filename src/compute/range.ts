@@ -6,7 +6,7 @@ import { splitEvenly } from '../reduce/partition.js';
 import { coverNodes, leaves, reduceInPlace, readyNodes, wholeSlot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import type { ComputePool } from './pool.js';
 import { EXIT_COMPUTE_FAILED, LenetError } from '../errors.js';
-import type { GradientReply, GradientTask, RangeTask } from './types.js';
+import type { GradientTask, RangeTask } from './types.js';
 
 /**
  * A thread failed after another had begun its shard of the step's update: the optimizer's state
@@ -30,9 +30,10 @@ export interface RangeResult {
   computeMs: number;
   /**
    * Set when the range was a whole step whose update its threads made (StepUpdateTask): false
-   * in `finite` when a mean value was not finite; `ms`, the slowest thread's time for it.
+   * in `finite` when a mean value was not finite; `ms`, the slowest thread's time for it; the
+   * step's loss sum and example count (its slab may hold the next step's sums already).
    */
-  updated?: { finite: boolean; ms: number };
+  updated?: { finite: boolean; ms: number; lossSum: number; count: number };
 }
 
 /** A whole step's update, made by the threads that compute it (ComputePool.updates). */
@@ -89,8 +90,8 @@ function partTask(task: RangeTask, a: number, b: number): GradientTask {
  * one shard of the parameters, once all of them have their sums in (thread.ts).
  */
 export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false, update?: StepUpdateTask): Promise<RangeResult> {
+  if (update) return queueStep(pool, slab, task, update).go();
   const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
-  if (update) return computeStep(pool, slab, task, parts, update);
   const inFlight = parts.map(([a, b]) => pool.gradients({ ...partTask(task, a, b), leavesOnly: task.leavesOnly, early: early !== undefined, awaitDense }));
   // Marked handled: if the early wait below throws, a thread failing later must not be unhandled.
   for (const p of inFlight) p.catch(() => undefined);
@@ -111,29 +112,60 @@ export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTas
   return { nodes, computeMs };
 }
 
-/** computeRange() of a whole step whose threads make its update (ShardUpdate). */
-async function computeStep(pool: ComputePool, slab: Slab, task: RangeTask, parts: (readonly [number, number])[], update: StepUpdateTask): Promise<RangeResult> {
+/**
+ * A whole step on the pool's threads, which make its update themselves (ShardUpdate): its tasks
+ * are in the threads' mailboxes, and the threads compute its sums, then wait for the coordinator
+ * to take it (go) before they touch the weights or the optimizer. A step queued behind the one
+ * the threads are on starts as soon as they have made that one's update, without waiting for the
+ * coordinator's turn in between.
+ */
+export interface QueuedStep {
+  /** The step (weights version) and the update it was queued with. */
+  readonly step: number;
+  readonly update: StepUpdateTask;
+  /**
+   * Takes the step, once the step queued before it has answered: its threads make the update,
+   * and this resolves with the result, or rejects (UpdateLostError where the update was partly
+   * made). Its sums' losses and counts are summed by a thread: the slab may hold the next
+   * step's sums by the time this resolves.
+   */
+  go(): Promise<RangeResult>;
+  /** The step is not taken: its threads give up before the weights or the optimizer, and this resolves once they have. */
+  abandon(): Promise<void>;
+}
+
+/** Queues a whole step on `pool`'s threads (QueuedStep), behind whatever they have to do. */
+export function queueStep(pool: ComputePool, slab: Slab, task: RangeTask, update: StepUpdateTask): QueuedStep {
   if (task.lo !== 0 || task.hi !== task.microbatches || task.leavesOnly) throw new Error('only a whole step makes its update on the threads');
+  const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
   const shards = splitEvenly(slab.width, parts.length);
   const ready = parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b));
-  const arrivals = pool.arrivalsAfter(parts.length);
-  const inFlight = parts.map(([a, b], i) => pool.gradients({ ...partTask(task, a, b), update: { from: shards[i][0], to: shards[i][1], ...update, arrivals, ready } }, i));
-  // Every thread is done with the barrier before this returns, even when one failed: the next
-  // step's arrivals are counted from what the barrier holds then.
-  inFlight.forEach((p) => p.catch(() => pool.giveUp(arrivals)));
-  const settled = await Promise.allSettled(inFlight);
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  // A thread that succeeded passed the barrier, so every sum was in and it updated its shard: the
-  // step cannot be computed again.
-  if (failed && settled.some((r) => r.status === 'fulfilled')) throw new UpdateLostError(failed.reason);
-  if (failed) throw failed.reason;
-  const replies = settled.map((r) => (r as PromiseFulfilledResult<GradientReply>).value);
-  // The threads completed the tree over the values; the losses and counts are summed here.
-  const nodes = coverNodes(task.microbatches, 0, task.microbatches);
-  for (const [lo, hi] of nodes) reduceInPlace(slab, lo, hi, readyNodes(ready), { from: 0, to: 0, totals: true });
+  const planned = pool.planStep(parts.length, (counts) =>
+    parts.map(([a, b], i) => pool.gradients({ ...partTask(task, a, b), update: { from: shards[i][0], to: shards[i][1], ...update, ...counts, totals: i === 0, ready } }, i)),
+  );
   return {
-    nodes,
-    computeMs: Math.max(...replies.map((r) => r.computeMs)),
-    updated: { finite: replies.every((r) => r.finite === true), ms: Math.max(...replies.map((r) => r.updateMs ?? 0)) },
+    step: task.weightsVersion,
+    update,
+    async go() {
+      await planned.take();
+      const outcomes = await planned.settled;
+      const failed = outcomes.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const replies = outcomes.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      // A thread that answered passed the first wait, so every sum was in and it may have updated
+      // its shard: the step cannot be computed again.
+      if ((failed && replies.length > 0) || replies.some((r) => r.lost)) throw new UpdateLostError(failed?.reason ?? new Error('another thread failed'));
+      if (failed) throw failed.reason;
+      const totals = replies.find((r) => r.totals)?.totals;
+      if (!totals) throw new Error('no thread of the step summed its losses and counts');
+      return {
+        nodes: coverNodes(task.microbatches, 0, task.microbatches),
+        computeMs: Math.max(...replies.map((r) => r.computeMs)),
+        updated: { finite: replies.every((r) => r.finite === true), ms: Math.max(...replies.map((r) => r.updateMs ?? 0)), ...totals },
+      };
+    },
+    async abandon() {
+      planned.giveUp();
+      await planned.settled;
+    },
   };
 }

@@ -6,7 +6,7 @@ import { initBackend } from '../backend/select.js';
 import { denseOffset, modelSpec } from '../model/architectures.js';
 import { reduceInPlace, readyNodes, type Slab } from '../reduce/ordered-sum.js';
 import { meanInto, optimizerOver, type Optimizer } from '../optim/optimizer.js';
-import { arriveAndWait, giveUp } from './barrier.js';
+import { arriveAndWait, giveUp, StepAbandoned } from './barrier.js';
 import { GradientComputer } from './gradients.js';
 import { GradientTaskRun } from './task.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ShardUpdate, SharedUpdate, ThreadInit, ThreadReply, ThreadTask } from './types.js';
@@ -33,24 +33,36 @@ const shared: { update: SharedUpdate; optimizer: Optimizer; mean: Float32Array }
   : undefined;
 
 /**
- * Waits until every thread of the step has its sums in the slab, then makes this thread's shard
- * of the update: the tree completed over its parameters, the batch mean, the optimizer.
- * Shards are disjoint, and the optimizer is elementwise: any split gives the bits of one update.
- * Tells whether the mean was finite (if not, nothing is updated), and the milliseconds from the
- * barrier's release to the end.
+ * Waits until every thread of the step has its sums in the slab and the coordinator has taken
+ * the step, then makes this thread's shard of the update in the weights: the tree completed over
+ * its parameters, the batch mean, the optimizer; then waits until every thread has made its
+ * shard. Shards are disjoint, and the optimizer is elementwise: any split gives the bits of one
+ * update. Every thread has finished reading the step's weights and the slab by the first wait,
+ * and the next task starts after the second. Tells whether the mean was finite (if not, nothing
+ * is updated), the milliseconds from the first wait's release to the end, and, with
+ * `totals`, the step's loss sum and example count. Once past the first wait it does not throw
+ * for another thread's failure: `lost` says the update may be partly made.
  */
-function updateShard(task: GradientTask & { update: ShardUpdate }): { finite: boolean; ms: number } {
+function updateShard(task: GradientTask & { update: ShardUpdate }): Pick<GradientReply, 'finite' | 'updateMs' | 'lost' | 'totals'> {
   if (!shared) throw new Error('this pool was not given the optimizer state');
-  const { barrier, staged } = shared.update;
+  const { barrier } = shared.update;
   const u = task.update;
   arriveAndWait(barrier, u.arrivals);
   const started = performance.now();
-  reduceInPlace(slab, 0, task.microbatches, readyNodes(u.ready), { from: u.from, to: u.to, totals: false });
-  if (!meanInto(shared.mean, slab.grads, u.examples, u.from, u.to)) return { finite: false, ms: performance.now() - started };
-  staged.set(init.weights.subarray(u.from, u.to), u.from);
-  shared.optimizer.beginAt(u.t);
-  shared.optimizer.update(staged, shared.mean, u.lr, u.from, u.to);
-  return { finite: true, ms: performance.now() - started };
+  reduceInPlace(slab, 0, task.microbatches, readyNodes(u.ready), { from: u.from, to: u.to, totals: u.totals });
+  const totals = u.totals ? { lossSum: slab.loss[0], count: slab.count[0] } : undefined;
+  const finite = meanInto(shared.mean, slab.grads, u.examples, u.from, u.to);
+  if (finite) {
+    shared.optimizer.beginAt(u.t);
+    shared.optimizer.update(init.weights, shared.mean, u.lr, u.from, u.to);
+  }
+  try {
+    arriveAndWait(barrier, u.committed);
+  } catch (err) {
+    if (!(err instanceof StepAbandoned)) throw err;
+    return { finite, updateMs: performance.now() - started, totals, lost: true };
+  }
+  return { finite, updateMs: performance.now() - started, totals };
 }
 
 /**
@@ -88,8 +100,7 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
   }
   const computeMs = performance.now() - started;
   if (!task.update) return { type: 'gradients', nodes: run.nodes, computeMs };
-  const { finite, ms } = updateShard(task as GradientTask & { update: ShardUpdate });
-  return { type: 'gradients', nodes: run.nodes, computeMs, finite, updateMs: ms };
+  return { type: 'gradients', nodes: run.nodes, computeMs, ...updateShard(task as GradientTask & { update: ShardUpdate }) };
 }
 
 function onEvalTask(computer: GradientComputer, task: EvalTask): EvalReply {
@@ -121,7 +132,7 @@ function serve(computer: GradientComputer, { index, port }: ServeTask): ThreadRe
       reply = { ok: task.type === 'gradients' ? onGradientTask(computer, task) : onEvalTask(computer, task) };
     } catch (err) {
       // The step's other threads must not wait for this one's sums.
-      if (task.type === 'gradients' && task.update && shared) giveUp(shared.update.barrier, task.update.arrivals);
+      if (task.type === 'gradients' && task.update && shared) giveUp(shared.update.barrier, task.update.committed);
       reply = { error: err };
     }
     port.postMessage(reply);

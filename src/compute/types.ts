@@ -18,7 +18,7 @@ export interface ThreadInit {
   trainLabels: Uint8Array;
   testImages: Uint8Array;
   testLabels: Uint8Array;
-  /** The current flat weights, written by the coordinator between steps only. */
+  /** The current flat weights, written by the coordinator between steps, or by the threads of a whole step's update (ShardUpdate). */
   weights: Float32Array;
   /** Gradient slab: slot i holds leaf (microbatch) i or the sum of a subtree starting at i. */
   slabGrads: Float32Array;
@@ -37,21 +37,20 @@ export interface ThreadInit {
   update: SharedUpdate | null;
 }
 
-/** The coordinator's optimizer state and staged weights, which its pool's threads update in place. */
+/** The coordinator's optimizer state, which its pool's threads update in place with the weights. */
 export interface SharedUpdate {
   optimizer: OptimizerName;
   /** The optimizer's slots (Adam: m and v), in shared memory. */
   slots: Record<string, Float32Array>;
-  /** The next version's weights while a step runs (coordinator/step-update.ts), in shared memory. */
-  staged: Float32Array;
-  /** [0]: the threads whose sums were in, counted over the run; [1]: the highest count given up on. */
+  /** [0]: arrivals counted over the run (barrier.ts); [1]: the highest count given up on. */
   barrier: Int32Array;
 }
 
 /**
- * With a whole step's gradient task: once every thread's sums are in, complete the tree over
- * parameters [from, to), divide by `examples`, and apply update number `t` of the optimizer to
- * them, into the staged weights and the optimizer's slots.
+ * With a whole step's gradient task: once every thread's sums are in and the coordinator has
+ * taken the step, complete the tree over parameters [from, to), divide by `examples`, and apply
+ * update number `t` of the optimizer to them, in the weights and the optimizer's slots; then
+ * wait until every thread has, so that the next task reads the new weights whole.
  */
 export interface ShardUpdate {
   from: number;
@@ -59,8 +58,12 @@ export interface ShardUpdate {
   lr: number;
   t: number;
   examples: number;
-  /** Every thread's sums are in once SharedUpdate.barrier[0] reaches this. */
+  /** Every thread's sums are in, and the coordinator took the step, once SharedUpdate.barrier[0] reaches this. */
   arrivals: number;
+  /** Every thread's shard is updated once SharedUpdate.barrier[0] reaches this. */
+  committed: number;
+  /** This thread also sums the step's losses and counts along the tree (one thread per step). */
+  totals: boolean;
   /** The subtrees that the step's threads leave summed: the tree is completed from them. */
   ready: TreeNode[];
 }
@@ -118,6 +121,10 @@ export interface GradientReply {
   finite?: boolean;
   /** With `update`: the time the shard's reduction and update took, once every sum was in. */
   updateMs?: number;
+  /** With `update`: another thread failed while the step's update was being made (its shard may not be). */
+  lost?: boolean;
+  /** With `update` and `totals`: the step's loss sum and example count. */
+  totals?: { lossSum: number; count: number };
 }
 
 /** Evaluate test samples [from,to) with the current weights. */

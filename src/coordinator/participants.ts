@@ -3,7 +3,7 @@
 // participant that fails during a step has its range recomputed by another one.
 import type { ComputePool } from '../compute/pool.js';
 import type { RangeTask } from '../compute/types.js';
-import { computeRange, type RangeResult, type StepUpdateTask } from '../compute/range.js';
+import { computeRange, queueStep, type QueuedStep, type RangeResult, type StepUpdateTask } from '../compute/range.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import { epochPositions } from '../data/sampler.js';
 import type { WeightsPart } from '../protocol/messages.js';
@@ -47,16 +47,21 @@ export interface ComputeOptions {
   onDense?: () => void;
   /**
    * Remote only, for the whole step: the worker applies the optimizer itself with learning rate
-   * `lr` and so makes the next weights (docs/design.md, "A worker computing whole steps alone"). With `next`, the next
-   * step's assignment, whole and applied alike, goes at once (preassigned; see `preassigned`).
+   * `lr` and so makes the next weights (docs/design.md, "A worker computing whole steps alone").
    */
-  apply?: { lr: number; next?: { work: StepWork; lr: number } };
+  apply?: { lr: number };
   /**
    * The range is the whole step: make its update too where the participant shares the
    * coordinator's memory (the local pool's threads, a shard each); RangeResult.updated then
    * says it did, and `onDense` is not called (the step would update the dense layers twice).
    */
   update?: StepUpdateTask;
+  /**
+   * With a whole step: the next step of the epoch, whole, with learning rate `lr`. A participant
+   * that makes this step's update itself (`apply`, `update`) starts on it as soon as it has, and
+   * it is then its (`preassigned`); one that does not ignores it.
+   */
+  next?: { work: StepWork; lr: number };
 }
 
 export interface Participant {
@@ -89,7 +94,7 @@ export interface Participant {
    * in the coordinator's slab. Rejects if the participant fails; the caller then reassigns.
    */
   compute(work: StepWork, lo: number, hi: number, opts?: ComputeOptions): Promise<RangeResult>;
-  /** This whole step was assigned to it with the step before (ComputeOptions.apply.next); it must be its. */
+  /** This whole step was assigned to it with the step before (ComputeOptions.next); it must be its. */
   preassigned(step: number): boolean;
   /**
    * Part `part` of the weights of `version`, updated before the step ends (step-update.ts): sent
@@ -126,6 +131,8 @@ export class LocalParticipant implements Participant {
   lateStreak = 0;
   lateTotal = 0;
   failures = 0;
+  /** The next step whole, queued on the threads behind the one they are on (ComputeOptions.next). */
+  private queued: QueuedStep | undefined;
 
   /**
    * `earlyFrom`: where the dense layers' parameters start in the flat weights (denseOffset), when
@@ -155,20 +162,39 @@ export class LocalParticipant implements Participant {
     const split = this.earlyFrom;
     const early = onDense && split !== undefined ? { split, onDense: () => onDense() } : undefined;
     const update = split === undefined && this.pool.updates ? opts.update : undefined;
-    const result = await computeRange(this.pool, this.slab, rangeTask(work, lo, hi), early, false, update);
+    const queued = this.queued;
+    this.queued = undefined;
+    // The step queued here with the one before, unless the trainer gives another one: the
+    // queued one is then given up before it touches anything, and this one computed afresh.
+    const taken = queued && update && queued.step === work.globalStep && sameUpdate(queued.update, update) ? queued : undefined;
+    if (queued && !taken) await queued.abandon();
+    let result: RangeResult;
+    if (update) {
+      const step = taken ?? queueStep(this.pool, this.slab, rangeTask(work, lo, hi), update);
+      const next = opts.next;
+      if (next) this.queued = queueStep(this.pool, this.slab, rangeTask(next.work, 0, next.work.microbatches), { lr: next.lr, t: update.t + 1, examples: next.work.count });
+      try {
+        result = await step.go();
+      } catch (err) {
+        await this.queued?.abandon();
+        this.queued = undefined;
+        throw err;
+      }
+    } else {
+      result = await computeRange(this.pool, this.slab, rangeTask(work, lo, hi), early, false);
+    }
     this.microbatchesDone += hi - lo;
     return result;
   }
 
-  // The pool shares the coordinator's memory: nothing is preassigned or published to it, and
-  // nothing of it is in flight over a link. It is never raced against the deadline, so never
-  // cancelled or dropped.
+  // The pool shares the coordinator's memory: nothing is published to it, and nothing of it is
+  // in flight over a link. It is never raced against the deadline, so never cancelled or dropped.
   cancel(): void {}
 
   drop(): void {}
 
-  preassigned(): boolean {
-    return false;
+  preassigned(step: number): boolean {
+    return this.queued?.step === step;
   }
 
   publish(): void {}
@@ -176,6 +202,10 @@ export class LocalParticipant implements Participant {
   computing(): boolean {
     return false;
   }
+}
+
+function sameUpdate(a: StepUpdateTask, b: StepUpdateTask): boolean {
+  return a.lr === b.lr && a.t === b.t && a.examples === b.examples;
 }
 
 /**

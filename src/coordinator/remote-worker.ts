@@ -391,7 +391,7 @@ export class RemoteWorker implements Participant {
     }
     // Not its step: the trainer gives a step preassigned to no one else (a bug otherwise).
     if (pre && pending !== pre) pre.reject(new Error(`step ${pre.step} was preassigned to ${this.id}, which was given step ${v}`));
-    const next = apply?.next && { step: apply.next.work.globalStep, task: rangeTask(apply.next.work, 0, apply.next.work.microbatches), lr: apply.next.lr };
+    const next = apply && opts.next && { step: opts.next.work.globalStep, task: rangeTask(opts.next.work, 0, opts.next.work.microbatches), lr: opts.next.lr };
     if (next) {
       this.preassignment = this.newPending(next.step, next.task, undefined);
       this.preassignment.promise.catch(() => undefined); // rejected with no one waiting yet: not unhandled

@@ -12,7 +12,8 @@
 // convolutions' backward pass, and with one shard per worker (sharded steps) it is the replica
 // of what the owners applied. The step's own weights stay as they are until commit(): a range
 // recomputed after a failure must use them, and gives the same bits (the invariant), so a shard
-// updated before the failure stays right.
+// updated before the failure stays right. The one exception is a whole step whose threads made
+// the update in place (made()): once they begin it, the step cannot fail and be computed again.
 import { reduceInPlace, readyNodes, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { meanInto, type Optimizer } from '../optim/optimizer.js';
 
@@ -45,6 +46,8 @@ export class StepUpdate {
   private begun = false;
   private totals: { lossSum: number; count: number } | undefined;
   private nonFinite = false;
+  /** The threads of the whole step made its update in the weights (made()). */
+  private madeInPlace = false;
   /** Time spent completing the tree and dividing, and in the optimizer, over the step so far. */
   reduceMs = 0;
   optimizerMs = 0;
@@ -119,26 +122,25 @@ export class StepUpdate {
 
   /**
    * Range i, the whole step, was computed by threads that shared this memory and made every
-   * shard's update themselves, into the staged copy and the optimizer's slots (with update
-   * number optimizer count + 1: counted here); its sums' losses and counts are at `nodes`.
+   * shard's update themselves, in the weights and the optimizer's slots (with update number
+   * optimizer count + 1: counted here), and summed its losses and counts.
    */
-  made(i: number, nodes: TreeNode[], updated: { finite: boolean; ms: number }): void {
+  made(i: number, nodes: TreeNode[], updated: { finite: boolean; ms: number; lossSum: number; count: number }): void {
     if (this.waiting.some((w) => w === undefined)) throw new Error('a shard of this step was updated here already: its update cannot be made whole elsewhere');
     this.nodes[i] = nodes;
-    const { slab, optimizer, staged } = this.ctx;
-    this.totals = { lossSum: slab.loss[0], count: slab.count[0] };
+    this.totals = { lossSum: updated.lossSum, count: updated.count };
     if (!updated.finite || !Number.isFinite(this.lossSum)) this.nonFinite = true;
     this.waiting.fill(undefined);
-    optimizer.begin();
+    this.ctx.optimizer.begin();
     this.begun = true;
-    staged.version = this.version;
+    this.madeInPlace = true;
     this.optimizerMs += updated.ms;
   }
 
-  /** Moves every updated shard into the weights: the step's new version. */
+  /** Moves every updated shard into the weights (made in place already by threads): the step's new version. */
   commit(): void {
     const { weights, staged } = this.ctx;
-    for (const { from, to } of this.shards) weights.set(staged.weights.subarray(from, to), from);
+    if (!this.madeInPlace) for (const { from, to } of this.shards) weights.set(staged.weights.subarray(from, to), from);
     staged.version = -1;
   }
 

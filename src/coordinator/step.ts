@@ -122,7 +122,7 @@ export type StepTiming = Record<StepPhase, number>;
 
 /**
  * Computes one range on `p`; if `p` fails or is late, logs it and hands the same range to another
- * participant, who does not apply the update (`apply`) itself.
+ * participant, who does not make the update itself (`whole`).
  */
 async function runRange(
   ctx: StepContext,
@@ -131,15 +131,14 @@ async function runRange(
   lo: number,
   hi: number,
   parts?: RangeParts,
-  apply?: ComputeOptions['apply'],
-  update?: ComputeOptions['update'],
+  whole: Pick<ComputeOptions, 'apply' | 'update' | 'next'> = {},
 ): Promise<RangeResult> {
   // A verified range's dense part may not be used early: it counts once recomputed (verify.ts).
   // A worker computing whole steps alone is not verified: it computes the next step meanwhile,
   // and its results would land in the slab before this step is reduced (verify.ts).
-  const verify = p.kind === 'remote' && apply === undefined && ctx.verifier?.pick() === true;
+  const verify = p.kind === 'remote' && whole.apply === undefined && ctx.verifier?.pick() === true;
   try {
-    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : parts?.denseIn, apply, update });
+    const result = await computeWithDeadline(ctx, p, work, lo, hi, { onDense: verify ? undefined : parts?.denseIn, ...whole });
     if (verify && !(await ctx.verifier!.check(rangeTask(work, lo, hi), result.nodes))) {
       // The slab holds the recomputed sums now: the step goes on with honest values.
       ctx.log(`${p.id} (${p.name}) sent sums for microbatches [${lo},${hi}) of step ${work.globalStep} that recomputation does not give; ejected`, {
@@ -215,33 +214,31 @@ export async function trainStep(
   }
   const remotes = assigned.filter((a) => a.p.kind === 'remote').map((a) => a.p);
   // Who makes the next weights: a remote worker computing the whole step alone makes them itself
-  // (and so can start the next step at once: while it is the only member, that step's
-  // assignment goes with this one); otherwise the coordinator does, and publishes each shard it
-  // makes to the workers while any of them still computes: what that overlaps is their
-  // backward pass. When the last shard came with the last result there is nothing to overlap,
-  // and sending it to every worker first would hold up every next assignment (64 simulated
-  // workers, `npm run scaling`): it then goes with the next assignments.
+  // (apply), the local pool's threads computing it whole make them in the coordinator's memory
+  // (inPlace); otherwise the coordinator does, and publishes each shard it makes to the workers
+  // while any of them still computes: what that overlaps is their backward pass. When the last
+  // shard came with the last result there is nothing to overlap, and sending it to every worker
+  // first would hold up every next assignment (64 simulated workers, `npm run scaling`): it
+  // then goes with the next assignments. A participant making a whole step's update itself while
+  // it is the only member is given the next step of the epoch with this one (`next`), and so
+  // starts on it without waiting for this one to be committed here.
   const owner = ownsWholeStep(ctx, assigned) ? assigned[0].p : undefined;
-  let apply: ComputeOptions['apply'];
-  if (owner) {
-    const next = members.length === 1 && step + 1 < ctx.schedule.stepsPerEpoch ? stepWork(ctx, perm, epoch, step + 1, globalStep + 1) : undefined;
-    apply = { lr, next: next && { work: next, lr: learningRate(ctx.schedule, globalStep + 1) } };
-  }
+  const apply = owner ? { lr } : undefined;
+  const inPlace = assigned.length === 1 ? { lr, t: ctx.optimizer.state().t + 1, examples: work.count } : undefined;
+  const nextWork = assigned.length === 1 && members.length === 1 && step + 1 < ctx.schedule.stepsPerEpoch ? stepWork(ctx, perm, epoch, step + 1, globalStep + 1) : undefined;
+  const next = nextWork && { work: nextWork, lr: learningRate(ctx.schedule, globalStep + 1) };
   const shards = resultParts(ctx);
   const publish = (k: number): void => {
     if (!owner && remotes.some((p) => p.computing())) remotes.forEach((p) => p.publish(globalStep + 1, shards[k].part));
   };
   const update = new StepUpdate(ctx, n, assigned.length, shards, lr, globalStep + 1, publish);
-  // A participant sharing the coordinator's memory may make the update of a step it computes
-  // whole itself (the local pool's threads, a shard each): then it is the optimizer's next one.
-  const inPlace = assigned.length === 1 ? { lr, t: ctx.optimizer.state().t + 1, examples: work.count } : undefined;
   const dense = shards.findIndex((s) => s.part === 'dense');
   const timed = async (p: Participant, lo: number, hi: number, i: number): Promise<RangeResult & { wallMs: number; onTime: boolean }> => {
     const t0 = performance.now();
     const failuresBefore = p.failures;
     // Dense parts come early only as float32 sums, which are at the range's maximal subtrees.
     const denseIn = dense >= 0 ? (): void => update.arrived(i, coverNodes(n, lo, hi), dense) : undefined;
-    const r = await runRange(ctx, p, work, lo, hi, { denseIn, revoked: () => update.revoked(i) }, p === owner ? apply : undefined, inPlace);
+    const r = await runRange(ctx, p, work, lo, hi, { denseIn, revoked: () => update.revoked(i) }, { apply: p === owner ? apply : undefined, update: inPlace, next });
     const wallMs = performance.now() - t0;
     if (r.updated) update.made(i, r.nodes, r.updated);
     else update.arrived(i, r.nodes); // every part of its sums is in

@@ -134,12 +134,12 @@ export async function train(config: TrainConfig, log: Log, stop: StopRequest = n
   // Participants: local threads, then remote workers as they join.
   const slab = createSharedSlab(spec.size, Math.ceil(config.batchSize / config.microbatch));
   const membership = new Membership(log, config.workerWaitTimeoutS * 1000, stop);
-  // The next version's weights while a step runs; shared, like the optimizer's slots, so that the
-  // threads of a step they compute whole make its update themselves.
-  const staged: StagedWeights = { version: -1, weights: new Float32Array(new SharedArrayBuffer(4 * spec.size)) };
+  // The next version's weights while a step runs (step-update.ts).
+  const staged: StagedWeights = { version: -1, weights: new Float32Array(spec.size) };
   let pool: ComputePool | undefined;
   if (config.threads > 0) {
-    const update = { optimizer: config.optimizer, slots: optimizer.state().slots, staged: staged.weights };
+    // The optimizer's slots are shared, so that the threads of a step they compute whole make its update themselves.
+    const update = { optimizer: config.optimizer, slots: optimizer.state().slots };
     pool = await startPool(config.threads, { spec, backend, seed: config.seed, distort: config.distort, train: data.train, test: data.test, weights, slab, gradDType: config.gradDType, update });
     // The dense layers' update overlaps the convolutions' backward pass where a core is free for it.
     membership.add(new LocalParticipant(pool, slab, config.threads < availableParallelism() ? denseOffset(spec) : undefined));

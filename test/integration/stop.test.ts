@@ -3,6 +3,7 @@
 // run's weights; SIGTERM to a worker says goodbye and exits 8, and the run goes on.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { STOP_GRACE_MS } from '../../src/constants.js';
 import { epochDigests, runCli, startCli, startCoordinator, type RunningCli, processesOfThisFile } from './run-cli.js';
@@ -16,17 +17,17 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 let reference: string[];
 
 /** Signals the coordinator in its second epoch; checks the stop, then resumes it to the end. */
-async function stopAndResume(name: string, signal: NodeJS.Signals, extra: string[], withWorker: boolean): Promise<void> {
+async function stopAndResume(name: string, signal: NodeJS.Signals, extra: string[], withWorker: boolean, threads = 1): Promise<void> {
   const ck = join(dir.path, name);
   const metrics = join(dir.path, `${name}.jsonl`);
-  const { proc: c, url } = await startCoordinator([...RUN, '--threads', '1', '--checkpoint-dir', ck, '--metrics-out', metrics, ...extra], running);
+  const { proc: c, url } = await startCoordinator([...RUN, '--threads', String(threads), '--checkpoint-dir', ck, '--metrics-out', metrics, ...extra], running);
   let worker: RunningCli | undefined;
   if (withWorker) {
     worker = startCli('lenet-worker', ['join', url, '--threads', '1', '--connect-timeout', '30']);
     running.push(worker);
   }
   await c.waitFor(/epoch 1\/2/);
-  await sleep(150); // into the second epoch's steps
+  await sleep(threads > 1 ? 30 : 150); // into the second epoch's steps
   const signalled = Date.now();
   c.child.kill(signal);
   const stopped = await c.done;
@@ -67,6 +68,10 @@ describe('graceful stop', () => {
 
   it('SIGINT mid-epoch: the same', async () => {
     await stopAndResume('int', 'SIGINT', [], false);
+  });
+
+  it('SIGINT mid-epoch with a thread on every core, which start each next step before the coordinator commits this one: the same', async () => {
+    await stopAndResume('int-cores', 'SIGINT', [], false, availableParallelism());
   });
 
   it('a worker given SIGTERM says goodbye and exits 8 at once; the run goes on to the same weights', async () => {

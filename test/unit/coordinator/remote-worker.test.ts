@@ -264,7 +264,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
 
   it('sends the optimizer state and all the weights before the assignment, and the next step\'s assignment with it', async () => {
     const { ws, worker, violations } = setUp();
-    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } });
+    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01 }, next: { work: work6, lr: 0.02 } });
     await sentAssignment();
     expect(ws.writes).toHaveLength(1); // one write, nothing after the assignment: it would void it
     const [write] = ws.writes.map((w) => w.map(head));
@@ -281,7 +281,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
     expect((await five).nodes).toEqual([[0, 2]]);
     // Step 6's result may come before the trainer starts step 6: it is kept for it.
     ws.frame(whole(6));
-    const six = await worker.compute(work6, 0, 2, { apply: { lr: 0.02, next: { work: work7, lr: 0.03 } } });
+    const six = await worker.compute(work6, 0, 2, { apply: { lr: 0.02 }, next: { work: work7, lr: 0.03 } });
     expect(six.nodes).toEqual([[0, 2]]);
     // Step 6 went before; only step 7's assignment goes now, with no weights: the worker makes them.
     expect(ws.writes.slice(1).map((w) => w.map(head))).toEqual([[expect.objectContaining({ type: 'assignment', step: 7, weightsVersion: 7, apply: true, lr: 0.03 })]]);
@@ -291,7 +291,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
 
   it('a cancelled step takes the step sent ahead with it; the next assignment sends everything again, dense weights first', async () => {
     const { ws, worker } = setUp();
-    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } });
+    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01 }, next: { work: work6, lr: 0.02 } });
     await sentAssignment();
     worker.cancel(5);
     await expect(five).rejects.toThrow(/cancelled/);
@@ -316,7 +316,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
 
   it('results for a step sent ahead but cancelled are ignored as stale', async () => {
     const { ws, worker, violations } = setUp();
-    worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } }).catch(() => undefined);
+    worker.compute(work, 0, 2, { apply: { lr: 0.01 }, next: { work: work6, lr: 0.02 } }).catch(() => undefined);
     await sentAssignment();
     worker.cancel(5);
     ws.frame(whole(5));
@@ -327,7 +327,7 @@ describe('RemoteWorker steps computed alone (the worker applies the update itsel
 
   it('a worker that leaves fails the step it computes; the step sent ahead goes with it, unhandled by no one', async () => {
     const { ws, worker } = setUp();
-    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01, next: { work: work6, lr: 0.02 } } });
+    const five = worker.compute(work, 0, 2, { apply: { lr: 0.01 }, next: { work: work6, lr: 0.02 } });
     await sentAssignment();
     ws.emit('close', 1006, Buffer.from(''));
     await expect(five).rejects.toThrow(/left during step 5/);

@@ -52,6 +52,8 @@ class FakeParticipant implements Participant {
   delay: () => number = () => 0;
   /** Makes a whole step's update itself when offered one, as the local pool's threads do. */
   inPlace: ((u: StepUpdateTask) => void) | undefined;
+  /** The step queued with the one before, when it makes whole steps' updates (ComputeOptions.next). */
+  private queued: number | undefined;
   private cancels = new Map<number, () => void>();
 
   constructor(
@@ -78,8 +80,8 @@ class FakeParticipant implements Participant {
     this.dropped = reason;
   }
 
-  preassigned(): boolean {
-    return false;
+  preassigned(step: number): boolean {
+    return this.queued === step;
   }
 
   publish(version: number, part: WeightsPart): void {
@@ -117,7 +119,9 @@ class FakeParticipant implements Participant {
     this.microbatchesDone += hi - lo;
     if (opts?.update && this.inPlace) {
       this.inPlace(opts.update);
-      return { nodes, computeMs: 1, updated: { finite: true, ms: 0 } };
+      // Queued behind this one, as the pool's threads do: it is its from now on.
+      this.queued = opts.next?.work.globalStep;
+      return { nodes, computeMs: 1, updated: { finite: true, ms: 0, lossSum: this.slab.loss[0], count: this.slab.count[0] } };
     }
     return { nodes, computeMs: 1 };
   }
@@ -233,7 +237,7 @@ describe('trainStep with fake participants', () => {
     const alone = join('alone', 'remote');
     expect(await epoch(ctx)).toEqual(ref);
     expect(alone.calls.map((c) => c.opts?.apply?.lr)).toEqual([0, 1, 2].map((s) => 0.01 * 0.9 ** (s / STEPS)));
-    expect(alone.calls.map((c) => c.opts?.apply?.next?.work.globalStep)).toEqual([1, 2, undefined]);
+    expect(alone.calls.map((c) => c.opts?.next?.work.globalStep)).toEqual([1, 2, undefined]);
   });
 
   it("the local pool computing a step whole makes its update itself, a shard per thread: the same bits; never in a step it shares or takes over", async () => {
@@ -241,19 +245,20 @@ describe('trainStep with fake participants', () => {
     const { ctx, join } = context('float32');
     const local = join('local', 'local');
     // As thread.ts does it, for two threads: the tree is complete (one range), so divide and
-    // update each shard over the coordinator's own optimizer state, into the staged copy.
+    // update each shard over the coordinator's own optimizer state, in the weights.
     local.inPlace = (u) => {
       const optimizer = optimizerOver(ctx.optimizer.state());
       const mean = new Float32Array(WIDTH);
       for (const [from, to] of [[7, WIDTH], [0, 7]]) {
         meanInto(mean, ctx.slab.grads, u.examples, from, to);
-        ctx.staged.weights.set(ctx.weights.subarray(from, to), from);
         optimizer.beginAt(u.t);
-        optimizer.update(ctx.staged.weights, mean, u.lr, from, to);
+        optimizer.update(ctx.weights, mean, u.lr, from, to);
       }
     };
     expect(await epoch(ctx)).toEqual(ref);
     expect(local.calls.map((c) => c.opts?.update?.t)).toEqual([1, 2, 3]);
+    // Alone, it is given the next step of the epoch with each one, and so computes it.
+    expect(local.calls.map((c) => c.opts?.next?.work.globalStep)).toEqual([1, 2, undefined]);
     expect(local.calls.map((c) => c.opts?.update?.examples)).toEqual([256, 256, 100]);
     expect(ctx.optimizer.state().t).toBe(3);
 
