@@ -9,7 +9,8 @@ import { denseOffset } from '../model/architectures.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { GradDType } from '../reduce/float16.js';
 import { GradientComputer } from './gradients.js';
-import { letGoSince, untilVersion, type PoolOptions } from './pool.js';
+import type { PoolOptions } from './pool.js';
+import { letGoCount, letGoSince, untilVersion, versionInPlace, type DenseFlag } from './dense-flag.js';
 import type { EarlyDense, RangeResult } from './range.js';
 import { GradientTaskRun } from './task.js';
 import type { RangeTask } from './types.js';
@@ -24,13 +25,13 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 export class InlineCompute {
   private readonly weights: Float32Array;
   private readonly slab: Slab;
-  private readonly denseVersion: Int32Array;
+  private readonly denseVersion: DenseFlag;
   private readonly gradDType: GradDType;
   private readonly denseFrom: number;
 
   private constructor(
     private readonly computer: GradientComputer,
-    o: PoolOptions & { denseVersion: Int32Array },
+    o: PoolOptions & { denseVersion: DenseFlag },
   ) {
     this.weights = o.weights;
     this.slab = o.slab;
@@ -39,8 +40,8 @@ export class InlineCompute {
     this.denseFrom = denseOffset(o.spec);
   }
 
-  /** Starts the backend on this thread. `denseVersion[0]`: as for a pool (see PoolOptions). */
-  static async start(o: PoolOptions & { denseVersion: Int32Array }): Promise<InlineCompute> {
+  /** Starts the backend on this thread. `denseVersion`: as for a pool (see PoolOptions). */
+  static async start(o: PoolOptions & { denseVersion: DenseFlag }): Promise<InlineCompute> {
     await initBackend(o.backend);
     return new InlineCompute(new GradientComputer(o.spec, o.train.images, o.train.labels, o.seed, o.distort), o);
   }
@@ -52,9 +53,9 @@ export class InlineCompute {
   async computeRange(range: RangeTask, early?: EarlyDense): Promise<RangeResult> {
     const started = performance.now();
     const version = range.weightsVersion;
-    const denseMissing = (): boolean => Atomics.load(this.denseVersion, 0) < version;
+    const denseMissing = (): boolean => versionInPlace(this.denseVersion) < version;
     // Waits let go since now (letGoWaits): the step was given up, and this result is dropped.
-    const letGoSeen = Atomics.load(this.denseVersion, 1);
+    const letGoSeen = letGoCount(this.denseVersion);
     const letGo = (): boolean => letGoSince(this.denseVersion, letGoSeen);
     this.computer.setWeights(
       this.weights,

@@ -18,10 +18,8 @@ import type { GradDType } from '../reduce/float16.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { OptimizerName } from '../optim/optimizer.js';
 import { giveUp } from './barrier.js';
+import { letGoCount, newDenseFlag, waitAsync, type DenseFlag } from './dense-flag.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ThreadInit } from './types.js';
-
-// Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
-export const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
 
 /** Resolves once `flag[index]` (raised with Atomics.notify) is at least `value`. */
 export async function untilAtLeast(flag: Int32Array, index: number, value: number): Promise<void> {
@@ -31,50 +29,6 @@ export async function untilAtLeast(flag: Int32Array, index: number, value: numbe
     const wait = waitAsync(flag, index, have);
     if (wait.async) await wait.value;
   }
-}
-
-/**
- * A worker's dense-weights flag: [0] the newest version whose dense layers' weights are in place
- * (announceVersion), [1] how many times computations waiting for them were let go (letGoWaits).
- */
-export function newDenseFlag(): Int32Array {
-  const flag = new Int32Array(new SharedArrayBuffer(8));
-  flag[0] = -1;
-  return flag;
-}
-
-/**
- * Resolves once `flag[0]` (a weights version, raised with Atomics.notify) is at least `version`,
- * or, given `letGoSeen` (`flag[1]` when the computation began), once waits were let go since.
- */
-export async function untilVersion(flag: Int32Array, version: number, letGoSeen?: number): Promise<void> {
-  for (;;) {
-    const have = Atomics.load(flag, 0);
-    if (have >= version || letGoSince(flag, letGoSeen)) return;
-    const wait = waitAsync(flag, 0, have);
-    if (wait.async) await wait.value;
-  }
-}
-
-/** Sets `flag[0]` to weights version `version` and wakes whoever waits on it (untilVersion, a thread's Atomics.wait). */
-export function announceVersion(flag: Int32Array, version: number): void {
-  Atomics.store(flag, 0, version);
-  Atomics.notify(flag, 0);
-}
-
-/**
- * Lets every computation that began before now and waits for dense weights go on without them:
- * the step it computes was given up, and its result is dropped. `flag[0]` keeps saying which
- * version is in place, so a later computation of the same version still waits for it.
- */
-export function letGoWaits(flag: Int32Array): void {
-  Atomics.add(flag, 1, 1);
-  Atomics.notify(flag, 0);
-}
-
-/** Waits were let go since `flag[1]` was `letGoSeen` (a thread's awaitDense checks the same). */
-export function letGoSince(flag: Int32Array, letGoSeen: number | undefined): boolean {
-  return letGoSeen !== undefined && Atomics.load(flag, 1) !== letGoSeen;
 }
 
 /** How long close() lets a thread finish the task it is on. */
@@ -94,8 +48,8 @@ export interface PoolOptions {
   weights: Float32Array;
   slab: Slab;
   gradDType: GradDType;
-  /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense): a flag of newDenseFlag(). */
-  denseVersion?: Int32Array;
+  /** Set by a remote worker as the dense layers' weights of each version arrive (awaitDense). */
+  denseVersion?: DenseFlag;
   /**
    * The coordinator's optimizer state, in shared memory: given it, the threads of a whole step
    * make its update themselves, a shard each, in the weights (GradientTask.update).
@@ -137,7 +91,7 @@ export async function startPool(threads: number, o: PoolOptions): Promise<Comput
     slabSlots: o.slab.slots,
     gradDType: o.gradDType,
     signals: new Int32Array(new SharedArrayBuffer(4 * o.slab.slots)),
-    denseVersion: o.denseVersion ?? new Int32Array(new SharedArrayBuffer(8)),
+    denseVersion: o.denseVersion ?? newDenseFlag(),
     mailbox: new Int32Array(new SharedArrayBuffer(8 * threads)),
     update: o.update ? { ...o.update, barrier: new Int32Array(new SharedArrayBuffer(8)) } : null,
   });
@@ -223,7 +177,7 @@ export class ComputePool {
   private readonly signals: Int32Array;
   private readonly counters: Int32Array;
   private readonly barrier: Int32Array | undefined;
-  private readonly denseVersion: Int32Array;
+  private readonly denseVersion: DenseFlag;
   private mailboxes: Mailbox[] = [];
   private closing = false;
   /** The barrier count after the last whole step planned (planStep), and how many are in flight. */
@@ -328,7 +282,7 @@ export class ComputePool {
    */
   gradients(task: GradientTask, thread?: number): Promise<GradientReply> {
     if (task.early) Atomics.store(this.signals, task.lo, 0);
-    const stamped = task.awaitDense ? { ...task, letGoSeen: Atomics.load(this.denseVersion, 1) } : task;
+    const stamped = task.awaitDense ? { ...task, letGoSeen: letGoCount(this.denseVersion) } : task;
     return (thread === undefined ? this.idlest() : this.mailboxes[thread]).send<GradientReply>(stamped);
   }
 

@@ -7,6 +7,7 @@ import { denseOffset, modelSpec } from '../model/architectures.js';
 import { reduceInPlace, readyNodes, type Slab } from '../reduce/ordered-sum.js';
 import { meanInto, optimizerOver, type Optimizer } from '../optim/optimizer.js';
 import { arriveAndWait, giveUp, StepAbandoned } from './barrier.js';
+import { awaitVersion, versionInPlace } from './dense-flag.js';
 import { GradientComputer } from './gradients.js';
 import { GradientTaskRun } from './task.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ShardUpdate, SharedUpdate, ThreadInit, ThreadReply, ThreadTask } from './types.js';
@@ -65,22 +66,9 @@ function updateShard(task: GradientTask & { update: ShardUpdate }): Pick<Gradien
   return { finite, updateMs: performance.now() - started, totals };
 }
 
-/**
- * Blocks until the dense layers' weights of `version` (or newer) are in place, or until waits
- * were let go since the task was sent (`letGoSeen`): its step was given up, its result dropped.
- * The check of pool.ts's letGoSince, here, as this thread does not load the pool's module.
- */
-function awaitDense(version: number, letGoSeen: number | undefined): void {
-  for (;;) {
-    const have = Atomics.load(init.denseVersion, 0);
-    if (have >= version || (letGoSeen !== undefined && Atomics.load(init.denseVersion, 1) !== letGoSeen)) return;
-    Atomics.wait(init.denseVersion, 0, have, 1000);
-  }
-}
-
 function onGradientTask(computer: GradientComputer, task: GradientTask): GradientReply {
   const started = performance.now();
-  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitDense(task.weightsVersion, task.letGoSeen) : undefined, task.weightsGeneration);
+  computer.setWeights(init.weights, task.weightsVersion, task.awaitDense ? () => awaitVersion(init.denseVersion, task.weightsVersion, task.letGoSeen) : undefined, task.weightsGeneration);
   const run = new GradientTaskRun(computer, slab, denseFrom, init.gradDType, task, () => {
     Atomics.store(init.signals, task.lo, 1);
     Atomics.notify(init.signals, task.lo);
@@ -88,7 +76,7 @@ function onGradientTask(computer: GradientComputer, task: GradientTask): Gradien
   // Remote workers: the next microbatches' convolutions while the dense weights are still on
   // their way, and no more. With all eight of a 256 batch run ahead, the bench had a remote
   // worker 24% slower than a local thread at that batch, where it had been level.
-  const denseMissing = (): boolean => Atomics.load(init.denseVersion, 0) < task.weightsVersion;
+  const denseMissing = (): boolean => versionInPlace(init.denseVersion) < task.weightsVersion;
   try {
     if (task.awaitDense) {
       run.runAhead();

@@ -6,6 +6,7 @@ import type { BackendName } from '../backend/select.js';
 import type { GradDType } from '../reduce/float16.js';
 import type { TreeNode } from '../reduce/ordered-sum.js';
 import type { OptimizerName } from '../optim/optimizer.js';
+import type { DenseFlag } from './dense-flag.js';
 
 /** Handed to every thread once, as piscina's workerData. */
 export interface ThreadInit {
@@ -29,8 +30,8 @@ export interface ThreadInit {
   gradDType: GradDType;
   /** One flag per slab slot: a thread with an `early` task sets its task's `lo` flag to 1. */
   signals: Int32Array;
-  /** [0]: the newest version whose dense layers' weights are in `weights` (awaitDense tasks); [1]: see letGoWaits (pool.ts). */
-  denseVersion: Int32Array;
+  /** Which version's dense layers' weights are in `weights`, for awaitDense tasks (dense-flag.ts). */
+  denseVersion: DenseFlag;
   /** Per thread i: [2i] counts the tasks sent to its mailbox, [2i+1] the replies it sent (pool.ts). */
   mailbox: Int32Array;
   /** The coordinator's pool: what its threads need to make a step's update themselves. */
@@ -103,10 +104,10 @@ export interface GradientTask extends RangeTask {
   early?: boolean;
   /**
    * The dense layers' weights may still be arriving (remote workers): start on the convolutions
-   * and wait for `denseVersion[0] >= weightsVersion` before the dense layers.
+   * and wait for `weightsVersion` to be in place in `denseVersion` before the dense layers.
    */
   awaitDense?: boolean;
-  /** With awaitDense: `denseVersion[1]` when the task was sent; the wait gives up once it changed (letGoWaits). */
+  /** With awaitDense: the flag's let-go count when the task was sent; the wait gives up once it changed (letGoWaits). */
   letGoSeen?: number;
   /** This thread's shard of the step's update (whole steps on the coordinator's pool only). */
   update?: ShardUpdate;

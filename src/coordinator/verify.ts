@@ -24,6 +24,7 @@ import { computeRange } from '../compute/range.js';
 import { InlineCompute } from '../compute/inline.js';
 import type { RangeTask } from '../compute/types.js';
 import type { PoolOptions } from '../compute/pool.js';
+import { EVERY_VERSION, newDenseFlag } from '../compute/dense-flag.js';
 import { float32Bytes } from '../model/weights.js';
 import { shardMean } from '../optim/optimizer.js';
 import type { RangeDoneMessage, ShardUpdateMessage } from '../protocol/messages.js';
@@ -53,7 +54,7 @@ export class Verifier {
     const leavesOnly = inline.gradDType === 'float16';
     if (pool) return new Verifier(fraction, slab, leavesOnly, (task) => computeRange(pool, slab, task));
     // The dense weights are always whole here: the version flag never holds a computation back.
-    const compute = await InlineCompute.start({ ...inline, denseVersion: Int32Array.of(0x7fffffff, 0) });
+    const compute = await InlineCompute.start({ ...inline, denseVersion: newDenseFlag(EVERY_VERSION) });
     return new Verifier(fraction, slab, leavesOnly, (task) => compute.computeRange(task));
   }
 

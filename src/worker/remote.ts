@@ -20,7 +20,8 @@ import { loadMnist, type Mnist } from '../data/mnist.js';
 import { EpochOrder, epochPositions } from '../data/sampler.js';
 import { denseOffset, modelSpec, type Activation, type ArchName } from '../model/architectures.js';
 import { InlineCompute } from '../compute/inline.js';
-import { announceVersion, newDenseFlag, startPool, type PoolOptions } from '../compute/pool.js';
+import { startPool, type PoolOptions } from '../compute/pool.js';
+import { announceVersion, newDenseFlag, versionInPlace, type DenseFlag } from '../compute/dense-flag.js';
 import { computeRange, type RangeCompute } from '../compute/range.js';
 import { createSharedSlab, slot, readyNodes, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { batchMean, createOptimizer, type OptimizerName, type Optimizer } from '../optim/optimizer.js';
@@ -95,7 +96,7 @@ export class CoordinatorUnreachableError extends LenetError {
  * thread on its main thread (InlineCompute), with more in a pool of threads; simulated for
  * `npm run scaling` with LENET_SIMULATE_COMPUTE_MS (simulated.ts).
  */
-async function startCompute(threads: number, o: PoolOptions & { denseVersion: Int32Array }): Promise<RangeCompute> {
+async function startCompute(threads: number, o: PoolOptions & { denseVersion: DenseFlag }): Promise<RangeCompute> {
   let real: RangeCompute;
   if (threads === 1) real = await InlineCompute.start(o);
   else {
@@ -114,7 +115,7 @@ interface Session {
   /** The newest version whose convolutions' weights are in `weights`. */
   convVersion: number;
   /** [0]: the same for the dense layers' weights, shared with the threads (they wait on it). */
-  denseVersion: Int32Array;
+  denseVersion: DenseFlag;
   images: Uint8Array;
   labels: Uint8Array;
   /** Where the dense layers' part of a result starts. */
@@ -591,14 +592,14 @@ export class RemoteWorkerProcess {
     if (msg.weights.length !== s.weights.length) throw new Error(`probe weights have ${msg.weights.length} values for ${s.weights.length} parameters`);
     s.weights.set(msg.weights);
     s.convVersion = PROBE_VERSION;
-    Atomics.store(s.denseVersion, 0, PROBE_VERSION);
+    announceVersion(s.denseVersion, PROBE_VERSION);
     const task = probeTask(msg.samples, msg.positions, msg.epoch, PROBE_VERSION);
     this.takeSamples(s, { ...task, pixels: msg.pixels, labels: msg.labels });
     await s.compute.computeRange(task);
     if (CORRUPT_PROBE) slot(s.slab, 0)[0] += 1e-3;
     send({ type: 'probe_result', digest: probeDigest(slot(s.slab, 0), s.slab.loss[0]) });
     s.convVersion = -1;
-    Atomics.store(s.denseVersion, 0, -1);
+    announceVersion(s.denseVersion, -1);
   }
 
   /** Checks an assignment's range and samples against the run, and keeps the pixels it carries. */
@@ -626,7 +627,7 @@ export class RemoteWorkerProcess {
       // between steps and every COMPUTE_YIELD_MS): its result is then for a step the coordinator
       // no longer waits for, and is ignored there.
       const v = a.weightsVersion;
-      if (s.replaced !== replacedBefore || s.convVersion !== v || s.optimizerVersion !== v || Atomics.load(s.denseVersion, 0) !== v) {
+      if (s.replaced !== replacedBefore || s.convVersion !== v || s.optimizerVersion !== v || versionInPlace(s.denseVersion) !== v) {
         this.log(`worker: step ${a.step} was taken back by the coordinator; skipped`);
         return;
       }

@@ -18,7 +18,7 @@ import type { AssignmentMessage, Message, PeerEntry, PeersMessage, ResultMessage
 import { coverNodes, nodeKey, readyNodes, slot, type Slab, type TreeNode } from '../reduce/ordered-sum.js';
 import { stepNodes, sumsDigests } from '../reduce/shards.js';
 import { shardMean, type Optimizer } from '../optim/optimizer.js';
-import { announceVersion, letGoWaits } from '../compute/pool.js';
+import { announceVersion, letGoWaits, versionInPlace, type DenseFlag } from '../compute/dense-flag.js';
 import type { EarlyDense, RangeResult } from '../compute/range.js';
 import type { RangeTask } from '../compute/types.js';
 import { valuesDigest } from '../model/weights.js';
@@ -45,7 +45,7 @@ export interface ShardedSession {
   /** The newest version whose convolutions' weights are in `weights`. */
   convVersion: number;
   /** [0]: the same for the dense layers' weights, shared with the threads. */
-  denseVersion: Int32Array;
+  denseVersion: DenseFlag;
   optimizer: Optimizer | undefined;
   optimizerVersion: number;
   /** Where the dense layers' parameters start (denseOffset): their sums are final first. */
@@ -292,7 +292,7 @@ export class ShardedSteps {
     for (;;) {
       if (step <= this.abortedUpTo) return false;
       const s = this.s;
-      if (s.convVersion === v && (what === 'start' || Atomics.load(s.denseVersion, 0) === v)) return true;
+      if (s.convVersion === v && (what === 'start' || versionInPlace(s.denseVersion) === v)) return true;
       if (s.convVersion > v) return false; // the coordinator has moved on
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }

@@ -7,7 +7,7 @@
 // LENET_SIMULATE_DENSE_AT=F: the dense layers' part of the sums is final F of the way through the
 // last microbatch, as the convolutions' backward pass then still runs (0.37 with the wasm
 // backend, 32-sample microbatches, on a 2-vCPU AMD EPYC), so their early hand-over happens too.
-import { untilVersion } from '../compute/pool.js';
+import { letGoCount, untilVersion, type DenseFlag } from '../compute/dense-flag.js';
 import { PROBE_VERSION } from '../compute/probe.js';
 import type { RangeCompute } from '../compute/range.js';
 import { coverNodes, leaves, slot, type Slab } from '../reduce/ordered-sum.js';
@@ -18,13 +18,13 @@ const DENSE_AT = Math.min(1, Math.max(0, Number(process.env.LENET_SIMULATE_DENSE
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** `real` for the join probe; for every range, `msPerMicrobatch` per microbatch and zero sums. */
-export function simulatedCompute(real: RangeCompute, msPerMicrobatch: number, slab: Slab, denseVersion: Int32Array): RangeCompute {
+export function simulatedCompute(real: RangeCompute, msPerMicrobatch: number, slab: Slab, denseVersion: DenseFlag): RangeCompute {
   return {
     close: () => real.close(),
     async computeRange(task, early) {
       if (task.weightsVersion === PROBE_VERSION) return real.computeRange(task, early);
       const started = performance.now();
-      const letGoSeen = Atomics.load(denseVersion, 1);
+      const letGoSeen = letGoCount(denseVersion);
       const total = msPerMicrobatch * (task.hi - task.lo);
       const rest = early ? msPerMicrobatch * (1 - DENSE_AT) : 0;
       const busy = sleep(total - rest);

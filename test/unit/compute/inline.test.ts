@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../src/backend/select.js';
 import { GradientComputer } from '../../../src/compute/gradients.js';
 import { InlineCompute } from '../../../src/compute/inline.js';
-import { newDenseFlag } from '../../../src/compute/pool.js';
+import { newDenseFlag } from '../../../src/compute/dense-flag.js';
 import type { RangeTask } from '../../../src/compute/types.js';
 import { loadMnist, type Mnist } from '../../../src/data/mnist.js';
 import { denseOffset, modelSpec } from '../../../src/model/architectures.js';

@@ -8,7 +8,7 @@ import type { Message, PeersMessage, ResultMessage } from '../../../src/protocol
 import { createSharedSlab, slot } from '../../../src/reduce/ordered-sum.js';
 import { valuesDigest } from '../../../src/model/weights.js';
 import type { RangeCompute } from '../../../src/compute/range.js';
-import { announceVersion, untilVersion } from '../../../src/compute/pool.js';
+import { announceVersion, untilVersion } from '../../../src/compute/dense-flag.js';
 import { ShardedSteps, type AssignedRange, type ShardedSession } from '../../../src/worker/sharded.js';
 
 const P = 60;
