@@ -124,11 +124,14 @@ const HOSTS_PORT = 7411;
 const HOSTS_TOKEN = 'scaling-netns-token-0123456789';
 /**
  * Steps of the compute-simulated rows before the recorded epoch. A simulated worker's own CPU per
- * step fell from about 10 to 5 ms over its first hundred steps (16 sharded workers on loopback:
- * the JIT, the allocator, the sockets), and with it the step, 125 to 92 ms: with one warm-up
- * epoch of 14 steps a row showed mostly start-up.
+ * step falls by half over its first hundred steps and more slowly after (16 sharded workers on
+ * loopback: a step of 125 ms at first, 92 ms after 100 steps, and steps 113-196 at 71-81%
+ * efficiency against 70-72% at 99-112). It is V8 tiering the per-step code up: with workers
+ * run as `node --interrupt-budget=8000` (tier-up 8x sooner) the second epoch of 14 steps was
+ * already at the later figures. With one warm-up epoch of 14 steps a row showed mostly
+ * start-up, with 100 steps it was still on the curve.
  */
-const HOSTS_WARMUP_STEPS = 100;
+const HOSTS_WARMUP_STEPS = 200;
 function sh(cmd) {
   execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
