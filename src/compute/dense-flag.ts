@@ -3,13 +3,12 @@
 // version are still on their way (GradientTask.awaitDense), and how many times such waits were
 // let go because their step was given up. Its threads block on it (awaitVersion); its main
 // thread waits without blocking (untilVersion). Cell [0] is the version, [1] the let-go count.
+import { untilAtLeast } from './atomics.js';
+
 export type DenseFlag = Int32Array;
 
 /** A version no computation waits beyond: the flag of a compute whose weights are always whole. */
 export const EVERY_VERSION = 0x7fffffff;
-
-// Atomics.waitAsync (Node 16+): TypeScript types it only from lib es2024 on.
-export const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, index: number, value: number): { async: boolean; value: unknown } }).waitAsync;
 
 /** A flag that says `version` is in place (none yet: -1), in shared memory. */
 export function newDenseFlag(version = -1): DenseFlag {
@@ -59,11 +58,6 @@ export function awaitVersion(flag: DenseFlag, version: number, seen?: number): v
 }
 
 /** Resolves once `version` (or newer) is in place, or once waits were let go since `seen`. */
-export async function untilVersion(flag: DenseFlag, version: number, seen?: number): Promise<void> {
-  for (;;) {
-    const have = Atomics.load(flag, 0);
-    if (have >= version || letGoSince(flag, seen)) return;
-    const wait = waitAsync(flag, 0, have);
-    if (wait.async) await wait.value;
-  }
+export function untilVersion(flag: DenseFlag, version: number, seen?: number): Promise<void> {
+  return untilAtLeast(flag, 0, version, () => letGoSince(flag, seen));
 }

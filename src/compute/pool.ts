@@ -18,18 +18,9 @@ import type { GradDType } from '../reduce/float16.js';
 import type { Slab } from '../reduce/ordered-sum.js';
 import type { OptimizerName } from '../optim/optimizer.js';
 import { giveUp } from './barrier.js';
-import { letGoCount, newDenseFlag, waitAsync, type DenseFlag } from './dense-flag.js';
+import { untilAtLeast, waitAsync } from './atomics.js';
+import { letGoCount, newDenseFlag, type DenseFlag } from './dense-flag.js';
 import type { EvalReply, EvalTask, GradientReply, GradientTask, MailboxReply, ServeTask, ServedTask, ThreadInit } from './types.js';
-
-/** Resolves once `flag[index]` (raised with Atomics.notify) is at least `value`. */
-export async function untilAtLeast(flag: Int32Array, index: number, value: number): Promise<void> {
-  for (;;) {
-    const have = Atomics.load(flag, index);
-    if (have >= value) return;
-    const wait = waitAsync(flag, index, have);
-    if (wait.async) await wait.value;
-  }
-}
 
 /** How long close() lets a thread finish the task it is on. */
 const CLOSE_GRACE_MS = 1000;

@@ -64,6 +64,11 @@ export interface RangeCompute {
   close(): Promise<void>;
 }
 
+/** The parts of `task`'s microbatches, one per thread of `pool` (as even as they split). */
+function threadParts(pool: ComputePool, task: RangeTask): (readonly [number, number])[] {
+  return splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
+}
+
 /** Microbatches [a,b) of `task`, one thread's part of it, as a gradient task. */
 function partTask(task: RangeTask, a: number, b: number): GradientTask {
   let from = 0;
@@ -91,7 +96,7 @@ function partTask(task: RangeTask, a: number, b: number): GradientTask {
  */
 export async function computeRange(pool: ComputePool, slab: Slab, task: RangeTask, early?: EarlyDense, awaitDense = false, update?: StepUpdateTask): Promise<RangeResult> {
   if (update) return queueStep(pool, slab, task, update).go();
-  const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
+  const parts = threadParts(pool, task);
   const inFlight = parts.map(([a, b]) => pool.gradients({ ...partTask(task, a, b), leavesOnly: task.leavesOnly, early: early !== undefined, awaitDense }));
   // Marked handled: if the early wait below throws, a thread failing later must not be unhandled.
   for (const p of inFlight) p.catch(() => undefined);
@@ -137,7 +142,7 @@ export interface QueuedStep {
 /** Queues a whole step on `pool`'s threads (QueuedStep), behind whatever they have to do. */
 export function queueStep(pool: ComputePool, slab: Slab, task: RangeTask, update: StepUpdateTask): QueuedStep {
   if (task.lo !== 0 || task.hi !== task.microbatches || task.leavesOnly) throw new Error('only a whole step makes its update on the threads');
-  const parts = splitEvenly(task.hi - task.lo, pool.threads).map(([a, b]) => [task.lo + a, task.lo + b] as const);
+  const parts = threadParts(pool, task);
   const shards = splitEvenly(slab.width, parts.length);
   const ready = parts.flatMap(([a, b]) => coverNodes(task.microbatches, a, b));
   const planned = pool.planStep(parts.length, (counts) =>
