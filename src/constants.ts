@@ -102,6 +102,9 @@ export const PLACEHOLDER_TOKENS = ['change-me', 'changeme', 'change_me', 'secret
  */
 export const STOP_GRACE_MS = 8_000;
 
+/** How long the coordinator's endpoint, closing, lets a connection already closing finish its goodbye (server.ts). */
+export const CLOSE_FLUSH_MS = 2_000;
+
 // ---- stragglers ----
 /** Step deadline for remote workers = factor x median of recent step times, within [floor, cap]. */
 export const STEP_DEADLINE_FACTOR = 4;

@@ -12,7 +12,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_THREADS } from '../constants.js';
+import { CLOSE_FLUSH_MS, HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_THREADS } from '../constants.js';
 import { UsageError } from '../errors.js';
 import { newNonce, verifyProof } from '../protocol/auth.js';
 import { decode, encode } from '../protocol/codec.js';
@@ -99,7 +99,25 @@ export class CoordinatorServer {
     const wss = this.wss;
     const server = this.server;
     if (!wss || !server) return;
-    for (const client of wss.clients) client.terminate();
+    // A connection already closing (a goodbye sent, then ws.close) finishes its closing
+    // handshake first, so the goodbye reaches the worker: cut off with it unsent, a worker takes
+    // the end of the run for a lost link and tries to reconnect until its --connect-timeout.
+    // One that does not finish within CLOSE_FLUSH_MS, and every open one, is cut off.
+    await Promise.all(
+      [...wss.clients].map((client) => {
+        if (client.readyState !== client.CLOSING) return client.terminate();
+        return new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            client.terminate();
+            resolve();
+          }, CLOSE_FLUSH_MS);
+          client.once('close', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }),
+    );
     await new Promise<void>((resolve) => wss.close(() => resolve()));
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -162,3 +162,38 @@ describe('listening', () => {
     await s.close();
   });
 });
+
+describe('closing the endpoint', () => {
+  it('lets a connection already closing finish its goodbye before the endpoint goes', async () => {
+    // A frame too large to leave the process at once: cut off, the worker would see 1006 and no goodbye.
+    const goodbye = new Uint8Array(32 * 1024 * 1024).fill(7);
+    let closing!: () => void;
+    const told = new Promise<void>((resolve) => (closing = resolve));
+    const s = new CoordinatorServer({
+      host: '127.0.0.1',
+      port: 0,
+      token: 's3cret',
+      config: CONFIG,
+      log: () => undefined,
+      onWorker: (ws) => {
+        ws.send(goodbye);
+        ws.close(1000, 'run complete');
+        closing();
+      },
+    });
+    const at = await s.listen();
+    const client = new WebSocket(at, { maxPayload: 64 * 1024 * 1024 });
+    const received: number[] = [];
+    const closed = new Promise<number>((resolve) => client.on('close', (code) => resolve(code)));
+    client.on('message', (data) => {
+      const frame = data as Buffer;
+      if (frame.length === goodbye.length) return void received.push(frame.length);
+      const msg = decode(frame);
+      if (msg.type === 'challenge') client.send(helloWith({})(msg.nonce));
+    });
+    await told;
+    await s.close();
+    expect(await closed).toBe(1000);
+    expect(received).toEqual([goodbye.length]);
+  });
+});
