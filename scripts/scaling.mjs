@@ -46,6 +46,39 @@ try {
   console.error(`error: ${err.message}`);
   process.exit(2);
 }
+/**
+ * One run at a time: a second one's load would be in the first's figures, and its hosts rows
+ * tear down the network namespaces, the bridge and the port the first's rows are using (their
+ * workers vanish mid-row). A lock file holds the running one's pid; one whose owner is gone is
+ * taken over.
+ */
+const RUN_LOCK = process.env.LENET_SCALING_LOCK ?? join(tmpdir(), 'lenet-scaling.lock');
+function takeRunLock() {
+  for (;;) {
+    try {
+      writeFileSync(RUN_LOCK, String(process.pid), { flag: 'wx' });
+      process.on('exit', () => rmSync(RUN_LOCK, { force: true }));
+      return;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    const owner = Number(readFileSync(RUN_LOCK, 'utf8'));
+    if (isScaling(owner)) {
+      console.error(`error: another npm run scaling (pid ${owner}) is running; wait for it to finish (its figures would include this one's load)`);
+      process.exit(1);
+    }
+    rmSync(RUN_LOCK, { force: true });
+  }
+}
+/** Whether `pid` is a run of this script (by its command line; where there is no /proc, no). */
+function isScaling(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('scaling.mjs');
+  } catch {
+    return false;
+  }
+}
+if (parts.size > 0) takeRunLock();
 // A relative --out is under the project (as npm runs it); an absolute one is taken as it is.
 const out = resolve(root, values.out);
 mkdirSync(out, { recursive: true });
