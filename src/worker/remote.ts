@@ -114,7 +114,7 @@ interface Session {
   weights: Float32Array;
   /** The newest version whose convolutions' weights are in `weights`. */
   convVersion: number;
-  /** [0]: the same for the dense layers' weights, shared with the threads (they wait on it). */
+  /** The same for the dense layers' weights (versionInPlace), shared with the threads (they wait on it). */
   denseVersion: DenseFlag;
   images: Uint8Array;
   labels: Uint8Array;

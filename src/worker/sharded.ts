@@ -44,7 +44,7 @@ export interface ShardedSession {
   mean: Float32Array;
   /** The newest version whose convolutions' weights are in `weights`. */
   convVersion: number;
-  /** [0]: the same for the dense layers' weights, shared with the threads. */
+  /** The same for the dense layers' weights (versionInPlace), shared with the threads. */
   denseVersion: DenseFlag;
   optimizer: Optimizer | undefined;
   optimizerVersion: number;
