@@ -21,9 +21,10 @@ export function lastEpochRecord(metricsFile) {
 /**
  * Runs `node <coordArgs>` until it exits; once it prints its workers' URL, `startWorkers(url)`
  * starts the workers (child processes), which are killed when the coordinator is done. With
- * `prefix` (say ip netns exec NS), the coordinator runs under that command.
+ * `prefix` (say ip netns exec NS), the coordinator runs under that command (which must exec
+ * it: `pids` is told the coordinator's and the workers' process ids once they are started).
  */
-export async function runWithWorkers(coordArgs, startWorkers, prefix = []) {
+export async function runWithWorkers(coordArgs, startWorkers, prefix = [], pids = () => {}) {
   const coord = spawn(prefix[0] ?? process.execPath, [...prefix.slice(1), ...(prefix.length > 0 ? [process.execPath] : []), ...coordArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   let text = '';
   const url = await new Promise((resolve, reject) => {
@@ -35,6 +36,7 @@ export async function runWithWorkers(coordArgs, startWorkers, prefix = []) {
     coord.on('exit', () => reject(new Error(`coordinator exited early:\n${text}`)));
   });
   const workers = startWorkers(url);
+  pids(coord.pid, workers.map((w) => w.pid));
   await new Promise((r) => coord.on('close', r));
   for (const w of workers) w.kill('SIGKILL');
 }

@@ -111,14 +111,16 @@ function record(mode, participants, threads, batch, e, extra = {}) {
   const bytes = e.coordinatorBytesPerStep ?? { sent: 0, received: 0 };
   const row = { mode, participants, threads, batch, samplesPerSecond: e.samplesPerSecond, stepsPerSecond: e.samplesPerSecond / batch, ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`${k}Ms`, v])),
     coordSentKB: bytes.sent / 1024, coordReceivedKB: bytes.received / 1024, coordLinkKB: extra.coordLinkKB, workerLinkKB: extra.workerLinkKB, workerLinkMaxKB: extra.workerLinkMaxKB,
-    simComputeMs: extra.simComputeMs, efficiency: extra.simComputeMs === undefined ? undefined : extra.simComputeMs / t.step, cpuBusy: extra.cpuBusy };
+    simComputeMs: extra.simComputeMs, efficiency: extra.simComputeMs === undefined ? undefined : extra.simComputeMs / t.step, cpuBusy: extra.cpuBusy,
+    coordCpuMs: extra.coordCpuMs, workerCpuMs: extra.workerCpuMs };
   rows.push(row);
   console.log(`  ${mode.padEnd(22)} ${String(participants).padStart(3)} participant(s) ${String(threads).padStart(3)} thread(s): ${e.samplesPerSecond.toFixed(0).padStart(6)} samples/s, ${row.stepsPerSecond.toFixed(1).padStart(6)} steps/s; ` +
     `step ${t.step.toFixed(1)} ms = compute ${t.compute.toFixed(1)} + transfer ${t.transfer.toFixed(1)} + reduce ${t.reduce.toFixed(2)} + optimizer ${t.optimizer.toFixed(2)}; ` +
     `coordinator ${row.coordSentKB.toFixed(0)} KB out, ${row.coordReceivedKB.toFixed(0)} KB in per step` +
     (row.coordLinkKB === undefined ? '' : `; links per step: coordinator ${row.coordLinkKB.toFixed(0)} KB, workers ${row.workerLinkKB.toFixed(0)} KB (max ${row.workerLinkMaxKB.toFixed(0)})`) +
     (row.efficiency === undefined ? '' : `; efficiency ${(100 * row.efficiency).toFixed(0)}% (${row.simComputeMs.toFixed(0)} ms simulated compute per step)`) +
-    (row.cpuBusy === undefined ? '' : `; this machine's CPU ${(100 * row.cpuBusy).toFixed(0)}% busy`));
+    (row.cpuBusy === undefined ? '' : `; this machine's CPU ${(100 * row.cpuBusy).toFixed(0)}% busy`) +
+    (row.workerCpuMs === undefined ? '' : `; CPU per step: coordinator ${row.coordCpuMs.toFixed(1)} ms, each worker ${row.workerCpuMs.toFixed(1)} ms`));
 }
 
 // A replot keeps the machine the figures came from, named in the scaling.md beside the CSV.
@@ -203,6 +205,13 @@ function cpuTimes() {
   const [user, nice, system, idle, iowait, irq, softirq, steal] = fields.map(Number);
   return { busy: user + nice + system + irq + softirq + steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
 }
+/** Clock ticks per second of /proc/PID/stat's CPU times. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+/** The CPU time, user and system, that process `pid` and its threads have used so far, in ms. */
+function processCpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
 /** Bytes host `h`'s link has carried, both ways. */
 function linkBytes(h) {
   const stat = (k) => Number(readFileSync(`/sys/class/net/lenet-v${h}/statistics/${k}`, 'utf8'));
@@ -220,14 +229,20 @@ async function hostsRun(name, { workers, rate, allreduce, batch, simMs, warmupSt
   const epochs = 1 + Math.ceil(warmupSteps / Math.ceil(limit / batch));
   // The links' counters from the end of the last warm-up epoch (its record is written) to the end
   // of the run: the recorded epoch's bytes, without the joins, their probes and the warm-up.
+  // The processes' CPU times over the same span: the coordinator's are read as its last epoch
+  // record is written, before it exits.
   const metrics = join(work, `${name}.jsonl`);
   let before;
-  const snapshot = () => ({ c: linkBytes('c'), w: ids.map(linkBytes), cpu: cpuTimes() });
+  let after;
+  let procs = [];
+  const snapshot = () => ({ c: linkBytes('c'), w: ids.map(linkBytes), cpu: cpuTimes(), procs: procs.map((pid) => { try { return processCpuMs(pid); } catch { return NaN; } }) });
   const epochsDone = () => (existsSync(metrics) ? readFileSync(metrics, 'utf8').split('"type":"epoch"').length - 1 : 0);
   const watch = setInterval(() => {
-    if (!before && epochs > 1 && epochsDone() >= epochs - 1) before = snapshot();
+    if (procs.length === 0) return;
+    const done = epochsDone();
+    if (!before && done >= epochs - 1) before = snapshot();
+    if (before && !after && done >= epochs) after = snapshot();
   }, 10);
-  if (epochs === 1) before = snapshot();
   const env = simMs ? { ...process.env, LENET_SIMULATE_COMPUTE_MS: simMs.toFixed(2) } : process.env;
   await runWithWorkers(
     coordArgs(name, ['--threads', '0', '--wait-workers', String(workers), '--batch-size', String(batch), '--microbatch', '32', '--train-limit', String(limit),
@@ -235,15 +250,23 @@ async function hostsRun(name, { workers, rate, allreduce, batch, simMs, warmupSt
     () => ids.map((i) => spawn('ip', ['netns', 'exec', `lenet-w${i}`, process.execPath, join(root, 'bin/lenet-worker.js'), 'join', `ws://10.77.0.1:${HOSTS_PORT}`,
       '--threads', '1', '--backend', 'wasm', '--token', HOSTS_TOKEN, '--name', `host-${i}`], { stdio: 'ignore', env })),
     ['ip', 'netns', 'exec', 'lenet-wc'],
+    (coordinator, workerPids) => {
+      procs = [coordinator, ...workerPids];
+      if (epochs === 1) before = snapshot();
+    },
   );
   clearInterval(watch);
   const steps = (epochs > 1 ? 1 : epochs) * Math.ceil(limit / batch);
   const e = epochRecord(name);
   const perWorker = ids.map((i, k) => (linkBytes(i) - before.w[k]) / steps / 1024);
   const cpu = cpuTimes();
+  // With one epoch the span holds the joins and their probes: no per-step figure.
+  const cpuMs = after && epochs > 1 ? after.procs.map((ms, k) => (ms - before.procs[k]) / steps) : [];
   return {
     e,
     extra: {
+      coordCpuMs: cpuMs[0],
+      workerCpuMs: cpuMs.length > 1 ? cpuMs.slice(1).reduce((a, b) => a + b, 0) / workers : undefined,
       coordLinkKB: (linkBytes('c') - before.c) / steps / 1024,
       workerLinkKB: perWorker.reduce((a, b) => a + b, 0) / workers,
       workerLinkMaxKB: Math.max(...perWorker),
@@ -362,12 +385,13 @@ function hostsSection() {
     'Every host (the coordinator and each worker) in its own network namespace on one bridge, each link shaped with `tc tbf` both ways, or not at all in the `unshaped` rows (`netns-*`: real compute, global batch 256; `hosts-RATE-weak-*`: ' +
       'compute-simulated workers, 256 samples per worker per step; `hosts-RATE-strong-*`: the same at a global batch of 1024). `--verify-fraction 0` in every row. ' +
       "Link figures are each link's own counters (both directions) over the recorded epoch, divided by its steps; the coordinator's are its link's, the workers' the mean (and the busiest) of theirs. " +
-      'Efficiency is the compute a worker simulated per step over the step time. CPU is how busy this machine was meanwhile: every host shares its cores, so near 100% the row measures them, not the links.',
+      'Efficiency is the compute a worker simulated per step over the step time. CPU is how busy this machine was meanwhile: every host shares its cores, so near 100% the row measures them, not the links; ' +
+      'CPU ms per step is what the coordinator and each worker (the mean) used of it, user and system, from /proc/PID/stat over the recorded epoch (rows with a warm-up only).',
     '',
-    '| mode | workers | global batch | samples/s | step ms | simulated compute ms | efficiency | coordinator link KB/step | worker link KB/step (max) | CPU busy |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| mode | workers | global batch | samples/s | step ms | simulated compute ms | efficiency | coordinator link KB/step | worker link KB/step (max) | CPU busy | CPU ms/step, coordinator / worker |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...hosts.map((r) => `| ${r.mode} | ${r.participants} | ${r.batch} | ${r.samplesPerSecond.toFixed(0)} | ${r.stepMs.toFixed(1)} | ${r.simComputeMs === undefined ? '' : r.simComputeMs.toFixed(1)} | ${pct(r.efficiency)} | ` +
-      `${kb(r.coordLinkKB)} | ${kb(r.workerLinkKB)} (${kb(r.workerLinkMaxKB)}) | ${pct(r.cpuBusy)} |`),
+      `${kb(r.coordLinkKB)} | ${kb(r.workerLinkKB)} (${kb(r.workerLinkMaxKB)}) | ${pct(r.cpuBusy)} | ${r.workerCpuMs === undefined ? '' : `${r.coordCpuMs.toFixed(1)} / ${r.workerCpuMs.toFixed(1)}`} |`),
     '',
   ];
   const pairs = [];
