@@ -243,6 +243,7 @@ async function hostsRun(name, { workers, rate, allreduce, batch, simMs, warmupSt
     if (!before && done >= epochs - 1) before = snapshot();
     if (before && !after && done >= epochs) after = snapshot();
   }, 10);
+  if (epochs === 1) before = snapshot();
   const env = simMs ? { ...process.env, LENET_SIMULATE_COMPUTE_MS: simMs.toFixed(2) } : process.env;
   await runWithWorkers(
     coordArgs(name, ['--threads', '0', '--wait-workers', String(workers), '--batch-size', String(batch), '--microbatch', '32', '--train-limit', String(limit),
@@ -250,10 +251,7 @@ async function hostsRun(name, { workers, rate, allreduce, batch, simMs, warmupSt
     () => ids.map((i) => spawn('ip', ['netns', 'exec', `lenet-w${i}`, process.execPath, join(root, 'bin/lenet-worker.js'), 'join', `ws://10.77.0.1:${HOSTS_PORT}`,
       '--threads', '1', '--backend', 'wasm', '--token', HOSTS_TOKEN, '--name', `host-${i}`], { stdio: 'ignore', env })),
     ['ip', 'netns', 'exec', 'lenet-wc'],
-    (coordinator, workerPids) => {
-      procs = [coordinator, ...workerPids];
-      if (epochs === 1) before = snapshot();
-    },
+    (coordinator, workerPids) => (procs = [coordinator, ...workerPids]),
   );
   clearInterval(watch);
   const steps = (epochs > 1 ? 1 : epochs) * Math.ceil(limit / batch);
