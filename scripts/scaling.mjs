@@ -12,7 +12,7 @@
 //
 //   npm run scaling -- [--parts ...] [--rates ...] [--hosts ...] [--sim ...] [--out DIR] [--replot]
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -236,7 +236,23 @@ async function hostsRun(name, { workers, rate, allreduce, batch, simMs, warmupSt
   let after;
   let procs = [];
   const snapshot = () => ({ c: linkBytes('c'), w: ids.map(linkBytes), cpu: cpuTimes(), procs: procs.map((pid) => { try { return processCpuMs(pid); } catch { return NaN; } }) });
-  const epochsDone = () => (existsSync(metrics) ? readFileSync(metrics, 'utf8').split('"type":"epoch"').length - 1 : 0);
+  // Polled every 10 ms through the recorded epoch too: only what was appended since is read.
+  let recordsSeen = 0;
+  let readTo = 0;
+  let partial = '';
+  const epochsDone = () => {
+    const size = existsSync(metrics) ? statSync(metrics).size : 0;
+    if (size <= readTo) return recordsSeen;
+    const fd = openSync(metrics, 'r');
+    const chunk = Buffer.alloc(size - readTo);
+    readSync(fd, chunk, 0, chunk.length, readTo);
+    closeSync(fd);
+    readTo = size;
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop();
+    recordsSeen += lines.filter((l) => l.includes('"type":"epoch"')).length;
+    return recordsSeen;
+  };
   const watch = setInterval(() => {
     if (procs.length === 0) return;
     const done = epochsDone();
